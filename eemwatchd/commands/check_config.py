@@ -1,0 +1,31 @@
+"""`eemwatchd check-config -c FILE`: validate the configuration and exit non-zero on errors."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from eemwatchd.config import load_config
+from eemwatchd.errors import ConfigError
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "check-config", help="validate a configuration file and list every problem"
+    )
+    parser.add_argument("-c", "--config", required=True, metavar="FILE")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    cfg = loaded.config
+    print(f"{args.config}: OK ({len(cfg.servers)} servers, {len(cfg.routers)} routers)")
+    return 0

@@ -1,0 +1,147 @@
+"""The error tree: every error eemwatchd raises on purpose derives from EemwatchdError.
+
+Adapters turn library errors into these at their edge (``raise RouterUnreachable(...) from exc``),
+so the shell can turn any of them into a per-target result with a one-line reason.
+``temporary`` says whether trying again later may help (kopf's retry axis).
+"""
+
+from __future__ import annotations
+
+
+class EemwatchdError(Exception):
+    """Root of our errors. ``str(err)`` is a one-line reason a person understands."""
+
+    temporary: bool = False
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+class ConfigError(EemwatchdError):
+    """The configuration cannot be used; ``problems`` lists every problem with its key path."""
+
+    def __init__(self, problems: list[str], *, source: str = "config") -> None:
+        self.problems = list(problems)
+        self.source = source
+        count = len(self.problems)
+        head = f"{source}: {count} problem{'s' if count != 1 else ''}"
+        super().__init__(head + "\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+# --- certificates and device text (pure core) ----------------------------------------------------
+
+
+class CertificateError(EemwatchdError):
+    """Bytes that should be a certificate are not one (bad PEM, DER, hex or base64)."""
+
+
+class ParseError(EemwatchdError):
+    """Device output did not have the shape we expect; names the command and the offending line."""
+
+    def __init__(self, what: str, reason: str, *, line: str | None = None) -> None:
+        self.what = what
+        self.reason = reason
+        self.line = line
+        text = f"cannot parse {what}: {reason}"
+        if line is not None:
+            text += f" (line: {line.strip()[:120]!r})"
+        super().__init__(text)
+
+
+# --- fetching a chain from an SMTP server --------------------------------------------------------
+
+
+class FetchError(EemwatchdError):
+    """Fetching a certificate chain failed. Names the address and the step."""
+
+    temporary = True
+
+    def __init__(self, reason: str, *, address: str | None = None, step: str | None = None) -> None:
+        self.reason = reason
+        self.address = address
+        self.step = step
+        where = ""
+        if address:
+            where += f"{address}: "
+        if step:
+            where += f"{step}: "
+        super().__init__(where + reason)
+
+
+class ResolveError(FetchError):
+    """The server name did not resolve."""
+
+
+class FetchTimeout(FetchError, TimeoutError):
+    """A step of the fetch took longer than allowed."""
+
+
+class SmtpProtocolError(FetchError):
+    """The SMTP dialogue went wrong (no STARTTLS offered, 454, garbage, oversized line, injection)."""
+
+    temporary = False
+
+
+class TlsHandshakeError(FetchError):
+    """The TLS handshake failed (alert name in the reason)."""
+
+
+class AiaError(EemwatchdError):
+    """Completing a chain from an AIA caIssuers URL failed."""
+
+    temporary = True
+
+
+# --- routers --------------------------------------------------------------------------------------
+
+
+class RouterError(EemwatchdError):
+    """Talking to a router failed. ``router`` is the configured name."""
+
+    def __init__(self, router: str, reason: str) -> None:
+        self.router = router
+        self.reason = reason
+        super().__init__(f"router {router}: {reason}")
+
+
+class RouterUnreachable(RouterError):
+    temporary = True
+
+
+class AuthenticationFailed(RouterError):
+    pass
+
+
+class HostKeyRejected(RouterError):
+    pass
+
+
+class RouterTimeout(RouterError, TimeoutError):
+    temporary = True
+
+    def __init__(self, router: str, step: str) -> None:
+        self.step = step
+        super().__init__(router, f"timed out during {step}")
+
+
+class CommandFailed(RouterError):
+    """The device refused a command; carries the command and the device's own text."""
+
+    def __init__(self, router: str, command: str, output: str) -> None:
+        self.command = command
+        self.output = output
+        first = next((ln.strip() for ln in output.splitlines() if ln.strip()), "(no output)")
+        super().__init__(router, f"command {command!r} failed: {first}")
+
+
+# --- state, alerts ---------------------------------------------------------------------------------
+
+
+class StateError(EemwatchdError):
+    """The state store cannot be opened, read or written."""
+
+
+class AlertError(EemwatchdError):
+    """An alert could not be delivered."""
+
+    temporary = True

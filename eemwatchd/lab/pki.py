@@ -1,0 +1,222 @@
+"""A private PKI with the shape of Gmail's: leaf <- intermediate <- new root cross-signed by an old root.
+
+The new root also exists self-signed (its "twin": same subject and key, other serial), exactly like
+GTS Root R1 (self-signed) and GTS Root R1 cross-signed by GlobalSign Root CA (field notes sec. 1b).
+Used by the lab, the tests and the benchmarks; never by the daemon against real servers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from eemwatchd.core.certificate import Certificate
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+def new_key(kind: str = "ec") -> PrivateKey:
+    if kind == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def key_pem(key: PrivateKey) -> bytes:
+    return key.private_bytes(
+        Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A certificate with the private key of its subject."""
+
+    cert: Certificate
+    key: PrivateKey
+
+    @property
+    def name(self) -> x509.Name:
+        return self.cert.x509.subject
+
+
+def _name(cn: str, org: str = "eemwatchd lab") -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
+    )
+
+
+def _build(
+    *,
+    subject: x509.Name,
+    subject_key: PrivateKey,
+    issuer_name: x509.Name,
+    issuer_key: PrivateKey,
+    not_before: datetime,
+    not_after: datetime,
+    is_ca: bool,
+    path_length: int | None = None,
+    issuer_ski_key: PrivateKey | None = None,
+    sans: list[str] | None = None,
+    ca_issuers_url: str | None = None,
+) -> Certificate:
+    public = subject_key.public_key()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=path_length if is_ca else None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key((issuer_ski_key or issuer_key).public_key()),
+            critical=False,
+        )
+    )
+    if is_ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+    else:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False,
+                key_encipherment=isinstance(subject_key, rsa.RSAPrivateKey), data_encipherment=False,
+                key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    if sans:
+        general: list[x509.GeneralName] = []
+        for san in sans:
+            try:
+                general.append(x509.IPAddress(ipaddress.ip_address(san)))
+            except ValueError:
+                general.append(x509.DNSName(san))
+        builder = builder.add_extension(x509.SubjectAlternativeName(general), critical=False)
+    if ca_issuers_url:
+        builder = builder.add_extension(
+            x509.AuthorityInformationAccess(
+                [x509.AccessDescription(x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                                        x509.UniformResourceIdentifier(ca_issuers_url))]
+            ),
+            critical=False,
+        )
+    signed = builder.sign(issuer_key, hashes.SHA256())
+    return Certificate(signed.public_bytes(Encoding.DER))
+
+
+def make_root(cn: str, *, now: datetime, days: int = 3650, key_kind: str = "ec", back_days: int = 30) -> Issued:
+    key = new_key(key_kind)
+    name = _name(cn)
+    cert = _build(
+        subject=name, subject_key=key, issuer_name=name, issuer_key=key,
+        not_before=now - timedelta(days=back_days), not_after=now + timedelta(days=days), is_ca=True,
+    )
+    return Issued(cert, key)
+
+
+def cross_sign(root: Issued, *, by: Issued, now: datetime, days: int = 1500,
+               ca_issuers_url: str | None = None) -> Certificate:
+    """``root``'s subject and key, issued by ``by``: the cross-sign a server sends as its top cert."""
+    return _build(
+        subject=root.name, subject_key=root.key, issuer_name=by.name, issuer_key=by.key,
+        not_before=now - timedelta(days=20), not_after=now + timedelta(days=days), is_ca=True,
+        ca_issuers_url=ca_issuers_url,
+    )
+
+
+def make_intermediate(cn: str, *, by: Issued, now: datetime, days: int = 1000, key_kind: str = "ec",
+                      ca_issuers_url: str | None = None) -> Issued:
+    key = new_key(key_kind)
+    cert = _build(
+        subject=_name(cn), subject_key=key, issuer_name=by.name, issuer_key=by.key,
+        not_before=now - timedelta(days=10), not_after=now + timedelta(days=days), is_ca=True,
+        path_length=0, ca_issuers_url=ca_issuers_url,
+    )
+    return Issued(cert, key)
+
+
+def make_leaf(hostnames: list[str], *, by: Issued, now: datetime, days: int = 84, key_kind: str = "ec",
+              ca_issuers_url: str | None = None) -> Issued:
+    key = new_key(key_kind)
+    cert = _build(
+        subject=_name(hostnames[0]), subject_key=key, issuer_name=by.name, issuer_key=by.key,
+        not_before=now - timedelta(days=1), not_after=now + timedelta(days=days), is_ca=False,
+        sans=hostnames, ca_issuers_url=ca_issuers_url,
+    )
+    return Issued(cert, key)
+
+
+LAB_HOSTNAMES = ["smtp.lab.example", "localhost", "127.0.0.1", "::1"]
+
+
+@dataclass
+class GmailShapedPki:
+    """Old root -> cross-signed new root -> intermediate -> leaf, plus the new root's self-signed twin.
+
+    ``served`` is what the SMTP server sends: leaf, intermediate, cross-signed new root.
+    """
+
+    old_root: Issued
+    new_root: Issued
+    new_root_cross: Certificate
+    intermediate: Issued
+    leaf: Issued
+    hostnames: list[str] = field(default_factory=lambda: list(LAB_HOSTNAMES))
+
+    @classmethod
+    def create(cls, *, now: datetime | None = None, hostnames: list[str] | None = None,
+               key_kind: str = "ec", prefix: str = "Lab") -> GmailShapedPki:
+        now = now or datetime.now(UTC)
+        names = hostnames or list(LAB_HOSTNAMES)
+        old_root = make_root(f"{prefix} GlobalSign Root CA", now=now, days=1200, key_kind=key_kind, back_days=3000)
+        new_root = make_root(f"{prefix} GTS Root R1", now=now, days=5000, key_kind=key_kind)
+        cross = cross_sign(new_root, by=old_root, now=now, days=1100)
+        inter = make_intermediate(f"{prefix} GTS CA 1C3", by=new_root, now=now, key_kind=key_kind)
+        leaf = make_leaf(names, by=inter, now=now, key_kind=key_kind)
+        return cls(old_root, new_root, cross, inter, leaf, names)
+
+    @property
+    def served(self) -> list[Certificate]:
+        return [self.leaf.cert, self.intermediate.cert, self.new_root_cross]
+
+    @property
+    def anchors(self) -> list[Certificate]:
+        """What a client trust store holds: both roots (as Debian's store holds both GlobalSign and GTS R1)."""
+        return [self.old_root.cert, self.new_root.cert]
+
+    def served_pem(self) -> str:
+        return "".join(c.pem for c in self.served)
+
+    def leaf_key_pem(self) -> bytes:
+        return key_pem(self.leaf.key)
+
+    def rotate_leaf(self, *, now: datetime | None = None) -> None:
+        now = now or datetime.now(UTC)
+        self.leaf = make_leaf(self.hostnames, by=self.intermediate, now=now)
+
+    def rotate_intermediate(self, cn: str, *, now: datetime | None = None) -> None:
+        """A new intermediate under the same root (Gmail: GTS CA 1C3 -> WR2), with a fresh leaf."""
+        now = now or datetime.now(UTC)
+        self.intermediate = make_intermediate(cn, by=self.new_root, now=now)
+        self.leaf = make_leaf(self.hostnames, by=self.intermediate, now=now)
