@@ -28,7 +28,7 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
 def parse_duration(value: Any) -> float:
     """Seconds from ``90``, ``"90s"``, ``"15m"``, ``"1h"``, ``"7d"``, ``"1w"``."""
     if isinstance(value, bool):
-        raise ValueError("must be a duration like 30s, 15m, 1h or 7d")
+        raise ValueError("must be a duration like 30s, 15m, 1h or 7d")  # noqa: TRY004 - pydantic wants ValueError
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str) and (m := _DURATION.match(value)):

@@ -1,0 +1,282 @@
+"""`eemwatchd fetch HOST[:PORT]`: show and judge the chain every address of an SMTP server sends."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from eemwatchd.adapters.aia import AiaLimits, complete_chain
+from eemwatchd.adapters.smtp import (
+    DEFAULT_PORTS,
+    MODES,
+    FetchTimeouts,
+    Mode,
+    fetch_server,
+    format_endpoint,
+    is_ip_literal,
+)
+from eemwatchd.adapters.truststore import load_anchors
+from eemwatchd.core.certificate import Certificate
+from eemwatchd.core.chain import (
+    ChainObservation,
+    Verification,
+    certificate_facts,
+    issuer_common_name,
+    role,
+    verify_chain,
+)
+from eemwatchd.errors import AiaError
+
+
+def parse_target(text: str) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``[v6]``, ``[v6]:port`` or a bare IPv6 literal (no port then)."""
+    text = text.strip()
+    port_text: str | None = None
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise argparse.ArgumentTypeError(f"{text!r}: write IPv6 as [ADDRESS] or [ADDRESS]:PORT")
+        port_text = rest[1:] if rest else None
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host = text  # a name, an IPv4 address or a bare IPv6 literal
+    if not host:
+        raise argparse.ArgumentTypeError(f"{text!r}: no host name")
+    if ":" in host and not is_ip_literal(host):
+        raise argparse.ArgumentTypeError(f"{text!r}: not a host name or IP address")
+    if port_text is None:
+        return host, None
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: the port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError("the timeout must be between 0 and 3600 seconds")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "fetch",
+        help="show and verify the certificate chain an SMTP server sends",
+        description=(
+            "Fetch the certificate chain from every address of an SMTP server (STARTTLS or implicit TLS), "
+            "exactly as sent, and verify it for the server's name. Exit status 0 only when every address "
+            "was fetched and verified."
+        ),
+    )
+    parser.add_argument("target", metavar="HOST[:PORT]", type=parse_target,
+                        help="server name or address; IPv6 as [ADDRESS]:PORT (default 587; 465 implicit)")
+    parser.add_argument("--mode", choices=MODES, default="starttls",
+                        help="starttls (ports 587/25) or implicit TLS (port 465); default starttls")
+    parser.add_argument("--servername", metavar="NAME",
+                        help="name to send as SNI and to verify the leaf against (default: HOST when a name)")
+    parser.add_argument("--ca-file", metavar="FILE",
+                        help="trust anchors from this PEM/DER/PKCS#7 file instead of the trust store")
+    parser.add_argument("--trust-store", choices=("system", "certifi"), default="system",
+                        help="trust anchors when no --ca-file is given (default: system)")
+    parser.add_argument("--no-aia", action="store_true",
+                        help="do not download missing issuers from AIA caIssuers URLs")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--pem", action="store_true", help="also print each chain as PEM, as sent")
+    parser.add_argument("--timeout", metavar="S", type=_positive_seconds, default=30.0,
+                        help="seconds allowed per address for the whole fetch (default 30)")
+    parser.set_defaults(func=run)
+
+
+async def observe_server(
+    host: str,
+    port: int,
+    *,
+    mode: Mode,
+    anchors: Sequence[Certificate],
+    now: datetime,
+    servername: str | None = None,
+    aia: bool = True,
+    timeouts: FetchTimeouts = FetchTimeouts(),  # noqa: B008 - frozen dataclass
+    max_concurrency: int = 10,
+) -> list[ChainObservation]:
+    """Fetch from every address and judge each chain; completes missing issuers via AIA when allowed.
+
+    Raises ResolveError when the name has no address; every other failure is in its observation.
+    """
+    bare = host.strip("[]")
+    hostname = servername or bare
+    results = await fetch_server(bare, port, mode=mode, servername=servername, timeouts=timeouts,
+                                 max_concurrency=max_concurrency)
+
+    async def judge(address: str, chain: tuple[Certificate, ...]) -> ChainObservation:
+        verification = verify_chain(chain, hostname=hostname, anchors=anchors, now=now)
+        fetched: tuple[Certificate, ...] = ()
+        if not verification.verified and aia:
+            try:
+                fetched = await complete_chain(chain, anchors=anchors, limits=AiaLimits())
+            except AiaError as exc:
+                verification = Verification(
+                    False, verification.hostname, error=f"{verification.error}; AIA: {exc}"
+                )
+            else:
+                if fetched:
+                    completed = verify_chain((*chain, *fetched), hostname=hostname, anchors=anchors, now=now)
+                    if completed.verified:
+                        verification = completed
+        return ChainObservation(address, port, chain, verification, aia_fetched=fetched)
+
+    observations: list[ChainObservation] = []
+    for result in results:
+        if result.error is not None:
+            observations.append(ChainObservation(result.address, port, error=str(result.error)))
+        else:
+            observations.append(await judge(result.address, result.chain))
+    return observations
+
+
+def run(args: argparse.Namespace) -> int:
+    host, port_given = args.target
+    mode: Mode = args.mode
+    port = port_given or DEFAULT_PORTS[mode]
+    source = args.ca_file or args.trust_store
+    anchors = load_anchors(source)
+    step = min(10.0, args.timeout)
+    timeouts = FetchTimeouts(connect=step, step=step, total=args.timeout)
+    observations = asyncio.run(
+        observe_server(host, port, mode=mode, anchors=anchors, now=datetime.now(UTC),
+                       servername=args.servername, aia=not args.no_aia, timeouts=timeouts)
+    )
+    if args.json:
+        document = build_document(host, port, mode=mode, servername=args.servername, trust_store=source,
+                                  observations=observations)
+        json.dump(document, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print_report(host, port, mode=mode, servername=args.servername, trust_store=source,
+                     observations=observations, pem=args.pem, out=sys.stdout)
+    problem = summarise_failures(observations)
+    if problem is not None:
+        print(f"eemwatchd fetch: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def failure_line(obs: ChainObservation) -> str | None:
+    endpoint = format_endpoint(obs.address, obs.port)
+    if obs.error is not None:
+        return obs.error if obs.error.startswith(endpoint) else f"{endpoint}: {obs.error}"
+    if obs.verification is not None and not obs.verification.verified:
+        return f"{endpoint}: chain not verified for {obs.verification.hostname}: {obs.verification.error}"
+    return None
+
+
+def summarise_failures(observations: Sequence[ChainObservation]) -> str | None:
+    """One line for stderr: the failure, or how many addresses failed and the first reason."""
+    failures = [line for line in map(failure_line, observations) if line is not None]
+    if not failures:
+        return None
+    if len(failures) == 1 and len(observations) == 1:
+        return failures[0]
+    return f"{len(failures)} of {len(observations)} addresses failed; first: {failures[0]}"
+
+
+# --- output -----------------------------------------------------------------------------------------
+
+
+def build_document(
+    host: str,
+    port: int,
+    *,
+    mode: str,
+    servername: str | None,
+    trust_store: str,
+    observations: Sequence[ChainObservation],
+) -> dict[str, Any]:
+    """The --json document (issue 2 sec. 5 keys, plus the IOS formats and the path)."""
+    addresses = []
+    for obs in observations:
+        ver = obs.verification
+        addresses.append({
+            "address": obs.address,
+            "port": obs.port,
+            "chain": [certificate_facts(c, i) for i, c in enumerate(obs.chain)],
+            "verified": obs.verified,
+            "error": failure_line(obs),
+            "anchor_sha256": ver.anchor.sha256 if ver is not None and ver.anchor is not None else None,
+            "anchor_subject": ver.anchor.subject if ver is not None and ver.anchor is not None else None,
+            "path_sha256": [c.sha256 for c in ver.path] if ver is not None else [],
+            "aia_fetched": [certificate_facts(c, len(obs.chain) + i) for i, c in enumerate(obs.aia_fetched)],
+        })
+    return {
+        "server": host,
+        "port": port,
+        "mode": mode,
+        "servername": servername,
+        "trust_store": trust_store,
+        "ok": all(obs.verified for obs in observations),
+        "addresses": addresses,
+    }
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def chain_table(chain: Sequence[Certificate]) -> list[str]:
+    """Rows of position, role, subject CN, issuer CN, not-after, SHA-256 (full: compare it by eye)."""
+    header = ("#", "role", "subject", "issuer", "not after (UTC)", "SHA-256")
+    rows = [
+        (str(i), role(c, i), _short(c.common_name, 36), _short(issuer_common_name(c), 36),
+         c.not_after.strftime("%Y-%m-%d %H:%M"), c.sha256)
+        for i, c in enumerate(chain)
+    ]
+    widths = [max(len(r[col]) for r in (header, *rows)) for col in range(len(header))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in (header, *rows)]
+
+
+def print_report(
+    host: str,
+    port: int,
+    *,
+    mode: str,
+    servername: str | None,
+    trust_store: str,
+    observations: Sequence[ChainObservation],
+    pem: bool,
+    out: TextIO,
+) -> None:
+    sni = servername or (None if is_ip_literal(host.strip("[]")) else host)
+    count = len(observations)
+    endpoint = format_endpoint(host.strip("[]"), port)
+    print(f"{endpoint} ({mode}, SNI {sni or 'none'}, trust store {trust_store}): "
+          f"{count} address{'es' if count != 1 else ''}", file=out)
+    for obs in observations:
+        print(f"\n== {format_endpoint(obs.address, obs.port)} ==", file=out)
+        if obs.error is not None:
+            print(f"  fetch FAILED: {obs.error}", file=out)
+            continue
+        for line in chain_table(obs.chain):
+            print(f"  {line}", file=out)
+        ver = obs.verification
+        if obs.aia_fetched:
+            names = ", ".join(c.describe() for c in obs.aia_fetched)
+            print(f"  not sent, fetched via AIA: {names}", file=out)
+        if ver is not None and ver.verified and ver.anchor is not None:
+            print(f"  verified for {ver.hostname}: " + " -> ".join(c.common_name for c in ver.path), file=out)
+            print(f"  anchor: {ver.anchor.common_name} (SHA-256 {ver.anchor.sha256})", file=out)
+        elif ver is not None:
+            print(f"  NOT verified for {ver.hostname}: {ver.error}", file=out)
+        if pem:
+            print("", file=out)
+            for cert in obs.chain:
+                out.write(cert.pem)
