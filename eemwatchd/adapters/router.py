@@ -1,0 +1,670 @@
+"""The router adapter: read, install, retire, save and test-fire over SSH (scrapli classic + asyncssh)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import asyncssh
+from scrapli.driver.core import AsyncIOSXEDriver
+from scrapli.exceptions import (
+    ScrapliAuthenticationFailed,
+    ScrapliConnectionError,
+    ScrapliConnectionNotOpened,
+    ScrapliException,
+    ScrapliPrivilegeError,
+    ScrapliTimeout,
+)
+
+from eemwatchd.core.certificate import Certificate
+from eemwatchd.core.iosparse import (
+    SHOW_LOGGING,
+    LogLine,
+    parse_clock_zones,
+    parse_log_lines,
+    parse_running_config,
+    parse_show_clock,
+)
+from eemwatchd.core.router_state import RouterSnapshot, Trustpoint
+from eemwatchd.errors import (
+    AuthenticationFailed,
+    CommandFailed,
+    HostKeyRejected,
+    ParseError,
+    RouterError,
+    RouterTimeout,
+    RouterUnreachable,
+)
+
+logger = logging.getLogger("eemwatchd.router")
+
+# scrapli logs every byte it reads at DEBUG, and `show running-config` holds the mail password in
+# `event manager environment _email_server`: keep its logger above DEBUG unless someone chose a level.
+if logging.getLogger("scrapli").level == logging.NOTSET:
+    logging.getLogger("scrapli").setLevel(logging.INFO)
+
+# Prompts as scrapli's IOS XE driver defines them; `(ca-trustpoint)#` is a configuration prompt.
+_CONFIG_PROMPT = re.compile(r"^[\w.\-@/:]{1,63}\([\w.\-@/:+]{0,32}\)#\s*$", re.M)
+_EXEC_PROMPT = re.compile(r"^[\w.\-@/:]{1,63}[#>]\s*$", re.M)
+# `crypto pki authenticate` with `enrollment terminal`
+# (crypto_pki_authenticate_terminal_paste__gh_qytang_c8kv).
+_PASTE_BANNER = re.compile(r'End with a blank line or the word "quit" on a line by itself')
+_ACCEPT_QUESTION = re.compile(r"Do you accept this certificate\? \[yes/no\]:\s*$", re.M)
+_SHA1_SHOWN = re.compile(r"Fingerprint SHA1:\s*(?P<fp>(?:[0-9A-Fa-f]{8}\s*){5})")
+_IMPORTED = ("Certificate successfully imported", "Trustpoint CA certificate accepted")
+# `no crypto pki trustpoint` (no_crypto_pki_trustpoint__genielibs_wsim_c9800).
+_REMOVE_QUESTION = re.compile(r"Are you sure you want to do this\? \[yes/no\]:\s*$", re.M)
+# `event manager run` refusal (event_manager_run_error_not_event_none__gh_netmiko_comment).
+_RUN_REFUSED = ("not registered with event none", "% ", "Invalid input", "No such policy")
+
+
+@dataclass(frozen=True)
+class RouterTimeouts:
+    """Seconds allowed per step. An import can take ~60 s on a busy box (field notes sec. 8)."""
+
+    connect: float = 15.0
+    command: float = 30.0
+    running_config: float = 60.0
+    change: float = 90.0
+    poll_interval: float = 1.0
+    fire_grace: float = 5.0
+
+
+@dataclass(frozen=True)
+class RouterTarget:
+    """How to reach one router. Secrets are left out of the repr."""
+
+    name: str
+    host: str
+    port: int = 22
+    username: str = ""
+    password: str | None = field(default=None, repr=False)
+    key_file: Path | None = None
+    enable_secret: str | None = field(default=None, repr=False)
+    known_hosts: Path | None = None
+    trust_on_first_use: bool = False
+    timeouts: RouterTimeouts = field(default_factory=RouterTimeouts)
+
+    @property
+    def known_hosts_path(self) -> Path:
+        return self.known_hosts if self.known_hosts is not None else Path.home() / ".ssh" / "known_hosts"
+
+    @property
+    def host_pattern(self) -> str:
+        """How OpenSSH names this host in known_hosts: ``[host]:port`` unless the port is 22."""
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+
+@dataclass(frozen=True)
+class FireResult:
+    """Outcome of a test-fire: ``lines`` are the router's HA_EM log lines after the marker."""
+
+    ok: bool
+    marker: str
+    lines: tuple[str, ...]
+    reason: str = ""
+
+
+# --- host keys -------------------------------------------------------------------------------------
+
+_KNOWN_HOSTS_LOCKS: dict[Path, asyncio.Lock] = {}
+
+
+def _has_known_host(target: RouterTarget) -> bool:
+    path = target.known_hosts_path
+    if not path.exists():
+        return False
+    result = asyncssh.read_known_hosts(str(path)).match(target.host, target.host, target.port)
+    return bool(result[0] or result[1])
+
+
+def _host_key_advice(target: RouterTarget) -> str:
+    path = target.known_hosts_path
+    return f"`ssh-keyscan -p {target.port} {target.host} >> {path}` (after checking the key out of band)"
+
+
+def _host_key_rejection(target: RouterTarget) -> HostKeyRejected:
+    path = target.known_hosts_path
+    if not path.exists():
+        return HostKeyRejected(
+            target.name,
+            f"known_hosts file {path} does not exist; add the router's key with {_host_key_advice(target)}, "
+            "or enable trust_on_first_use for this router",
+        )
+    if _has_known_host(target):
+        return HostKeyRejected(
+            target.name,
+            f"host key of {target.host_pattern} does NOT match the one in {path} (device replaced, key "
+            "regenerated, or someone in the path); if the change is expected run "
+            f"`ssh-keygen -R '{target.host_pattern}' -f {path}` and then {_host_key_advice(target)}",
+        )
+    return HostKeyRejected(
+        target.name,
+        f"host key of {target.host_pattern} is not in {path}; add it with {_host_key_advice(target)}, "
+        "or enable trust_on_first_use for this router",
+    )
+
+
+async def record_first_host_key(target: RouterTarget) -> bool:
+    """Trust on first use: append the router's current host key when known_hosts has none for it.
+
+    Returns True when a key was recorded. An existing (possibly different) entry is never replaced.
+    """
+    path = target.known_hosts_path
+    lock = _KNOWN_HOSTS_LOCKS.setdefault(path, asyncio.Lock())
+    async with lock:
+        if _has_known_host(target):
+            return False
+        try:
+            key = await asyncio.wait_for(
+                asyncssh.get_server_host_key(target.host, target.port), timeout=target.timeouts.connect
+            )
+        except TimeoutError as exc:
+            raise RouterTimeout(target.name, "fetching the SSH host key") from exc
+        except (OSError, asyncssh.Error) as exc:
+            raise RouterUnreachable(target.name, f"cannot fetch the SSH host key: {exc}") from exc
+        if key is None:
+            raise HostKeyRejected(target.name, "the server presented no host key")
+        algorithm, blob = key.export_public_key("openssh").decode("ascii").split()[:2]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="ascii") as handle:
+            handle.write(f"{target.host_pattern} {algorithm} {blob}\n")
+        path.chmod(0o600)
+        logger.warning(
+            "router %s: trusted SSH host key on first use: %s %s %s -> %s",
+            target.name,
+            target.host_pattern,
+            algorithm,
+            key.get_fingerprint("sha256"),
+            path,
+            extra={"event": "host_key_recorded", "router": target.name, "fingerprint": key.get_fingerprint()},
+        )
+        return True
+
+
+# --- the session -----------------------------------------------------------------------------------
+
+
+class RouterSession:
+    """One SSH session to one router. Any failure in doubt closes it; a closed session is never reused."""
+
+    def __init__(self, target: RouterTarget, *, clock: Callable[[], datetime] | None = None) -> None:
+        self.target = target
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._conn: AsyncIOSXEDriver | None = None
+        self._closed_reason: str | None = None
+
+    async def __aenter__(self) -> RouterSession:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    # --- opening and closing ---------------------------------------------------------------------
+
+    def _driver(self) -> AsyncIOSXEDriver:
+        t = self.target
+        asyncssh_options: dict[str, Any] = {
+            # Host keys are checked by asyncssh during key exchange, before any password is sent;
+            # scrapli's own auth_strict_key checks afterwards and ignores [host]:port (field notes sec. 6).
+            "known_hosts": str(t.known_hosts_path),
+            "agent_path": None,
+        }
+        if t.key_file is None:
+            asyncssh_options["client_keys"] = None  # no default ~/.ssh keys behind the operator's back
+        longest = max(t.timeouts.command, t.timeouts.running_config, t.timeouts.change)
+        return AsyncIOSXEDriver(
+            host=t.host,
+            port=t.port,
+            auth_username=t.username,
+            auth_password=t.password or "",
+            auth_private_key=str(t.key_file) if t.key_file else "",
+            auth_secondary=t.enable_secret or "",
+            auth_strict_key=False,
+            ssh_config_file=False,
+            transport="asyncssh",
+            transport_options={"asyncssh": asyncssh_options},
+            timeout_socket=t.timeouts.connect,
+            timeout_transport=longest + 5.0,
+            timeout_ops=t.timeouts.command,
+        )
+
+    async def open(self) -> None:
+        if self._conn is not None or self._closed_reason is not None:
+            raise RouterError(self.name, "a router session is opened once")
+        t = self.target
+        if t.trust_on_first_use:
+            await record_first_host_key(t)
+        elif not t.known_hosts_path.exists():
+            raise _host_key_rejection(t)
+        conn = self._driver()
+        try:
+            await asyncio.wait_for(conn.open(), timeout=t.timeouts.connect + t.timeouts.command)
+        except BaseException as exc:
+            _drop_transport(conn)
+            self._closed_reason = "open failed"
+            raise self._open_error(exc) from exc
+        self._conn = conn
+        logger.debug("router %s: session open", self.name)
+
+    def _open_error(self, exc: BaseException) -> BaseException:
+        t = self.target
+        if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+            return _host_key_rejection(t)
+        if isinstance(exc, asyncssh.PermissionDenied):
+            return AuthenticationFailed(self.name, f"user {t.username!r} was refused")
+        if isinstance(exc, ScrapliAuthenticationFailed):
+            if "timed out" in str(exc):
+                return RouterTimeout(self.name, "connect")
+            return AuthenticationFailed(self.name, f"user {t.username!r} was refused ({exc})")
+        if isinstance(exc, ScrapliPrivilegeError):
+            return AuthenticationFailed(
+                self.name, "cannot enter privileged EXEC; set the enable secret or give the user privilege 15"
+            )
+        if isinstance(exc, (TimeoutError, ScrapliTimeout)):
+            return RouterTimeout(self.name, "login")
+        if isinstance(exc, asyncssh.DisconnectError):
+            return RouterUnreachable(self.name, f"SSH refused: {exc.reason}")
+        if isinstance(exc, (OSError, ScrapliConnectionError, ScrapliConnectionNotOpened)):
+            return RouterUnreachable(self.name, f"{t.host}:{t.port}: {exc or type(exc).__name__}")
+        if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+            return exc
+        return RouterUnreachable(self.name, f"{type(exc).__name__}: {exc}")
+
+    async def close(self) -> None:
+        """Log out politely when the session is sound; otherwise just drop the connection."""
+        conn, self._conn = self._conn, None
+        if self._closed_reason is None:
+            self._closed_reason = "closed"
+        if conn is None:
+            return
+        try:
+            await asyncio.wait_for(conn.close(), timeout=self.target.timeouts.command)
+        except (ScrapliException, OSError, asyncssh.Error, TimeoutError):
+            pass
+        finally:
+            _drop_transport(conn)
+
+    def _abandon(self, reason: str) -> None:
+        """The session is in doubt: close the connection now, refuse any further use."""
+        conn, self._conn = self._conn, None
+        self._closed_reason = reason
+        if conn is not None:
+            _drop_transport(conn)
+        logger.warning("router %s: session closed: %s", self.name, reason)
+
+    def _live(self) -> AsyncIOSXEDriver:
+        if self._conn is None:
+            raise RouterError(self.name, f"session not usable ({self._closed_reason or 'not open'})")
+        return self._conn
+
+    # --- low-level steps -------------------------------------------------------------------------
+
+    async def _guard(self, step: str, awaitable: Any, timeout: float) -> Any:
+        """Run one scrapli step; map its errors to ours and abandon the session on any of them."""
+        try:
+            return await asyncio.wait_for(awaitable, timeout=timeout)
+        except (TimeoutError, ScrapliTimeout) as exc:
+            self._abandon(f"timeout during {step}")
+            raise RouterTimeout(self.name, step) from exc
+        except (ScrapliException, OSError, asyncssh.Error) as exc:
+            self._abandon(f"{type(exc).__name__} during {step}")
+            raise RouterUnreachable(self.name, f"connection lost during {step}: {exc}") from exc
+
+    async def _command(self, command: str, *, timeout: float | None = None) -> str:
+        conn = self._live()
+        wait = timeout or self.target.timeouts.command
+        response = await self._guard(command, conn.send_command(command, timeout_ops=wait), wait + 1.0)
+        if response.failed:
+            raise CommandFailed(self.name, command, response.result)
+        return str(response.result)
+
+    async def _configure(self, lines: Sequence[str]) -> None:
+        conn = self._live()
+        wait = self.target.timeouts.command
+        responses = await self._guard(
+            "configure terminal",
+            conn.send_configs(list(lines), stop_on_failed=True, timeout_ops=wait),
+            wait * (len(lines) + 2),
+        )
+        for response in responses:
+            if response.failed:
+                raise CommandFailed(self.name, response.channel_input, response.result)
+
+    async def _enter_config(self) -> None:
+        conn = self._live()
+        await self._guard(
+            "configure terminal", conn.acquire_priv("configuration"), self.target.timeouts.command
+        )
+
+    async def _leave_config(self) -> None:
+        conn = self._live()
+        await self._guard("end", conn.acquire_priv("privilege_exec"), self.target.timeouts.command)
+
+    def _write(self, text: str) -> None:
+        self._live().channel.write(text)
+
+    async def _expect(
+        self, patterns: Sequence[tuple[str, re.Pattern[str]]], *, step: str, timeout: float
+    ) -> tuple[str, str]:
+        """Read until one of ``patterns`` matches; (its key, everything read). Checked in order."""
+        conn = self._live()
+        buffer = ""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for key, pattern in patterns:
+                if pattern.search(buffer):
+                    return key, buffer
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self._abandon(f"timeout during {step}")
+                raise RouterTimeout(self.name, step)
+            chunk = await self._guard(step, conn.channel.read(), remaining)
+            buffer += chunk.decode("utf-8", "replace")
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    async def read_running_config(self) -> str:
+        return await self._command("show running-config", timeout=self.target.timeouts.running_config)
+
+    async def read_snapshot(self) -> RouterSnapshot:
+        """Trustpoints (with DER), EEM environment and applets, hostname and clock: two commands."""
+        config = await self.read_running_config()
+        clock_text = await self._command("show clock")
+        trustpoints, environment, applets, hostname = parse_running_config(config)
+        clock: datetime | None
+        try:
+            clock = parse_show_clock(clock_text, zones=parse_clock_zones(config))
+        except ParseError as exc:
+            logger.warning("router %s: clock not read: %s", self.name, exc)
+            clock = None
+        return RouterSnapshot(
+            hostname=hostname, trustpoints=trustpoints, environment=environment, applets=applets, clock=clock
+        )
+
+    async def _read_trustpoint(self, name: str) -> Trustpoint | None:
+        trustpoints, _env, _applets, _host = parse_running_config(await self.read_running_config())
+        return next((tp for tp in trustpoints if tp.name == name), None)
+
+    # --- changing --------------------------------------------------------------------------------
+
+    async def install_certificate(self, trustpoint: str, cert: Certificate) -> None:
+        """Create trustpoint ``trustpoint`` holding CA certificate ``cert``; verified by reading it back.
+
+        The trustpoint must not exist: certificates rotate by new trustpoint, never in place (a
+        trustpoint holding a CA refuses a second one, field notes sec. 5).
+        """
+        command = f"crypto pki authenticate {trustpoint}"
+        existing = await self._read_trustpoint(trustpoint)
+        if existing is not None:
+            raise CommandFailed(
+                self.name,
+                f"crypto pki trustpoint {trustpoint}",
+                f"% trustpoint {trustpoint} already exists; certificates are installed into a new trustpoint",
+            )
+        # `fingerprint` makes IOS check the paste itself (and skip the accept question).
+        await self._configure(
+            [
+                f"crypto pki trustpoint {trustpoint}",
+                "enrollment terminal",
+                "revocation-check none",
+                "chain-validation stop",
+                f"fingerprint {cert.sha1_hex}",
+                "exit",
+            ]
+        )
+        logger.info(
+            "router %s: created trustpoint %s for %s",
+            self.name,
+            trustpoint,
+            cert.describe(),
+            extra={
+                "event": "trustpoint_created",
+                "router": self.name,
+                "trustpoint": trustpoint,
+                "fingerprint": cert.sha256,
+            },
+        )
+        try:
+            await self._authenticate(trustpoint, cert)
+        except CommandFailed:
+            # The device refused cleanly: take the empty trustpoint away again, then report.
+            if self._conn is not None:
+                await self._remove_trustpoint(trustpoint)
+                await self._leave_config()
+            raise
+        await self._leave_config()
+
+        held = await self._read_trustpoint(trustpoint)
+        on_device = held.ca_certificates if held is not None else ()
+        if tuple(c.der for c in on_device) != (cert.der,):
+            shown = ", ".join(c.describe() for c in on_device) or "no CA certificate"
+            raise CommandFailed(
+                self.name,
+                command,
+                f"% after the import trustpoint {trustpoint} holds {shown}, not {cert.describe()}",
+            )
+        logger.info(
+            "router %s: installed %s into trustpoint %s (sha256 %s)",
+            self.name,
+            cert.describe(),
+            trustpoint,
+            cert.sha256,
+            extra={
+                "event": "certificate_installed",
+                "router": self.name,
+                "trustpoint": trustpoint,
+                "fingerprint": cert.sha256,
+            },
+        )
+
+    async def _authenticate(self, trustpoint: str, cert: Certificate) -> None:
+        """The `crypto pki authenticate` dialogue, from (config)# back to (config)#."""
+        command = f"crypto pki authenticate {trustpoint}"
+        step = command
+        wait = self.target.timeouts.change
+        await self._enter_config()
+        self._write(command + "\n")
+        key, output = await self._expect(
+            [("paste", _PASTE_BANNER), ("question", _ACCEPT_QUESTION), ("prompt", _CONFIG_PROMPT)],
+            step=step,
+            timeout=wait,
+        )
+        if key == "prompt":
+            # Refusals: "% Please delete your existing CA certificate first.", "% Certificate Authority
+            # (trustpoint) X is unknown", "% Invalid input" (pki_prompt_and_error_strings__genielibs_code).
+            raise CommandFailed(self.name, command, _device_text(output, command))
+        transcript = output
+        if key == "paste":
+            # The PEM and `quit` in one write; the device answers with the fingerprints and either the
+            # question or, when the configured fingerprint matched, the result directly.
+            self._write(cert.pem.rstrip("\n") + "\nquit\n")
+            key, output = await self._expect(
+                [("question", _ACCEPT_QUESTION), ("prompt", _CONFIG_PROMPT)], step=step, timeout=wait
+            )
+            transcript += output
+        if key == "question":
+            shown = _SHA1_SHOWN.search(output)
+            if shown is None or " ".join(shown.group("fp").split()).upper() != cert.sha1_ios:
+                self._write("no\n")
+                _key, tail = await self._expect([("prompt", _CONFIG_PROMPT)], step=step, timeout=wait)
+                raise CommandFailed(
+                    self.name,
+                    command,
+                    f"% device showed SHA1 {shown.group('fp').strip() if shown else '(none)'}, "
+                    f"expected {cert.sha1_ios}; answered no\n{_device_text(output + tail, command)}",
+                )
+            self._write("yes\n")
+            _key, output = await self._expect([("prompt", _CONFIG_PROMPT)], step=step, timeout=wait)
+            transcript += output
+        if not any(marker in transcript for marker in _IMPORTED) or "% Error" in transcript:
+            raise CommandFailed(self.name, command, _device_text(transcript, command))
+
+    async def _remove_trustpoint(self, name: str) -> str:
+        """`no crypto pki trustpoint NAME` in config mode, answering its confirmation; the device text."""
+        command = f"no crypto pki trustpoint {name}"
+        await self._enter_config()
+        self._write(command + "\n")
+        key, output = await self._expect(
+            [("question", _REMOVE_QUESTION), ("prompt", _CONFIG_PROMPT)],
+            step=command,
+            timeout=self.target.timeouts.change,
+        )
+        if key == "question":
+            self._write("yes\n")
+            _key, tail = await self._expect(
+                [("prompt", _CONFIG_PROMPT)], step=command, timeout=self.target.timeouts.change
+            )
+            output += tail
+        if "Can't find policy" in output or "% Invalid" in output or "not known" in output:
+            raise CommandFailed(self.name, command, _device_text(output, command))
+        return output
+
+    async def retire_trustpoint(self, name: str) -> None:
+        """Remove trustpoint ``name`` and its certificates; verified by reading the config back."""
+        await self._remove_trustpoint(name)
+        await self._leave_config()
+        if await self._read_trustpoint(name) is not None:
+            raise CommandFailed(
+                self.name, f"no crypto pki trustpoint {name}", f"% trustpoint {name} is still configured"
+            )
+        logger.info(
+            "router %s: retired trustpoint %s",
+            self.name,
+            name,
+            extra={"event": "trustpoint_retired", "router": self.name, "trustpoint": name},
+        )
+
+    async def save_config(self) -> None:
+        """`write memory`; the device must answer `[OK]`."""
+        output = await self._command("write memory", timeout=self.target.timeouts.change)
+        if "[OK]" not in output:
+            raise CommandFailed(self.name, "write memory", output)
+        logger.info(
+            "router %s: configuration saved", self.name, extra={"event": "config_saved", "router": self.name}
+        )
+
+    # --- test-fire -------------------------------------------------------------------------------
+
+    async def fire_applet(
+        self, applet: str, *, maxrun: float, success_messages: Sequence[str] = ()
+    ) -> FireResult:
+        """Run ``applet`` and judge it from the log lines after a unique marker.
+
+        Failure: an `FMPD_ERROR` naming the applet, or any `FMPD_*` line (`FMPD_SMTP` does not name its
+        applet). Success: one of ``success_messages`` (the applet's own `syslog msg` after its mail
+        action, `$variables` matching anything) logged by the applet, or no failure within
+        ``maxrun`` plus a grace period.
+        """
+        marker = f"eemwatchd-test-fire-{secrets.token_hex(6)}"
+        await self._command(f"send log 6 {marker}")
+        started = time.monotonic()
+        run_output = await self._command(f"event manager run {applet}")
+        if any(text in run_output for text in _RUN_REFUSED):
+            lines = tuple(ln.strip() for ln in run_output.splitlines() if ln.strip())
+            logger.info(
+                "router %s: test-fire of %s refused: %s",
+                self.name,
+                applet,
+                lines[:1],
+                extra={"event": "applet_fired", "router": self.name, "applet": applet, "ok": False},
+            )
+            return FireResult(False, marker, lines, reason="the router refused to run the applet")
+        success = [_message_pattern(applet, text) for text in success_messages]
+        deadline = started + maxrun + self.target.timeouts.fire_grace
+        result: FireResult | None = None
+        while result is None:
+            await asyncio.sleep(self.target.timeouts.poll_interval)
+            log_text = await self._command("show logging")
+            try:
+                entries = parse_log_lines(log_text, marker=marker)
+            except ParseError as exc:
+                raise CommandFailed(
+                    self.name,
+                    SHOW_LOGGING,
+                    f"% {exc.reason}; buffered logging must keep informational messages "
+                    "(`logging buffered 64000 informational`)",
+                ) from exc
+            result = _judge(applet, marker, entries, success, timed_out=time.monotonic() >= deadline)
+        logger.info(
+            "router %s: test-fire of %s %s",
+            self.name,
+            applet,
+            "succeeded" if result.ok else f"failed: {result.reason}",
+            extra={"event": "applet_fired", "router": self.name, "applet": applet, "ok": result.ok},
+        )
+        return result
+
+
+def _judge(
+    applet: str,
+    marker: str,
+    entries: Sequence[LogLine],
+    success: Sequence[re.Pattern[str]],
+    *,
+    timed_out: bool,
+) -> FireResult | None:
+    """The verdict on the log lines so far, or None to keep waiting."""
+    ours = [e for e in entries if e.facility == "HA_EM"]
+    failures = [
+        e
+        for e in ours
+        if e.mnemonic.startswith("FMPD_")
+        and (e.mnemonic != "FMPD_ERROR" or f"applet {applet} " in e.message + " ")
+    ]
+    lines = tuple(str(e) for e in ours)
+    if any(e.mnemonic == "FMPD_ERROR" for e in failures) or (failures and timed_out):
+        return FireResult(
+            False, marker, tuple(str(e) for e in failures), reason=failures[0].message.splitlines()[0]
+        )
+    if not failures and any(p.match(e.message) for p in success for e in ours if e.mnemonic == "LOG"):
+        return FireResult(True, marker, lines, reason="the applet logged its success line")
+    if timed_out:
+        return FireResult(True, marker, lines, reason="no mail error within the applet's maxrun")
+    return None
+
+
+def _message_pattern(applet: str, text: str) -> re.Pattern[str]:
+    """`%HA_EM-6-LOG: <applet>: <msg>` with `$variables` in msg matching anything."""
+    parts = re.split(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", text)
+    body = ".*".join(re.escape(p) for p in parts)
+    return re.compile(rf"{re.escape(applet)}\s*:\s*{body}\s*$", re.S)
+
+
+def _device_text(output: str, command: str) -> str:
+    """The device's own lines: without the echoed command, prompts and blank lines."""
+    lines = []
+    for line in output.splitlines():
+        stripped = line.strip()
+        if (
+            not stripped
+            or stripped.endswith(command)
+            or _CONFIG_PROMPT.match(stripped)
+            or _EXEC_PROMPT.match(stripped)
+        ):
+            continue
+        lines.append(stripped)
+    return "\n".join(lines) or "(no output)"
+
+
+def _drop_transport(conn: AsyncIOSXEDriver) -> None:
+    with contextlib.suppress(ScrapliException, OSError, AttributeError):
+        conn.transport.close()

@@ -1,0 +1,760 @@
+"""Pure parsers for IOS / IOS XE show output: running-config, clock, PKI certificates and trustpoints, log."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+
+from eemwatchd.core.certificate import Certificate, load_pem_certificates
+from eemwatchd.core.iosformat import parse_hex_lines
+from eemwatchd.core.router_state import (
+    Applet,
+    AppletAction,
+    HeldCertificate,
+    HeldKind,
+    MailAction,
+    Trustpoint,
+)
+from eemwatchd.errors import CertificateError, ParseError
+
+RUNNING_CONFIG = "show running-config"
+SHOW_CLOCK = "show clock"
+SHOW_CERTIFICATES = "show crypto pki certificates"
+SHOW_TRUSTPOINTS = "show crypto pki trustpoints"
+SHOW_LOGGING = "show logging"
+
+# A router without `clock timezone` shows UTC; GMT is what routers in the transcripts name +0.
+DEFAULT_ZONES: Mapping[str, timedelta] = {"UTC": timedelta(0), "GMT": timedelta(0)}
+
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTHS = {m: i for i, m in enumerate(_MONTH_NAMES, start=1)}
+# Pager debris a capture may contain when paging was not disabled (` --More-- ` plus backspaces).
+_PAGER = re.compile(r"\s*--More--\s*[\x08 ]*")
+_HEX_LINE = re.compile(r"^[0-9A-Fa-f]{1,8}(?:\s+[0-9A-Fa-f]{1,8})*$")
+_CERT_HEAD = re.compile(
+    r"^certificate(?:\s+(?P<kind>ca|self-signed|rollover(?:\s+ca)?))?\s+(?P<serial>[0-9A-Fa-f]+)"
+    r"(?:\s+(?P<storage>\S+))?$"
+)
+_TOKEN = re.compile(r'"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<word>\S+)')
+_MAIL_KEYS = frozenset({"server", "to", "from", "cc", "subject", "body", "secure", "port"})
+
+
+def _clean(raw: str) -> str:
+    """One line without CR, pager debris and trailing whitespace."""
+    line = raw.replace("\r", "")
+    if "--More--" in line:
+        line = _PAGER.sub("", line)
+    return line.rstrip()
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+# --- show running-config -------------------------------------------------------------------------
+
+
+@dataclass
+class _TrustpointBuilder:
+    name: str
+    enrollment: str | None = None
+    revocation_check: str | None = None
+    chain_validation: str | None = None
+    fingerprint: str | None = None
+    other_lines: list[str] = field(default_factory=list)
+    certificates: list[HeldCertificate] = field(default_factory=list)
+    declared: bool = False
+
+    def add_setting(self, text: str) -> None:
+        keyword, _, rest = text.partition(" ")
+        rest = rest.strip()
+        if keyword == "enrollment":
+            self.enrollment = rest
+        elif keyword == "revocation-check":
+            self.revocation_check = rest
+        elif keyword == "chain-validation":
+            self.chain_validation = rest
+        elif keyword == "fingerprint":
+            self.fingerprint = rest.upper()
+        else:
+            self.other_lines.append(text)
+
+    def build(self) -> Trustpoint:
+        return Trustpoint(
+            name=self.name,
+            enrollment=self.enrollment,
+            revocation_check=self.revocation_check,
+            chain_validation=self.chain_validation,
+            fingerprint=self.fingerprint,
+            other_lines=tuple(self.other_lines),
+            certificates=tuple(self.certificates),
+        )
+
+
+@dataclass
+class _OpenCertificate:
+    chain: str
+    kind: HeldKind | None  # None: a rollover (shadow) certificate, parsed but not kept
+    serial: str
+    storage: str | None
+    head_line: str
+    hex_lines: list[str] = field(default_factory=list)
+
+    def finish(self) -> HeldCertificate | None:
+        where = f"certificate {self.serial} of chain {self.chain}"
+        certificate: Certificate | None = None
+        if self.hex_lines:
+            try:
+                certificate = Certificate.from_der(parse_hex_lines(self.hex_lines, what=where), what=where)
+            except CertificateError as exc:
+                raise ParseError(RUNNING_CONFIG, str(exc), line=self.head_line) from exc
+            if certificate.serial_ios.lstrip("0") != self.serial.upper().lstrip("0"):
+                raise ParseError(
+                    RUNNING_CONFIG,
+                    f"{where}: the hex decodes to a certificate with serial {certificate.serial_ios}",
+                    line=self.head_line,
+                )
+        elif self.storage is None:
+            raise ParseError(
+                RUNNING_CONFIG, f"{where} has neither hex lines nor a file reference", line=self.head_line
+            )
+        if self.kind is None:
+            return None
+        return HeldCertificate(
+            kind=self.kind, serial=self.serial.upper(), certificate=certificate, storage=self.storage
+        )
+
+
+@dataclass
+class _AppletBuilder:
+    name: str
+    event: str | None = None
+    maxrun: float | None = None
+    mail_actions: list[MailAction] = field(default_factory=list)
+    other_actions: list[AppletAction] = field(default_factory=list)
+    other_lines: list[str] = field(default_factory=list)
+
+    def add_line(self, text: str) -> None:
+        keyword, _, rest = text.partition(" ")
+        if keyword == "event":
+            event, maxrun = _split_maxrun(rest.strip(), line=text)
+            if maxrun is not None:
+                self.maxrun = maxrun
+            if self.event is None:
+                self.event = event
+            else:
+                self.other_lines.append(text)
+        elif keyword == "action":
+            label, _, body = rest.strip().partition(" ")
+            verb, _, arguments = body.strip().partition(" ")
+            if not label or not verb:
+                raise ParseError(
+                    RUNNING_CONFIG, f"applet {self.name}: action without label or verb", line=text
+                )
+            if verb == "mail":
+                self.mail_actions.append(parse_mail_action(label, arguments, line=text))
+            else:
+                self.other_actions.append(AppletAction(label=label, verb=verb, arguments=arguments.strip()))
+        else:
+            self.other_lines.append(text)
+
+    def build(self) -> Applet:
+        return Applet(
+            name=self.name,
+            event=self.event or "",
+            maxrun=self.maxrun,
+            mail_actions=tuple(self.mail_actions),
+            other_actions=tuple(self.other_actions),
+            other_lines=tuple(self.other_lines),
+        )
+
+
+def _split_maxrun(event: str, *, line: str) -> tuple[str, float | None]:
+    """`none maxrun 60` -> (`none`, 60.0). maxrun is an option of the event statement."""
+    match = re.search(r"(?:^|\s)maxrun\s+(?P<value>\S+)", event)
+    if not match:
+        return event, None
+    try:
+        value = float(match.group("value"))
+    except ValueError as exc:
+        raise ParseError(RUNNING_CONFIG, "maxrun is not a number", line=line) from exc
+    return (event[: match.start()] + event[match.end() :]).strip(), value
+
+
+def parse_mail_action(label: str, arguments: str, *, line: str | None = None) -> MailAction:
+    """The arguments of ``action LABEL mail ...`` (quoted or single-word values, any order)."""
+    tokens = [
+        m.group("quoted") if m.group("quoted") is not None else m.group("word")
+        for m in _TOKEN.finditer(arguments)
+    ]
+    values: dict[str, str] = {}
+    extra: list[str] = []
+    i = 0
+    while i < len(tokens):
+        key = tokens[i]
+        if key in _MAIL_KEYS and i + 1 < len(tokens):
+            values[key] = tokens[i + 1]
+            i += 2
+        else:
+            extra.append(key)
+            i += 1
+    if "server" not in values:
+        raise ParseError(RUNNING_CONFIG, f"mail action {label} has no server", line=line or arguments)
+    port: int | None = None
+    if "port" in values:
+        try:
+            port = int(values["port"])
+        except ValueError as exc:
+            raise ParseError(
+                RUNNING_CONFIG, f"mail action {label}: port is not a number", line=line or arguments
+            ) from exc
+    return MailAction(
+        label=label,
+        server=values["server"],
+        to=values.get("to"),
+        from_=values.get("from"),
+        cc=values.get("cc"),
+        subject=values.get("subject"),
+        body=values.get("body"),
+        secure=values.get("secure"),
+        port=port,
+        extra=tuple(extra),
+    )
+
+
+RunningConfig = tuple[tuple[Trustpoint, ...], dict[str, str], tuple[Applet, ...], str | None]
+
+
+def parse_running_config(text: str) -> RunningConfig:  # noqa: C901 - one state machine, read top to bottom
+    """(trustpoints, environment, applets, hostname) from `show running-config` or parts of it.
+
+    Tolerant of expanded tabs, missing trailing spaces, CR characters, `!` or nothing between
+    sections, `nvram:` references instead of hex (startup-config) and indentation lost in copies.
+    Raises ParseError for hex that does not decode to the certificate its header names.
+    """
+    trustpoints: dict[str, _TrustpointBuilder] = {}
+    environment: dict[str, str] = {}
+    applets: list[_AppletBuilder] = []
+    hostname: str | None = None
+
+    block: str | None = None  # "trustpoint" | "chain" | "applet" | None
+    current_tp: _TrustpointBuilder | None = None
+    current_applet: _AppletBuilder | None = None
+    open_cert: _OpenCertificate | None = None
+
+    def trustpoint(name: str) -> _TrustpointBuilder:
+        if name not in trustpoints:
+            trustpoints[name] = _TrustpointBuilder(name)
+        return trustpoints[name]
+
+    def close_cert() -> None:
+        nonlocal open_cert
+        if open_cert is not None:
+            held = open_cert.finish()
+            if held is not None and current_tp is not None:
+                current_tp.certificates.append(held)
+            open_cert = None
+
+    for raw in text.splitlines():
+        line = _clean(raw)
+        stripped = line.strip()
+        if not stripped:
+            continue
+        indented = line[0] in " \t"
+
+        if block == "chain":
+            # Children of a chain: certificate headers, hex, quit. Accepted at column 0 too, for
+            # copies that lost their indentation.
+            head = _CERT_HEAD.match(stripped)
+            if stripped.startswith("!"):
+                continue
+            if head:
+                close_cert()
+                kind_text = head.group("kind")
+                kind: HeldKind | None
+                if kind_text is None:
+                    kind = "identity"
+                elif kind_text.startswith("rollover"):
+                    kind = None
+                else:
+                    kind = "ca" if kind_text == "ca" else "self-signed"
+                assert current_tp is not None
+                open_cert = _OpenCertificate(
+                    current_tp.name, kind, head.group("serial"), head.group("storage"), line
+                )
+                if open_cert.storage is not None:
+                    close_cert()  # a file reference has no hex and no quit
+                continue
+            if stripped == "quit":
+                close_cert()
+                continue
+            if open_cert is not None and _HEX_LINE.match(stripped):
+                open_cert.hex_lines.append(stripped)
+                continue
+            if indented:
+                if open_cert is not None:
+                    raise ParseError(
+                        RUNNING_CONFIG,
+                        f"expected hex or quit in certificate {open_cert.serial} of chain {open_cert.chain}",
+                        line=line,
+                    )
+                raise ParseError(
+                    RUNNING_CONFIG,
+                    f"unexpected line in certificate chain {current_tp and current_tp.name}",
+                    line=line,
+                )
+            close_cert()  # a top-level line ends the chain, even without `quit`
+            block = None
+
+        if indented:
+            if block == "trustpoint" and current_tp is not None:
+                current_tp.add_setting(stripped)
+            elif block == "applet" and current_applet is not None:
+                current_applet.add_line(stripped)
+            continue
+
+        block, current_applet = None, None
+        if stripped.startswith("!"):
+            continue
+        words = stripped.split()
+        if words[0] == "hostname" and len(words) >= 2:
+            hostname = _unquote(stripped[len("hostname") :])
+        elif words[:3] == ["crypto", "pki", "trustpoint"] and len(words) >= 4:
+            current_tp = trustpoint(words[3])
+            current_tp.declared = True
+            block = "trustpoint"
+        elif words[:4] == ["crypto", "pki", "certificate", "chain"] and len(words) >= 5:
+            current_tp = trustpoint(words[4])
+            block = "chain"
+        elif words[:3] == ["event", "manager", "environment"] and len(words) >= 4:
+            value = stripped.split(None, 4)[4] if len(words) >= 5 else ""
+            environment[words[3]] = _unquote(value)
+        elif words[:3] == ["event", "manager", "applet"] and len(words) >= 4:
+            current_applet = _AppletBuilder(_unquote(words[3]))
+            applets.append(current_applet)
+            block = "applet"
+    if block == "chain":
+        close_cert()
+
+    return (
+        tuple(tp.build() for tp in trustpoints.values()),
+        environment,
+        tuple(a.build() for a in applets),
+        hostname,
+    )
+
+
+def parse_clock_zones(text: str) -> dict[str, timedelta]:
+    """Zone name -> UTC offset from `clock timezone` / `clock summer-time` lines of running-config.
+
+    `clock timezone CET 1 0`; `clock summer-time CEST recurring [... [offset-minutes]]` shows as
+    the standard offset plus 60 minutes unless the line ends with another offset.
+    """
+    zones = dict(DEFAULT_ZONES)
+    standard = timedelta(0)
+    summer: tuple[str, list[str]] | None = None
+    for raw in text.splitlines():
+        words = _clean(raw).split()
+        if words[:2] == ["clock", "timezone"] and len(words) >= 4:
+            try:
+                hours = int(words[3])
+                minutes = int(words[4]) if len(words) >= 5 and words[4].lstrip("-").isdigit() else 0
+            except ValueError as exc:
+                raise ParseError(RUNNING_CONFIG, "clock timezone offset is not a number", line=raw) from exc
+            sign = -1 if words[3].startswith("-") else 1
+            standard = timedelta(hours=hours, minutes=sign * abs(minutes))
+            zones[words[2]] = standard
+        elif words[:2] == ["clock", "summer-time"] and len(words) >= 3:
+            summer = (words[2], words)
+    if summer is not None:
+        name, words = summer
+        extra = 60
+        if len(words) > 4 and words[-1].isdigit() and ":" in words[-2]:
+            extra = int(words[-1])
+        zones[name] = standard + timedelta(minutes=extra)
+    return zones
+
+
+# --- show clock ----------------------------------------------------------------------------------
+
+_CLOCK = re.compile(
+    r"(?P<flag>[*.])?(?P<h>\d{1,2}):(?P<m>\d{2}):(?P<s>\d{2})(?:\.(?P<frac>\d{1,6}))?\s+"
+    r"(?P<zone>[A-Za-z][A-Za-z0-9+\-]*)\s+(?:[A-Z][a-z]{2}\s+)?(?P<mon>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})"
+    r"\s+(?P<year>\d{4})"
+)
+
+
+def _zone(name: str, zones: Mapping[str, timedelta]) -> timezone | None:
+    offset = zones.get(name)
+    if offset is None:
+        return None
+    return UTC if offset == timedelta(0) else timezone(offset, name)
+
+
+def parse_show_clock(text: str, *, zones: Mapping[str, timedelta] = DEFAULT_ZONES) -> datetime:
+    """The router's time from `show clock` (`*22:04:31.123 UTC Thu Nov 26 2026`), timezone-aware.
+
+    A leading `*` (not set) or `.` (not synchronised) is accepted: the clock is read as shown.
+    ``zones`` maps the shown zone name to its offset (see parse_clock_zones).
+    """
+    for raw in text.splitlines():
+        line = _clean(raw).strip()
+        match = _CLOCK.fullmatch(line)
+        if not match:
+            continue
+        zone = _zone(match.group("zone"), zones)
+        if zone is None:
+            raise ParseError(
+                SHOW_CLOCK,
+                f"unknown time zone {match.group('zone')!r} (no `clock timezone` for it)",
+                line=line,
+            )
+        month = _MONTHS.get(match.group("mon"))
+        if month is None:
+            raise ParseError(SHOW_CLOCK, "unknown month", line=line)
+        frac = (match.group("frac") or "0").ljust(6, "0")
+        try:
+            return datetime(
+                int(match.group("year")),
+                month,
+                int(match.group("day")),
+                int(match.group("h")),
+                int(match.group("m")),
+                int(match.group("s")),
+                int(frac),
+                tzinfo=zone,
+            )
+        except ValueError as exc:
+            raise ParseError(SHOW_CLOCK, f"not a valid date ({exc})", line=line) from exc
+    raise ParseError(
+        SHOW_CLOCK,
+        "expected a line like '*22:04:31.123 UTC Thu Nov 26 2026'",
+        line=next((ln for ln in text.splitlines() if ln.strip()), ""),
+    )
+
+
+# --- show crypto pki certificates ------------------------------------------------------------------
+
+_CERT_BLOCK_HEADS = ("Certificate", "CA Certificate", "Router Self-Signed Certificate", "Router Certificate")
+_CERT_FIELD = re.compile(
+    r"^(?P<key>Status|Version|Certificate Serial Number(?: \(hex\))?|Certificate Usage|Issuer|Subject|"
+    r"CRL Distribution Points|Validity Date|Subject Key Info|Signature Algorithm|Fingerprint MD5|"
+    r"Fingerprint SHA1|X509v3 extensions|Associated Trustpoints|Storage|Key Label|"
+    r"Cert install time(?: in nsec)?)\s*:\s*(?P<value>.*)$"
+)
+_SHOWN_DATE = re.compile(
+    r"(?P<h>\d{1,2}):(?P<m>\d{2}):(?P<s>\d{2})\s+(?P<zone>\S+)\s+(?P<mon>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})\s+"
+    r"(?P<year>\d{4})"
+)
+
+
+@dataclass(frozen=True)
+class ShownCertificate:
+    """One block of `show crypto pki certificates [verbose]`. Dates are None when the zone is unknown."""
+
+    kind: str
+    serial: str
+    status: str | None = None
+    usage: str | None = None
+    issuer: tuple[str, ...] = ()
+    subject: tuple[str, ...] = ()
+    name: str | None = None
+    valid_from_text: str | None = None
+    valid_until_text: str | None = None
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    fingerprint_md5: str | None = None
+    fingerprint_sha1: str | None = None
+    trustpoints: tuple[str, ...] = ()
+    storage: str | None = None
+    crl_urls: tuple[str, ...] = ()
+
+
+def parse_shown_date(text: str, *, zones: Mapping[str, timedelta] = DEFAULT_ZONES) -> datetime | None:
+    """`00:34:52 UTC Nov 20 2015` as shown by PKI commands; None when the zone is not known."""
+    match = _SHOWN_DATE.search(text)
+    if not match:
+        raise ParseError(SHOW_CERTIFICATES, "expected a date like '00:34:52 UTC Nov 20 2015'", line=text)
+    zone = _zone(match.group("zone"), zones)
+    month = _MONTHS.get(match.group("mon"))
+    if zone is None or month is None:
+        return None
+    return datetime(
+        int(match.group("year")),
+        month,
+        int(match.group("day")),
+        int(match.group("h")),
+        int(match.group("m")),
+        int(match.group("s")),
+        tzinfo=zone,
+    )
+
+
+def _rdn_lines(lines: Iterable[str]) -> tuple[str, ...]:
+    """RDN lines; a line without `=` continues the previous value (IOS splits values at ', ')."""
+    out: list[str] = []
+    for line in lines:
+        if "=" not in line and out:
+            out[-1] += ", " + line
+        else:
+            out.append(line)
+    return tuple(out)
+
+
+def _fingerprint(value: str) -> str:
+    return " ".join(value.split()).upper()
+
+
+def parse_show_crypto_pki_certificates(
+    text: str, *, zones: Mapping[str, timedelta] = DEFAULT_ZONES
+) -> list[ShownCertificate]:
+    """Every certificate block of `show crypto pki certificates [verbose] [TRUSTPOINT]`."""
+    blocks: list[tuple[str, list[str]]] = []
+    for raw in text.splitlines():
+        line = _clean(raw).strip()
+        if line in _CERT_BLOCK_HEADS:
+            blocks.append((line, []))
+        elif line and blocks:
+            blocks[-1][1].append(line)
+    return [_parse_cert_block(kind, lines, zones) for kind, lines in blocks]
+
+
+def _parse_cert_block(kind: str, lines: list[str], zones: Mapping[str, timedelta]) -> ShownCertificate:
+    fields: dict[str, str] = {}
+    sections: dict[str, list[str]] = {}
+    section: str | None = None
+    for line in lines:
+        match = _CERT_FIELD.match(line)
+        if match:
+            section = match.group("key")
+            fields[section] = match.group("value").strip()
+            sections.setdefault(section, [])
+        elif section is not None:
+            sections[section].append(line)
+    serial_key = next((k for k in fields if k.startswith("Certificate Serial Number")), None)
+    if serial_key is None:
+        raise ParseError(
+            SHOW_CERTIFICATES,
+            f"{kind} block has no 'Certificate Serial Number' line",
+            line=lines[0] if lines else kind,
+        )
+    serial = fields[serial_key]
+    serial = serial[2:] if serial.lower().startswith("0x") else serial
+    subject_lines = sections.get("Subject", [])
+    name = next((ln.partition(":")[2].strip() for ln in subject_lines if ln.startswith("Name:")), None)
+    rdns = [ln for ln in subject_lines if not re.match(r"^(Name|IP Address|Serial Number):", ln)]
+    validity = {
+        ln.partition(":")[0].split()[0]: ln.partition(":")[2].strip()
+        for ln in sections.get("Validity Date", [])
+        if ":" in ln
+    }
+    start, end = validity.get("start"), validity.get("end")
+    return ShownCertificate(
+        kind=kind,
+        serial=serial.upper(),
+        status=fields.get("Status"),
+        usage=fields.get("Certificate Usage"),
+        issuer=_rdn_lines(sections.get("Issuer", [])),
+        subject=_rdn_lines(rdns),
+        name=name,
+        valid_from_text=start,
+        valid_until_text=end,
+        valid_from=parse_shown_date(start, zones=zones) if start else None,
+        valid_until=parse_shown_date(end, zones=zones) if end else None,
+        fingerprint_md5=_fingerprint(fields["Fingerprint MD5"]) if "Fingerprint MD5" in fields else None,
+        fingerprint_sha1=_fingerprint(fields["Fingerprint SHA1"]) if "Fingerprint SHA1" in fields else None,
+        trustpoints=tuple(fields.get("Associated Trustpoints", "").split()),
+        storage=fields.get("Storage"),
+        crl_urls=tuple(sections.get("CRL Distribution Points", [])),
+    )
+
+
+def parse_show_crypto_pki_certificates_pem(text: str) -> list[tuple[str, str, Certificate]]:
+    """(trustpoint, label, certificate) from `show crypto pki certificates pem [TRUSTPOINT]`."""
+    out: list[tuple[str, str, Certificate]] = []
+    trustpoint = ""
+    label = ""
+    block: list[str] = []
+    for raw in text.splitlines():
+        line = _clean(raw).strip()
+        head = re.fullmatch(r"-+Trustpoint:\s*(?P<name>\S+?)-+", line)
+        if head:
+            trustpoint = head.group("name")
+        elif line.startswith("% ") and line.endswith(":"):
+            label = line[2:-1]
+        elif line == "-----BEGIN CERTIFICATE-----":
+            block = [line]
+        elif block:
+            block.append(line)
+            if line == "-----END CERTIFICATE-----":
+                try:
+                    (cert,) = load_pem_certificates("\n".join(block), what=f"{trustpoint} {label}")
+                except (CertificateError, ValueError) as exc:
+                    raise ParseError("show crypto pki certificates pem", str(exc), line=block[1]) from exc
+                out.append((trustpoint, label, cert))
+                block = []
+    return out
+
+
+# --- show crypto pki trustpoints [status] ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShownTrustpoint:
+    """One `Trustpoint NAME:` block of `show crypto pki trustpoints [status]`."""
+
+    name: str
+    subject: tuple[str, ...] = ()
+    serial: str | None = None
+    certificate_configured: bool = False
+    self_signed: bool = False
+    key_label: str | None = None
+    ca_subject: str | None = None
+    ca_fingerprint_md5: str | None = None
+    ca_fingerprint_sha1: str | None = None
+    router_subject: str | None = None
+    router_fingerprint_md5: str | None = None
+    router_fingerprint_sha1: str | None = None
+    enrollment_status: str | None = None
+    state: Mapping[str, str] = field(default_factory=dict)
+
+
+def parse_show_crypto_pki_trustpoints(text: str) -> list[ShownTrustpoint]:  # noqa: C901 - flat dispatch on line kinds
+    """Every trustpoint of `show crypto pki trustpoints [NAME] [status]`."""
+    out: list[ShownTrustpoint] = []
+    current: dict[str, object] | None = None
+    section = ""  # "" | "subject" | "ca" | "router" | "state"
+
+    def flush() -> None:
+        if current is not None:
+            out.append(ShownTrustpoint(**current))  # type: ignore[arg-type]
+
+    for raw in text.splitlines():
+        line = _clean(raw).strip()
+        if not line:
+            continue
+        head = re.fullmatch(r"Trustpoint (?P<name>\S+):", line)
+        if head:
+            flush()
+            current = {"name": head.group("name"), "subject": (), "state": {}}
+            section = "subject"
+            continue
+        if current is None:
+            continue  # command echo, prompt
+        if line == "Subject Name:":
+            section = section + "-subject" if section in ("ca", "router") else "subject"
+        elif line == "Issuing CA certificate configured:":
+            section = "ca"
+        elif line.startswith("Router") and line.endswith("certificate configured:"):
+            section = "router"
+        elif line == "State:":
+            section = "state"
+        elif line.startswith("Serial Number (hex):"):
+            current["serial"] = line.partition(":")[2].strip().upper()
+        elif line == "Certificate configured.":
+            current["certificate_configured"] = True
+        elif line == "Persistent self-signed certificate trust point":
+            current["self_signed"] = True
+        elif line.startswith("Using key label "):
+            current["key_label"] = line[len("Using key label ") :].strip()
+        elif line.startswith("Last enrollment status:"):
+            current["enrollment_status"] = line.partition(":")[2].strip()
+        elif line.startswith(("Fingerprint MD5:", "Fingerprint SHA1:")):
+            which = "md5" if "MD5" in line else "sha1"
+            owner = section.split("-")[0]
+            if owner not in ("ca", "router"):
+                raise ParseError(SHOW_TRUSTPOINTS, "fingerprint outside a certificate section", line=line)
+            current[f"{owner}_fingerprint_{which}"] = _fingerprint(line.partition(":")[2])
+        elif section == "state":
+            dotted = re.fullmatch(r"(?P<key>.+?)\s*\.{2,}\s*(?P<value>.*)", line)
+            if not dotted:
+                raise ParseError(SHOW_TRUSTPOINTS, "expected 'Name ..... value' under State:", line=line)
+            state = current["state"]
+            assert isinstance(state, dict)
+            state[dotted.group("key")] = dotted.group("value")
+        elif section in ("ca-subject", "router-subject"):
+            current[section.replace("-", "_")] = line
+        elif section == "subject":
+            subject = current["subject"]
+            assert isinstance(subject, tuple)
+            current["subject"] = _rdn_lines([*subject, line]) if "=" in line or subject else subject
+        else:
+            raise ParseError(SHOW_TRUSTPOINTS, "unexpected line", line=line)
+    flush()
+    return out
+
+
+# --- show logging --------------------------------------------------------------------------------
+
+_LOG_LINE = re.compile(
+    r"^(?P<prefix>.*?)%(?P<facility>[A-Z][A-Z0-9_]*(?:-[A-Z][A-Z0-9_]*)*?)-(?P<severity>[0-7])-"
+    r"(?P<mnemonic>[A-Z][A-Z0-9_]*)\s*:\s?(?P<message>.*)$"
+)
+
+
+_PROMPT_LINE = re.compile(r"^[\w.\-@/:]{1,63}(?:\([\w.\-@/:+]{0,32}\))?[#>]")
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One syslog message; ``message`` includes continuation lines joined with newlines."""
+
+    timestamp: str
+    facility: str
+    severity: int
+    mnemonic: str
+    message: str
+
+    @property
+    def tag(self) -> str:
+        return f"%{self.facility}-{self.severity}-{self.mnemonic}"
+
+    def __str__(self) -> str:
+        head = f"{self.timestamp}: " if self.timestamp else ""
+        return f"{head}{self.tag}: {self.message}"
+
+
+def parse_log_lines(text: str, *, marker: str | None = None) -> list[LogLine]:
+    """The `%FACILITY-SEV-MNEMONIC: message` lines of `show logging` output.
+
+    With ``marker``, only the lines after the LAST line containing it; ParseError when it is absent
+    (the buffer wrapped, or buffered logging excludes the marker's severity).
+    """
+    lines = [_clean(raw) for raw in text.splitlines()]
+    if marker is not None:
+        index = max((i for i, ln in enumerate(lines) if marker in ln), default=None)
+        if index is None:
+            raise ParseError(SHOW_LOGGING, f"marker {marker!r} is not in the log buffer")
+        lines = lines[index + 1 :]
+    out: list[LogLine] = []
+    pending: dict[str, str] | None = None
+    for line in lines:
+        match = _LOG_LINE.match(line)
+        if match:
+            if pending is not None:
+                out.append(_log_line(pending))
+            pending = match.groupdict()
+        elif pending is not None and line.strip() and not _PROMPT_LINE.match(line):
+            # A multi-line message continues on the following lines, indented or not: `$_cli_result` in
+            # a syslog msg (eem_applet_mail_fmpd_smtp_error__gh_iosv), `Reason :` (gh_dnac_switch).
+            pending["message"] += "\n" + line.strip()
+    if pending is not None:
+        out.append(_log_line(pending))
+    return out
+
+
+def _log_line(parts: Mapping[str, str]) -> LogLine:
+    prefix = parts["prefix"].strip()
+    prefix = re.sub(r"^<\d+>\s*", "", prefix)  # syslog PRI of a forwarded copy
+    return LogLine(
+        timestamp=prefix.rstrip(": ").strip(),
+        facility=parts["facility"],
+        severity=int(parts["severity"]),
+        mnemonic=parts["mnemonic"],
+        message=parts["message"].rstrip(),
+    )

@@ -1,0 +1,306 @@
+"""State of one lab router: spec, running config, log buffer, EEM jobs, and the startup-config on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from eemwatchd.core.certificate import Certificate
+from eemwatchd.core.iosformat import parse_hex_lines
+from eemwatchd.errors import CertificateError, StateError
+from eemwatchd.lab.router import eem
+from eemwatchd.lab.router.faults import Faults
+from eemwatchd.lab.router.mailer import MailOutcome
+from eemwatchd.lab.router.pki import (
+    SLA_TRUSTPOINT,
+    SubcommandError,
+    Trustpoint,
+    apply_trustpoint_command,
+    default_sla_trustpoint,
+)
+
+STARTUP_FILE = "startup-config"
+HOST_KEY_FILE = "ssh_host_ed25519_key"
+NVRAM_SIZE = 33554432  # show_startup-config_crypto_pki_nvram_refs__gh_ie_switch_17_3.txt
+LOG_BUFFER_BYTES = 102400  # inferred: the IOS XE default `logging buffered` size
+
+
+@dataclass(frozen=True)
+class User:
+    """A local user; ``public_keys`` are OpenSSH public key lines (`ssh-ed25519 AAAA... comment`)."""
+
+    name: str
+    password: str | None = None
+    public_keys: tuple[str, ...] = ()
+    privilege: int = 15
+
+    def __repr__(self) -> str:  # never show the password
+        return f"User({self.name!r}, privilege={self.privilege}, keys={len(self.public_keys)})"
+
+
+@dataclass
+class DeviceSpec:
+    """How to build one lab router. ``port`` 0 lets the OS choose (read the bound port from the device)."""
+
+    name: str
+    state_dir: Path
+    hostname: str | None = None
+    users: tuple[User, ...] = (User("admin", "admin"),)
+    enable_secret: str | None = None
+    lenient: bool = False
+    clock_offset: timedelta = timedelta(0)
+    faults: Faults = field(default_factory=Faults)
+    host: str = "127.0.0.1"
+    port: int = 0
+    version: str = "17.09.04a"
+
+    def __post_init__(self) -> None:
+        self.state_dir = Path(self.state_dir)
+        if self.host not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError(f"lab device {self.name}: listens on loopback only, not {self.host!r}")
+        for user in self.users:
+            if not 0 <= user.privilege <= 15:
+                raise ValueError(f"lab device {self.name}: user {user.name} privilege must be 0-15")
+
+    def __repr__(self) -> str:
+        return f"DeviceSpec({self.name!r}, state_dir={str(self.state_dir)!r}, port={self.port})"
+
+
+def log_timestamp(moment: datetime) -> str:
+    """`*Dec  6 20:17:37.657` (service timestamps log datetime msec, clock not NTP-synced)."""
+    return f"*{moment:%b} {moment.day:>2} {moment:%H:%M:%S}.{moment.microsecond // 1000:03d}"
+
+
+def config_time(moment: datetime) -> str:
+    """`12:17:34 UTC Thu Oct 19 2023` (show_running-config_head__gh_ansible_facts_csr1000v_17_3.txt)."""
+    return f"{moment:%H:%M:%S} UTC {moment:%a %b} {moment.day} {moment:%Y}"
+
+
+class Device:
+    """One router's state. Sessions (cli.Session) read and change it; server.LabDevice serves it."""
+
+    def __init__(self, spec: DeviceSpec) -> None:
+        self.spec = spec
+        self.started_at = self.now()
+        self.hostname = spec.hostname or spec.name
+        self.trustpoints: dict[str, Trustpoint] = {}
+        self.env: dict[str, str] = {}
+        self.applets: dict[str, eem.Applet] = {}
+        self.log_lines: list[str] = []
+        self.history: list[eem.HistoryEntry] = []
+        self.mail_outcomes: list[tuple[str, MailOutcome]] = []
+        self.last_change: tuple[datetime, str] | None = None
+        self.last_saved: datetime | None = None
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._next_job = 1
+        self._reset_running()
+        self.load_startup()
+
+    # --- clock and log ---------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.spec.clock_offset
+
+    def log(self, message: str) -> None:
+        self.log_lines.append(f"{log_timestamp(self.now())}: {message}")
+        while sum(len(x) + 1 for x in self.log_lines) > LOG_BUFFER_BYTES:
+            self.log_lines.pop(0)
+
+    # --- config ---------------------------------------------------------------------------------------
+
+    def _reset_running(self) -> None:
+        self.trustpoints = {SLA_TRUSTPOINT: default_sla_trustpoint(self.started_at)}
+        self.env = {}
+        self.applets = {}
+
+    def mark_changed(self, user: str) -> None:
+        self.last_change = (self.now(), user)
+
+    def trustpoint_certs(self) -> Mapping[str, Sequence[Certificate]]:
+        return {name: [tp.ca_cert] for name, tp in self.trustpoints.items() if tp.ca_cert is not None}
+
+    def config_lines(self) -> list[str]:
+        """The configuration as `show running-config` prints it after the `Current configuration` line."""
+        major, minor = self.spec.version.split(".")[:2]
+        lines = ["!"]
+        if self.last_change is not None:
+            at, user = self.last_change
+            lines.append(f"! Last configuration change at {config_time(at)} by {user}")
+        if self.last_saved is not None:
+            lines.append(f"! NVRAM config last updated at {config_time(self.last_saved)}")
+        if len(lines) > 1:
+            lines.append("!")
+        lines += [
+            f"version {int(major)}.{int(minor)}",
+            "service timestamps debug datetime msec",
+            "service timestamps log datetime msec",
+            "platform qfp utilization monitor load 80",
+            "platform punt-keepalive disable-kernel-core",
+            "platform console virtual",
+            "!",
+            f"hostname {self.hostname}",
+            "!",
+            "boot-start-marker",
+            "boot-end-marker",
+            "!",
+            "!",
+            "no aaa new-model",
+            "!",
+        ]
+        for tp in self.trustpoints.values():
+            lines += [*tp.config_lines(), "!"]
+        lines.append("!")
+        for tp in self.trustpoints.values():
+            lines += tp.chain_lines()
+        lines += ["!", "!", "line con 0", " stopbits 1", "line vty 0 4", " login local", " transport input ssh", "!"]
+        for name, value in self.env.items():
+            lines.append(f"event manager environment {name} {value}")
+        for applet in self.applets.values():
+            lines += applet.config_lines()
+        lines += ["!", "end"]
+        return lines
+
+    def running_config(self) -> list[str]:
+        body = self.config_lines()
+        size = sum(len(line) + 1 for line in body)
+        return ["Building configuration...", "", f"Current configuration : {size} bytes", *body]
+
+    # --- persistence ----------------------------------------------------------------------------------
+
+    @property
+    def startup_path(self) -> Path:
+        return self.spec.state_dir / STARTUP_FILE
+
+    def save(self) -> None:
+        """`write memory`: the running config replaces the startup-config file atomically."""
+        self.last_saved = self.now()
+        text = "\n".join(self.config_lines()) + "\n"
+        self.spec.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.startup_path.with_suffix(".tmp")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, self.startup_path)
+        except OSError as exc:
+            raise StateError(f"lab device {self.spec.name}: cannot write {self.startup_path}: {exc}") from exc
+
+    def startup_config(self) -> str | None:
+        try:
+            return self.startup_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateError(f"lab device {self.spec.name}: cannot read {self.startup_path}: {exc}") from exc
+
+    def load_startup(self) -> None:
+        """Boot: the saved startup-config (if any) becomes the running config."""
+        text = self.startup_config()
+        if text is None:
+            return
+        try:
+            self.apply_config(text.splitlines())
+        except (SubcommandError, eem.ActionSyntaxError, CertificateError, ValueError, IndexError) as exc:
+            raise StateError(
+                f"lab device {self.spec.name}: {self.startup_path} is not a config this lab wrote ({exc}); "
+                "delete it to boot with the default config"
+            ) from exc
+
+    def apply_config(self, lines: Sequence[str]) -> None:
+        """Replay a config this lab rendered (trustpoints, certificate chains, EEM; the rest is ignored)."""
+        i = 0
+        while i < len(lines):
+            line = lines[i].rstrip("\r")
+            children: list[str] = []
+            j = i + 1
+            while j < len(lines) and lines[j].startswith(" "):
+                children.append(lines[j].rstrip("\r"))
+                j += 1
+            if line.startswith("! NVRAM config last updated at"):
+                self.last_saved = self.now()
+            elif line.startswith("hostname "):
+                self.hostname = line.split()[1]
+            elif line.startswith("crypto pki trustpoint "):
+                name = line.split()[3]
+                tp = self.trustpoints.setdefault(name, Trustpoint(name))
+                for child in children:
+                    words = eem.tokenize(child)
+                    apply_trustpoint_command(tp, words[0][0], words[1:])
+            elif line.startswith("crypto pki certificate chain "):
+                self._load_chain(line.split()[4], children)
+            elif line.startswith("event manager environment "):
+                parts = line.split(None, 4)
+                self.env[parts[3]] = parts[4] if len(parts) > 4 else ""
+            elif line.startswith("event manager applet "):
+                self._load_applet(line, children)
+            i = j
+
+    def _load_chain(self, name: str, children: list[str]) -> None:
+        tp = self.trustpoints.setdefault(name, Trustpoint(name))
+        k = 0
+        while k < len(children):
+            words = children[k].split()
+            k += 1
+            if words[:1] != ["certificate"]:
+                continue
+            block: list[str] = []
+            while k < len(children) and children[k].strip() != "quit":
+                block.append(children[k])
+                k += 1
+            k += 1
+            cert = Certificate.from_der(parse_hex_lines(block, what=f"chain {name}"), what=f"chain {name}")
+            if len(words) > 2 and words[1] == "ca":
+                tp.ca_cert = cert
+                tp.installed_at = self.now()
+
+    def _load_applet(self, line: str, children: list[str]) -> None:
+        words = line.split()
+        applet = eem.Applet(words[3], authorization_bypass="bypass" in words[4:], registered_at=self.now())
+        for child in children:
+            stripped = child.strip()
+            if stripped.startswith("event "):
+                eem.parse_event(applet, eem.tokenize(stripped[6:]))
+            elif stripped.startswith("action "):
+                applet.set_action(eem.parse_action(stripped[7:], 7))
+        self.applets[applet.name] = applet
+
+    # --- EEM jobs ---------------------------------------------------------------------------------------
+
+    def run_applet(self, name: str) -> str | None:
+        """`event manager run NAME`: start it in the background; the refusal text when it cannot run."""
+        applet = self.applets.get(name)
+        if applet is None or applet.event != "none" or applet.registered_at is None:
+            # inferred: an unknown applet gets the same refusal as one without `event none`.
+            return eem.not_registered(name)
+        job_id = self._next_job
+        self._next_job += 1
+        started = self.now()
+        ctx = eem.RunContext(
+            env=dict(self.env), hostname=self.hostname, log=self.log, trustpoints=self.trustpoint_certs,
+            now=self.now, lenient=self.spec.lenient, mail_outcomes=self.mail_outcomes,
+        )
+
+        async def job() -> None:
+            status = await eem.run_applet(applet, ctx)
+            self.history.append(eem.HistoryEntry(job_id, status, started, "none", name))
+
+        task = asyncio.get_running_loop().create_task(job(), name=f"eem-{self.spec.name}-{name}")
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
+        return None
+
+    async def wait_for_jobs(self, timeout: float | None = None) -> None:
+        """Wait until every running applet finished (tests, shutdown)."""
+        if self._jobs:
+            await asyncio.wait(set(self._jobs), timeout=timeout)
+
+    async def cancel_jobs(self) -> None:
+        jobs = list(self._jobs)
+        for task in jobs:
+            task.cancel()
+        for task in jobs:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

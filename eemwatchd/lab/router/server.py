@@ -1,0 +1,302 @@
+"""Lab routers over real SSH (asyncssh): one LabDevice per router, a Fleet to run many in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import hmac
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import asyncssh
+
+from eemwatchd.lab.router.cli import Session
+from eemwatchd.lab.router.device import HOST_KEY_FILE, Device, DeviceSpec, User
+
+log = logging.getLogger(__name__)
+
+
+class _SshServer(asyncssh.SSHServer):
+    """Authentication against the device's users; password and public key."""
+
+    def __init__(self, lab: LabDevice) -> None:
+        self._lab = lab
+        self._conn: asyncssh.SSHServerConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+        self._lab._connections.add(conn)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._conn is not None:
+            self._lab._connections.discard(self._conn)
+
+    def begin_auth(self, username: str) -> bool:
+        user = self._lab.user(username)
+        if user is not None and user.public_keys and not self._lab.spec.faults.refuse_login and self._conn:
+            self._conn.set_authorized_keys(asyncssh.import_authorized_keys("\n".join(user.public_keys) + "\n"))
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    def validate_password(self, username: str, password: str) -> bool:
+        user = self._lab.user(username)
+        if self._lab.spec.faults.refuse_login or user is None or user.password is None:
+            return False
+        return hmac.compare_digest(user.password.encode(), password.encode())
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+
+class LabDevice:
+    """One simulated router listening on 127.0.0.1. ``port`` is the bound port once started."""
+
+    def __init__(self, spec: DeviceSpec) -> None:
+        self.spec = spec
+        self.port = spec.port
+        self.device: Device | None = None
+        self._server: asyncssh.SSHAcceptor | None = None
+        self._connections: set[asyncssh.SSHServerConnection] = set()
+        self._vtys: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.host_key: asyncssh.SSHKey | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def host(self) -> str:
+        return self.spec.host
+
+    def user(self, name: str) -> User | None:
+        return next((u for u in self.spec.users if u.name == name), None)
+
+    @property
+    def state(self) -> Device:
+        if self.device is None:
+            raise RuntimeError(f"lab device {self.name} is not running")
+        return self.device
+
+    # --- host key -------------------------------------------------------------------------------------
+
+    @property
+    def host_key_path(self) -> Path:
+        return self.spec.state_dir / HOST_KEY_FILE
+
+    def _load_host_key(self) -> asyncssh.SSHKey:
+        path = self.host_key_path
+        if path.exists() and not self.spec.faults.change_host_key:
+            return asyncssh.read_private_key(str(path))
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key.export_private_key())
+        os.replace(tmp, path)
+        self.spec.faults.change_host_key = False  # the new key persists from now on
+        return key
+
+    def known_hosts_line(self) -> str:
+        """An OpenSSH known_hosts line pinning this device's host key (`[127.0.0.1]:PORT ssh-ed25519 ...`)."""
+        if self.host_key is None:
+            raise RuntimeError(f"lab device {self.name} is not running")
+        public = self.host_key.export_public_key().decode().strip()
+        return f"[{self.host}]:{self.port} {public}"
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError(f"lab device {self.name} already started")
+        self.spec.state_dir.mkdir(parents=True, exist_ok=True)
+        self.host_key = self._load_host_key()
+        self.device = Device(self.spec)
+        self._server = await asyncssh.create_server(
+            lambda: _SshServer(self),
+            self.spec.host,
+            self.port,
+            server_host_keys=[self.host_key],
+            process_factory=self._serve,
+            encoding=None,
+            line_editor=False,
+            allow_pty=True,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            login_timeout=30,
+            reuse_address=True,
+        )
+        sockets = self._server.sockets
+        self.port = sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Close the listener and every session; unsaved config is lost (like a reload)."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        for conn in list(self._connections):
+            conn.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.device is not None:
+            await self.device.cancel_jobs()
+
+    async def restart(self) -> None:
+        """A reload on the same port: the startup-config (what was saved) becomes the running config."""
+        await self.stop()
+        await self.start()
+
+    async def change_host_key(self) -> None:
+        self.spec.faults.change_host_key = True
+        await self.restart()
+
+    # --- sessions -------------------------------------------------------------------------------------
+
+    async def _serve(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        vty = next(i for i in range(len(self._vtys) + 1) if i not in self._vtys)
+        self._vtys.add(vty)
+        try:
+            await self._run_session(process, vty)
+        finally:
+            self._vtys.discard(vty)
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _run_session(self, process: asyncssh.SSHServerProcess[bytes], vty: int) -> None:
+        device = self.state
+        username = process.get_extra_info("username")
+        user = self.user(username) or User(username, privilege=1)
+        peer = process.get_extra_info("peername")
+        conn = process.channel.get_connection()
+
+        def send(text: str) -> None:
+            if not process.is_closing():
+                process.stdout.write(text.encode("utf-8"))
+
+        def close(abort: bool) -> None:
+            if abort:
+                conn.abort()
+            else:
+                with contextlib.suppress(Exception):
+                    process.exit(0)
+                conn.close()
+
+        session = Session(
+            device, user, vty=vty, peer=peer[0] if peer else "127.0.0.1", send=send, close=close,
+            sleep=asyncio.sleep,
+        )
+        if process.command:
+            # `ssh router "show version"`: run the one command, no prompt (inferred from IOS exec channels).
+            session.length = 0
+            await session.execute(process.command)
+            close(False)
+            return
+        reader = asyncio.get_running_loop().create_task(self._pump(process, session))
+        try:
+            await session.run()
+        except (asyncssh.Error, OSError, BrokenPipeError):
+            pass
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+
+    @staticmethod
+    async def _pump(process: asyncssh.SSHServerProcess[bytes], session: Session) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        try:
+            while True:
+                data = await process.stdin.read(4096)
+                if not data:
+                    break
+                session.feed(decoder.decode(data))
+        except (asyncssh.Error, OSError):
+            pass
+        finally:
+            session.feed_eof()
+
+
+class Fleet:
+    """Many lab devices in one process, each on its own port and state directory.
+
+    ``async with Fleet(specs) as fleet:`` then ``fleet["r1"].port``; or ``await fleet.start()`` /
+    ``await fleet.stop()``.
+    """
+
+    def __init__(self, specs: Sequence[DeviceSpec]) -> None:
+        names = [s.name for s in specs]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"lab fleet: duplicate device names {duplicates}")
+        dirs = [s.state_dir.resolve() for s in specs]
+        if len(set(dirs)) != len(dirs):
+            raise ValueError("lab fleet: every device needs its own state directory")
+        self.devices = {s.name: LabDevice(s) for s in specs}
+
+    @classmethod
+    def numbered(
+        cls,
+        count: int,
+        state_dir: Path,
+        *,
+        base_port: int = 0,
+        users: tuple[User, ...] = (User("admin", "admin"),),
+        enable_secret: str | None = None,
+        lenient: bool = False,
+        prefix: str = "lab-rtr",
+    ) -> Fleet:
+        """``count`` devices named PREFIX-01.. in STATE_DIR/<name>, ports base_port+i (0: any free port)."""
+        specs = [
+            DeviceSpec(
+                name=f"{prefix}-{i + 1:02d}",
+                state_dir=Path(state_dir) / f"{prefix}-{i + 1:02d}",
+                users=users,
+                enable_secret=enable_secret,
+                lenient=lenient,
+                port=base_port + i if base_port else 0,
+            )
+            for i in range(count)
+        ]
+        return cls(specs)
+
+    def __getitem__(self, name: str) -> LabDevice:
+        return self.devices[name]
+
+    def __iter__(self) -> Iterator[LabDevice]:
+        return iter(self.devices.values())
+
+    def __len__(self) -> int:
+        return len(self.devices)
+
+    async def start(self) -> None:
+        results = await asyncio.gather(*(d.start() for d in self), return_exceptions=True)
+        failures = [(d.name, r) for d, r in zip(self, results, strict=True) if isinstance(r, BaseException)]
+        if failures:
+            await self.stop()
+            name, exc = failures[0]
+            raise RuntimeError(f"lab device {name} did not start: {exc}") from exc
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(d.stop() for d in self), return_exceptions=True)
+
+    async def __aenter__(self) -> Fleet:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,621 @@
+"""Parsers against every shared running-config / certificate / trustpoint / log transcript, and variants."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from eemwatchd.core.certificate import Certificate, load_pem_certificates
+from eemwatchd.core.iosformat import render_certificate_block
+from eemwatchd.core.iosparse import (
+    parse_clock_zones,
+    parse_log_lines,
+    parse_mail_action,
+    parse_running_config,
+    parse_show_clock,
+    parse_show_crypto_pki_certificates,
+    parse_show_crypto_pki_certificates_pem,
+    parse_show_crypto_pki_trustpoints,
+)
+from eemwatchd.errors import ParseError
+from tests.transcripts import transcript
+
+CSR_17_3 = "show_running-config_crypto_pki_section__gh_ansible_facts_csr1000v_17_3.txt"
+CISCOCONFPARSE = "show_running-config_crypto_pki_excerpt__ciscoconfparse_test.txt"
+NVRAM_REFS = "show_startup-config_crypto_pki_nvram_refs__gh_ie_switch_17_3.txt"
+HEAD = "show_running-config_head__gh_ansible_facts_csr1000v_17_3.txt"
+
+# Cisco Licensing Root CA (SLA-TrustPoint). INDEX.md: cross-checked against genie trustpoints status.
+SLA_SHA1 = "5CA95FB6 E2980EC1 5AFB681B BB7E62B5 AD3FA8B8"
+
+
+def _summary(text: str) -> dict[str, list[tuple[str, str, str | None, str | None]]]:
+    trustpoints, _env, _applets, _host = parse_running_config(text)
+    return {
+        tp.name: [
+            (h.kind, h.serial, h.certificate.sha1_ios if h.certificate else None, h.storage)
+            for h in tp.certificates
+        ]
+        for tp in trustpoints
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "hostname", "expected"),
+    [
+        pytest.param(
+            CSR_17_3,
+            None,
+            {
+                "TP-self-signed-3177340814": [
+                    ("self-signed", "01", "894E89AD 8B9C4520 47568D9A 83AD4724 DBE2722A", None)
+                ],
+                "SLA-TrustPoint": [("ca", "01", SLA_SHA1, None)],
+            },
+            id="csr1000v-17.3-raw-tabs",
+        ),
+        pytest.param(
+            CISCOCONFPARSE,
+            "Test",
+            {
+                "TP-self-signed-1217560721": [
+                    ("self-signed", "01", "46A28D7A 91CAF9F2 5B73F6C7 68DED7CF 7021DBC2", None)
+                ],
+                "SLA-TrustPoint": [("ca", "01", SLA_SHA1, None)],
+            },
+            id="ciscoconfparse-expanded-tabs-no-trailing-space",
+        ),
+        pytest.param(
+            NVRAM_REFS,
+            "groupswitch-batman",
+            {
+                "TP-self-signed-703295296": [("self-signed", "01", None, "nvram:IOS-Self-Sig#2.cer")],
+                "SLA-TrustPoint": [("ca", "01", None, "nvram:CiscoLicensi#1CA.cer")],
+            },
+            id="startup-config-nvram-refs",
+        ),
+        pytest.param(HEAD, "csr1", {}, id="config-head-only"),
+    ],
+)
+def test_running_config_transcripts(name: str, hostname: str | None, expected: dict[str, object]) -> None:
+    text = transcript(name)
+    assert _summary(text) == expected
+    assert parse_running_config(text)[3] == hostname
+
+
+@pytest.mark.parametrize("name", [CSR_17_3, CISCOCONFPARSE])
+def test_running_config_hex_is_byte_exact(name: str) -> None:
+    """Every decoded certificate verifies its own signature: a single wrong hex digit would break it."""
+    trustpoints, _e, _a, _h = parse_running_config(transcript(name))
+    certs = [h.certificate for tp in trustpoints for h in tp.certificates]
+    assert certs
+    for cert in certs:
+        assert cert is not None
+        assert cert.is_self_signed
+        assert cert.serial_ios == "01"
+
+
+def test_sla_root_matches_show_trustpoints_status_of_another_box() -> None:
+    trustpoints, _e, _a, _h = parse_running_config(transcript(CSR_17_3))
+    sla = next(tp for tp in trustpoints if tp.name == "SLA-TrustPoint")
+    shown = parse_show_crypto_pki_trustpoints(
+        transcript("show_crypto_pki_trustpoints_status__genie_isr4451.txt")
+    )
+    status = next(tp for tp in shown if tp.name == "SLA-TrustPoint")
+    assert sla.ca_certificates[0].sha1_ios == status.ca_fingerprint_sha1
+    assert sla.ca_certificates[0].md5_ios == status.ca_fingerprint_md5
+    assert sla.enrollment == "pkcs12"
+    assert sla.revocation_check == "crl"
+
+
+def _drop_trailing_spaces(text: str) -> str:
+    return "\n".join(line.rstrip() for line in text.split("\n"))
+
+
+def _strip_indentation(text: str) -> str:
+    return "\n".join(line.strip() for line in text.split("\n"))
+
+
+def _without_separators(text: str) -> str:
+    return "\n".join(line for line in text.split("\n") if line.strip() != "!")
+
+
+def _with_pager(text: str) -> str:
+    lines = text.split("\n")
+    lines.insert(
+        25, " --More-- \x08\x08\x08\x08\x08\x08\x08\x08\x08        \x08\x08\x08\x08\x08\x08\x08\x08\x08"
+    )
+    return "\n".join(lines)
+
+
+def _with_blank_lines(text: str) -> str:
+    return text.replace(" \n  ", " \n\n  ", 3)
+
+
+def _missing_quit(text: str) -> str:
+    return text.replace("  \tquit\n!", "!", 1)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        pytest.param(lambda t: t, id="as-captured"),
+        pytest.param(lambda t: t.expandtabs(8), id="tabs-expanded"),
+        pytest.param(_drop_trailing_spaces, id="no-trailing-spaces"),
+        pytest.param(lambda t: t.replace("\n", "\r\n"), id="crlf"),
+        pytest.param(lambda t: t.replace("\n", "\r\r\n"), id="cr-cr-lf"),
+        pytest.param(_strip_indentation, id="indentation-lost"),
+        pytest.param(_without_separators, id="no-bang-separators"),
+        pytest.param(_with_pager, id="pager-debris"),
+        pytest.param(_with_blank_lines, id="blank-lines-in-hex"),
+        pytest.param(lambda t: t.lower(), id="lowercase-hex"),
+        pytest.param(_missing_quit, id="missing-quit-before-bang"),
+    ],
+)
+def test_running_config_variants_give_the_same_der(variant: object) -> None:
+    text = transcript(CSR_17_3)
+    assert callable(variant)
+    reference = _summary(text)
+    summary = _summary(variant(text))
+    if text.lower() == variant(text):
+        # names are lowercased too; compare the certificates only
+        assert [v for v in summary.values()] == [v for v in reference.values()]
+    else:
+        assert summary == reference
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        pytest.param(
+            lambda t: t.replace("30820321 30820209", "30820321 3082Z209", 1),
+            "expected hex or quit",
+            id="non-hex-word",
+        ),
+        pytest.param(lambda t: t.replace("  D697DF7F 28\n", "  D697DF7F\n", 1), "not a DER", id="truncated"),
+        pytest.param(
+            lambda t: t.replace("  D697DF7F 28\n", "  D697DF7F 2\n", 1), "odd number", id="odd-digits"
+        ),
+        pytest.param(
+            lambda t: t.replace(" certificate ca 01", " certificate ca 02", 1),
+            "serial 01",
+            id="serial-mismatch",
+        ),
+        pytest.param(
+            lambda t: t.replace("  30820321 30820209", "  some odd text", 1),
+            "expected hex or quit",
+            id="odd-line-in-hex",
+        ),
+    ],
+)
+def test_running_config_bad_hex_is_a_clear_parse_error(mutate: object, reason: str) -> None:
+    assert callable(mutate)
+    with pytest.raises(ParseError) as info:
+        parse_running_config(mutate(transcript(CSR_17_3)))
+    assert info.value.what == "show running-config"
+    assert reason in str(info.value)
+    assert info.value.line is not None
+
+
+def test_running_config_round_trips_iosformat_rendering() -> None:
+    trustpoints, _e, _a, _h = parse_running_config(transcript(CSR_17_3))
+    cert = trustpoints[1].ca_certificates[0]
+    identity = trustpoints[0].certificates[0].certificate
+    assert identity is not None
+    text = "\n".join(
+        [
+            "crypto pki trustpoint NEW",
+            " enrollment terminal",
+            " fingerprint " + cert.sha1_hex.lower(),
+            " revocation-check none",
+            " chain-validation stop",
+            " rsakeypair NEW",
+            "crypto pki certificate chain NEW",
+            *render_certificate_block(identity, kind=""),
+            *render_certificate_block(cert),
+        ]
+    )
+    (tp,), _e, _a, _h = parse_running_config(text)
+    assert (tp.enrollment, tp.revocation_check, tp.chain_validation) == ("terminal", "none", "stop")
+    assert tp.fingerprint == cert.sha1_hex
+    assert tp.other_lines == ("rsakeypair NEW",)
+    assert [(h.kind, h.certificate) for h in tp.certificates] == [("identity", identity), ("ca", cert)]
+
+
+EEM_CONFIG = """\
+hostname edge-1
+!
+event manager environment _email_server alerts:app-pass-1234@smtp.gmail.com
+event manager environment _email_to noc@example.com
+event manager environment _email_from alerts@example.com
+event manager environment _email_subject "Router alert from edge-1"
+event manager environment _email_note two words, unquoted
+event manager applet MAIL-TEST authorization bypass
+ description "test mail"
+ event none maxrun 90
+ action 0010 mail server "$_email_server" to "$_email_to" from "$_email_from" subject "$_email_subject" \
+body "EEM mail test" secure tls port 587
+ action 0020 syslog msg "mail sent to $_email_to"
+event manager applet WATCHDOG
+ event timer watchdog time 3600
+ action 1.0 mail server smtp.example.com to noc@example.com from r1@example.com cc ops@example.com \
+subject Hourly body "still alive"
+ action 2.0 cli command "enable"
+!
+end
+"""
+
+
+def test_eem_environment_and_applets() -> None:
+    _tps, env, applets, hostname = parse_running_config(EEM_CONFIG)
+    assert hostname == "edge-1"
+    assert env == {
+        "_email_server": "alerts:app-pass-1234@smtp.gmail.com",
+        "_email_to": "noc@example.com",
+        "_email_from": "alerts@example.com",
+        "_email_subject": "Router alert from edge-1",
+        "_email_note": "two words, unquoted",
+    }
+    test, watchdog = applets
+    assert (test.name, test.event, test.maxrun, test.is_event_none) == ("MAIL-TEST", "none", 90.0, True)
+    (mail,) = test.mail_actions
+    assert (mail.label, mail.server, mail.to, mail.from_, mail.subject, mail.body) == (
+        "0010",
+        "$_email_server",
+        "$_email_to",
+        "$_email_from",
+        "$_email_subject",
+        "EEM mail test",
+    )
+    assert (mail.secure, mail.port, mail.cc) == ("tls", 587, None)
+    assert test.syslog_messages_after_mail() == ("mail sent to $_email_to",)
+    assert test.other_lines == ('description "test mail"',)
+    assert (watchdog.event, watchdog.maxrun, watchdog.is_event_none) == (
+        "timer watchdog time 3600",
+        None,
+        False,
+    )
+    (plain,) = watchdog.mail_actions
+    assert (plain.server, plain.cc, plain.subject, plain.body, plain.secure, plain.port) == (
+        "smtp.example.com",
+        "ops@example.com",
+        "Hourly",
+        "still alive",
+        None,
+        None,
+    )
+    assert [(a.label, a.verb, a.arguments) for a in watchdog.other_actions] == [
+        ("2.0", "cli", 'command "enable"')
+    ]
+    assert "app-pass-1234" not in repr(mail)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "reason"),
+    [
+        pytest.param('to "a@b" subject x body y', "has no server", id="no-server"),
+        pytest.param("server s to a port five", "port is not a number", id="bad-port"),
+    ],
+)
+def test_mail_action_errors(arguments: str, reason: str) -> None:
+    with pytest.raises(ParseError, match=reason):
+        parse_mail_action("10", arguments)
+
+
+CET = timezone(timedelta(hours=1), "CET")
+
+
+@pytest.mark.parametrize(
+    ("text", "zones", "expected"),
+    [
+        pytest.param(
+            "*22:04:31.123 UTC Thu Nov 26 2026",
+            None,
+            datetime(2026, 11, 26, 22, 4, 31, 123000, UTC),
+            id="star-not-set",
+        ),
+        pytest.param(
+            ".22:04:31.123 UTC Thu Nov 26 2026",
+            None,
+            datetime(2026, 11, 26, 22, 4, 31, 123000, UTC),
+            id="dot-not-synced",
+        ),
+        pytest.param(
+            "22:04:31 GMT Thu Nov 26 2026\r\n",
+            None,
+            datetime(2026, 11, 26, 22, 4, 31, tzinfo=UTC),
+            id="synced-no-msec-crlf",
+        ),
+        pytest.param(
+            "router#show clock\n 9:01:02.5 UTC Mon Mar 2 2026\nrouter#",
+            None,
+            datetime(2026, 3, 2, 9, 1, 2, 500000, UTC),
+            id="with-echo-and-prompt",
+        ),
+        pytest.param(
+            "23:04:31.123 CET Thu Nov 26 2026",
+            "clock timezone CET 1 0",
+            datetime(2026, 11, 26, 22, 4, 31, 123000, UTC),
+            id="configured-zone",
+        ),
+        pytest.param(
+            "12:00:00.000 CEST Fri Jul 3 2026",
+            "clock timezone CET 1 0\nclock summer-time CEST recurring last Sun Mar 2:00 last Sun Oct 3:00",
+            datetime(2026, 7, 3, 10, 0, 0, tzinfo=UTC),
+            id="summer-time",
+        ),
+        pytest.param(
+            "07:00:00.000 IST Fri Jul 3 2026",
+            "clock timezone IST 5 30",
+            datetime(2026, 7, 3, 1, 30, 0, tzinfo=UTC),
+            id="half-hour-zone",
+        ),
+        pytest.param(
+            "07:00:00.000 EST Fri Jul 3 2026",
+            "clock timezone EST -5 0",
+            datetime(2026, 7, 3, 12, 0, 0, tzinfo=UTC),
+            id="negative-zone",
+        ),
+    ],
+)
+def test_show_clock(text: str, zones: str | None, expected: datetime) -> None:
+    kwargs = {"zones": parse_clock_zones(zones)} if zones else {}
+    assert parse_show_clock(text, **kwargs) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        pytest.param("*22:04:31.123 CET Thu Nov 26 2026", "unknown time zone 'CET'", id="unknown-zone"),
+        pytest.param("% Invalid input detected at '^' marker.", "expected a line like", id="error-text"),
+        pytest.param("*22:04:31.123 UTC Thu Feb 30 2026", "not a valid date", id="impossible-date"),
+    ],
+)
+def test_show_clock_errors(text: str, reason: str) -> None:
+    with pytest.raises(ParseError, match=reason):
+        parse_show_clock(text)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        pytest.param(
+            "show_crypto_pki_certificates_CISCO_IDEVID_SUDI__genie_c3850.txt",
+            [
+                ("Certificate", "793B572700000003750B", ("CISCO_IDEVID_SUDI",)),
+                ("CA Certificate", "02", ("CISCO_IDEVID_SUDI", "Trustpool")),
+            ],
+            id="genie-c3850-sudi",
+        ),
+        pytest.param(
+            "show_crypto_pki_certificates_DTLS__gh_qytang_c8kv.txt",
+            [
+                ("Certificate", "1100000016CF558DE6D0B87832000000000016", ("DTLS",)),
+                ("CA Certificate", "3EEC76FB95DE8EAA4F8BA62964A87D98", ("DTLS",)),
+            ],
+            id="qytang-dtls",
+        ),
+        pytest.param(
+            "show_crypto_pki_certificates_TP-self-signed__genie_csr1000v.txt",
+            [("Router Self-Signed Certificate", "01", ("TP-self-signed-4146203551",))],
+            id="genie-self-signed",
+        ),
+        pytest.param(
+            "show_crypto_pki_certificates__genie_rv1_ie3100.txt",
+            [
+                ("Certificate", "03612596745103596F2C", ("CISCO_IDEVID_SUDI",)),
+                ("CA Certificate", "0A6475524CD8617C62", ("CISCO_IDEVID_SUDI", "Trustpool")),
+                ("CA Certificate", "019A335878CE16C1C1", ("CISCO_IDEVID_SUDI0", "Trustpool")),
+                ("CA Certificate", "0A6475524CD8617C62", ("CISCO_IDEVID_SUDI", "Trustpool")),
+            ],
+            id="genie-ie3100-no-indentation",
+        ),
+        pytest.param(
+            "show_crypto_pki_certificates__ntc_1.txt",
+            [
+                ("Certificate", "1234567890ABCDEFGHIJK", ("caserver.domain.com",)),
+                ("CA Certificate", "ABCDEFGHIJK1234567890", ("caserver.domain.com",)),
+                ("CA Certificate", "12345ABCDEFGHIJK67890", ("ROOT-CA",)),
+            ],
+            id="ntc-sanitized",
+        ),
+        pytest.param(
+            "show_crypto_pki_certificates_verbose_CA__gh_qytang_c8kv.txt",
+            [
+                ("Certificate", "11000000173954880F15AD7941000000000017", ("CA",)),
+                ("CA Certificate", "3EEC76FB95DE8EAA4F8BA62964A87D98", ("CA", "DTLS")),
+            ],
+            id="qytang-verbose",
+        ),
+        pytest.param(
+            "show_crypto_pki_certificates_verbose__genie_csr.txt",
+            [("Certificate", "02", ("client",)), ("CA Certificate", "01", ("client", "ROOT"))],
+            id="genie-verbose-csr",
+        ),
+        pytest.param(
+            "show_crypto_pki_certificates_verbose__genie_csr8kv.txt",
+            [
+                ("Certificate", "03", ("openssl_test",)),
+                ("CA Certificate", "4BE62C7CF3A30DDB6F133B50B2CFDCCD4F84D0B0", ("openssl_test",)),
+            ],
+            id="genie-verbose-csr8kv",
+        ),
+        pytest.param(
+            "show_crypto_pki_certificates_pem_server__genie_1.txt", [], id="pem-command-has-no-blocks"
+        ),
+    ],
+)
+def test_show_crypto_pki_certificates(name: str, expected: list[tuple[str, str, tuple[str, ...]]]) -> None:
+    shown = parse_show_crypto_pki_certificates(transcript(name))
+    assert [(c.kind, c.serial, c.trustpoints) for c in shown] == expected
+    for cert in shown:
+        assert cert.status == "Available"
+        assert cert.valid_until_text is not None
+        assert cert.issuer
+
+
+def test_show_certificates_fields() -> None:
+    (leaf, ca) = parse_show_crypto_pki_certificates(
+        transcript("show_crypto_pki_certificates_CISCO_IDEVID_SUDI__genie_c3850.txt")
+    )
+    assert leaf.name == "WS-C3850-24P-0057D21BC800"
+    assert leaf.subject == ("cn=WS-C3850-24P-0057D21BC800", "serialNumber=PID:WS-C3850-24P SN:FCW1947C0GF")
+    assert leaf.valid_until == datetime(2025, 11, 20, 0, 44, 52, tzinfo=UTC)
+    assert ca.crl_urls == ("http://www.cisco.com/security/pki/crl/crcam2.crl",)
+    (self_signed,) = parse_show_crypto_pki_certificates(
+        transcript("show_crypto_pki_certificates_TP-self-signed__genie_csr1000v.txt")
+    )
+    assert self_signed.storage == "nvram:IOS-Self-Sig#1.cer"
+    # IST is not a zone we were told about: the date stays text only
+    csr = parse_show_crypto_pki_certificates(
+        transcript("show_crypto_pki_certificates_verbose__genie_csr.txt")
+    )
+    assert csr[0].valid_until is None
+    assert csr[0].valid_until_text == "21:58:50 IST Nov 10 2022"
+    ist = parse_show_crypto_pki_certificates(
+        transcript("show_crypto_pki_certificates_verbose__genie_csr.txt"),
+        zones=parse_clock_zones("clock timezone IST 5 30"),
+    )
+    assert ist[0].valid_until == datetime(2022, 11, 10, 16, 28, 50, tzinfo=UTC)
+
+
+def test_verbose_fingerprint_matches_the_pem_pasted_on_the_same_router() -> None:
+    """qytang C8Kv: the CA pasted in `crypto pki authenticate DTLS` is the one `show ... verbose CA` lists."""
+    pasted = load_pem_certificates(transcript("crypto_pki_authenticate_terminal_paste__gh_qytang_c8kv.txt"))
+    (ca,) = pasted
+    shown = parse_show_crypto_pki_certificates(
+        transcript("show_crypto_pki_certificates_verbose_CA__gh_qytang_c8kv.txt")
+    )
+    block = next(c for c in shown if c.kind == "CA Certificate")
+    assert block.fingerprint_sha1 == ca.sha1_ios
+    assert block.fingerprint_md5 == ca.md5_ios
+    assert block.serial == ca.serial_ios
+    for dtls in parse_show_crypto_pki_certificates(
+        transcript("show_crypto_pki_certificates_DTLS__gh_qytang_c8kv.txt")
+    ):
+        if dtls.kind == "CA Certificate":
+            assert dtls.serial == ca.serial_ios
+
+
+def test_pem_certificates_with_scrambled_base64_is_a_parse_error() -> None:
+    with pytest.raises(ParseError, match="show crypto pki certificates pem"):
+        parse_show_crypto_pki_certificates_pem(
+            transcript("show_crypto_pki_certificates_pem_server__genie_1.txt")
+        )
+
+
+def test_pem_certificates_real() -> None:
+    (ca,) = load_pem_certificates(transcript("crypto_pki_authenticate_terminal_paste__gh_qytang_c8kv.txt"))
+    text = f"------Trustpoint: DTLS------\n% CA certificate:\n{ca.pem}\n"
+    assert parse_show_crypto_pki_certificates_pem(text) == [("DTLS", "CA certificate", ca)]
+
+
+def test_show_trustpoints() -> None:
+    shown = parse_show_crypto_pki_trustpoints(transcript("show_crypto_pki_trustpoints__genie_1.txt"))
+    assert [t.name for t in shown] == [
+        "SLA-TrustPoint",
+        "CISCO_IDEVID_SUDI",
+        "CISCO_IDEVID_SUDI0",
+        "TP-self-signed-1504826562",
+        "CISCO_IDEVID_CMCA2_SUDI",
+        "CISCO_IDEVID_CMCA2_SUDI0",
+        "CISCO_IDEVID_CMCA_SUDI",
+        "CISCO_IDEVID_CMCA_SUDI0",
+        "trustpoint1",
+    ]
+    assert shown[0].subject == ("cn=Cisco Licensing Root CA", "o=Cisco")
+    assert (shown[0].serial, shown[0].certificate_configured) == ("01", True)
+    assert (shown[3].self_signed, shown[3].key_label) == (True, "TP-self-signed-1504826562")
+    assert (shown[-1].serial, shown[-1].certificate_configured, shown[-1].subject) == (None, False, ())
+
+
+def test_show_trustpoints_status() -> None:
+    shown = parse_show_crypto_pki_trustpoints(
+        transcript("show_crypto_pki_trustpoints_status__genie_isr4451.txt")
+    )
+    assert len(shown) == 6
+    proxy = next(t for t in shown if t.name == "PROXY-SIGNING-CA")
+    assert proxy.ca_fingerprint_sha1 == "54161DDA 2D5AD554 A4DEC0EB A332996E 0271151D"
+    assert proxy.router_fingerprint_md5 == "1CDBDA3E C1B9E7E1 5AE2C539 056CBAB1"
+    assert proxy.enrollment_status == "Granted"
+    assert proxy.state["Issuing CA authenticated"] == "Yes"
+    (test,) = parse_show_crypto_pki_trustpoints(
+        transcript("show_crypto_pki_trustpoints_TEST_status__gh_c9200l.txt")
+    )
+    assert test.ca_subject == test.router_subject == "cn=c9200.example.com"
+    assert test.state["Keys generated"] == "Yes (General Purpose, non-exportable)"
+
+
+def test_log_fmpd_failure_lines() -> None:
+    lines = parse_log_lines(transcript("eem_applet_mail_fmpd_smtp_error__gh_iosv.txt"))
+    tags = [line.tag for line in lines]
+    assert tags[-2:] == ["%HA_EM-3-FMPD_SMTP", "%HA_EM-3-FMPD_ERROR"]
+    assert lines[-1].message == "Error executing applet LOOP0 statement 7.0"
+    assert lines[-1].timestamp == "*Dec  6 20:17:37.658"
+    status = next(line for line in lines if line.message.startswith("LOOP0: Interface status is:"))
+    assert "Loopback0 is up, line protocol is up" in status.message  # continuation lines kept
+
+
+def test_log_after_marker() -> None:
+    text = transcript("send_log_severity_userlog__gh_rt01_iol.txt")
+    lines = parse_log_lines(text, marker="SVC-ERR3")
+    assert [(line.tag, line.message) for line in lines][:2] == [
+        ("%SYS-4-USERLOG_WARNING", "Message from tty0(user id: ): SVC-WARN4"),
+        ("%SYS-5-USERLOG_NOTICE", "Message from tty0(user id: ): SVC-NOTE5"),
+    ]
+    assert lines[-1].tag == "%LINK-5-UPDOWN"
+    with pytest.raises(ParseError, match="not in the log buffer"):
+        parse_log_lines(text, marker="eemwatchd-test-fire-0123456789ab")
+
+
+@pytest.mark.parametrize(
+    ("name", "first_tag", "count"),
+    [
+        pytest.param(
+            "show_logging_PKI-3-CRL_FETCH_FAIL__gh_dnac_switch.txt", "%PKI-3-CRL_FETCH_FAIL", 1, id="dnac"
+        ),
+        pytest.param(
+            "show_logging_include_HA_EM_and_USERLOG__gh_ciscolive_csr1000v.txt",
+            "%HA_EM-6-LOG",
+            2,
+            id="ciscolive",
+        ),
+        pytest.param(
+            "eem_mail_action_debug_fmpd_smtp_timeout__gh_networklessons_ios.txt",
+            "%OSPF-5-ADJCHG",
+            14,
+            id="networklessons-no-timestamps",
+        ),
+        pytest.param("event_manager_run_syslog_msg__gh_freeztp_c3850.txt", "%HA_EM-6-LOG", 14, id="freeztp"),
+        pytest.param(
+            "send_log_userlog_info_vty__gh_lambreca_cmdrunner.txt", "%SYS-6-USERLOG_INFO", 2, id="vty"
+        ),
+        pytest.param(
+            "show_logging_process_ios_module_pki__genie_c8000v.txt", None, 0, id="btrace-not-syslog"
+        ),
+    ],
+)
+def test_log_transcripts(name: str, first_tag: str | None, count: int) -> None:
+    lines = parse_log_lines(transcript(name))
+    assert len(lines) == count
+    if first_tag:
+        assert lines[0].tag == first_tag
+
+
+def test_log_continuation_and_pri() -> None:
+    (crl,) = parse_log_lines(transcript("show_logging_PKI-3-CRL_FETCH_FAIL__gh_dnac_switch.txt"))
+    assert crl.message == "CRL fetch for trustpoint DNAC-CA failed\nReason : Enrollment URL not configured."
+    (pri,) = parse_log_lines(
+        "<188>233: *Sep 13 09:18:12.291: %SYS-4-USERLOG_WARNING: Message from tty0(user id: ): X"
+    )
+    assert pri.timestamp == "233: *Sep 13 09:18:12.291"
+    assert str(pri) == "233: *Sep 13 09:18:12.291: %SYS-4-USERLOG_WARNING: Message from tty0(user id: ): X"
+
+
+def test_certificate_fixture_sanity() -> None:
+    """The SLA root decodes the same from both running-config transcripts (two independent captures)."""
+    a = parse_running_config(transcript(CSR_17_3))[0][1].ca_certificates[0]
+    b = parse_running_config(transcript(CISCOCONFPARSE))[0][1].ca_certificates[0]
+    assert isinstance(a, Certificate)
+    assert a == b

@@ -1,0 +1,363 @@
+"""The router adapter against lab routers on 127.0.0.1 over real SSH, and a lab SMTP server for test-fires."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from eemwatchd.adapters.router import RouterSession, RouterTarget, RouterTimeouts, record_first_host_key
+from eemwatchd.core.certificate import Certificate
+from eemwatchd.core.iosformat import render_certificate_block
+from eemwatchd.errors import (
+    AuthenticationFailed,
+    CommandFailed,
+    HostKeyRejected,
+    RouterError,
+    RouterTimeout,
+    RouterUnreachable,
+)
+from eemwatchd.lab.pki import GmailShapedPki
+from eemwatchd.lab.router.device import DeviceSpec, User
+from eemwatchd.lab.router.pki import sla_root
+from eemwatchd.lab.router.server import LabDevice
+from eemwatchd.lab.smtp import LabSmtpServer
+
+PASSWORD = "ssh-pw-4711"
+MAIL_PASSWORD = "mail-pw-0815"
+FAST = RouterTimeouts(connect=5.0, command=5.0, running_config=5.0, change=5.0, poll_interval=0.1, fire_grace=1.0)
+
+
+@pytest.fixture
+async def lab(tmp_path: Path) -> AsyncIterator[LabDevice]:
+    device = LabDevice(DeviceSpec("r1", tmp_path / "r1", users=(User("admin", PASSWORD),)))
+    await device.start()
+    try:
+        yield device
+    finally:
+        await device.stop()
+
+
+@pytest.fixture
+def target(lab: LabDevice, tmp_path: Path) -> RouterTarget:
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(lab.known_hosts_line() + "\n")
+    return RouterTarget("r1", lab.host, lab.port, "admin", password=PASSWORD, known_hosts=known_hosts, timeouts=FAST)
+
+
+@pytest.fixture(scope="module")
+def pki() -> GmailShapedPki:
+    return GmailShapedPki.create()
+
+
+def _applet_config(smtp_port: int, *, event: str = "none maxrun 15") -> list[str]:
+    return [
+        f"event manager environment _email_server alerts:{MAIL_PASSWORD}@127.0.0.1",
+        "event manager environment _email_to noc@example.com",
+        "event manager environment _email_from alerts",
+        "event manager applet MAIL-TEST",
+        f" event {event}",
+        f' action 0010 mail server "$_email_server" to "$_email_to" from "$_email_from" subject "test" '
+        f'body "EEM mail test" secure tls port {smtp_port}',
+        ' action 0020 syslog msg "mail sent to $_email_to"',
+    ]
+
+
+async def test_read_snapshot(lab: LabDevice, target: RouterTarget) -> None:
+    lab.state.apply_config(_applet_config(2525))
+    async with RouterSession(target) as session:
+        snapshot = await session.read_snapshot()
+    assert snapshot.hostname == "r1"
+    sla = snapshot.trustpoint("SLA-TrustPoint")
+    assert sla is not None
+    assert sla.ca_certificates == (sla_root(),)
+    assert snapshot.clock is not None
+    assert abs(snapshot.clock - datetime.now(UTC)) < timedelta(seconds=5)
+    assert snapshot.environment["_email_server"] == f"alerts:{MAIL_PASSWORD}@127.0.0.1"
+    applet = snapshot.applet("MAIL-TEST")
+    assert applet is not None
+    assert applet.is_event_none
+    assert applet.maxrun == 15.0
+    assert applet.mail_actions[0].port == 2525
+    assert applet.syslog_messages_after_mail() == ("mail sent to $_email_to",)
+    assert MAIL_PASSWORD not in repr(snapshot)
+
+
+async def test_install_and_retire_round_trip(
+    lab: LabDevice, target: RouterTarget, pki: GmailShapedPki, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="eemwatchd.router")
+    root = pki.old_root.cert
+    name = f"EEMW-{root.short_fingerprint}"
+    async with RouterSession(target) as session:
+        await session.install_certificate(name, root)
+        tp = (await session.read_snapshot()).trustpoint(name)
+        assert tp is not None
+        assert tp.ca_certificates == (root,)
+        assert (tp.enrollment, tp.revocation_check, tp.chain_validation) == ("terminal", "none", "stop")
+        assert tp.fingerprint == root.sha1_hex
+        assert lab.state.trustpoints[name].ca_cert == root  # the device's own view, not our parser's
+
+        with pytest.raises(CommandFailed, match="already exists"):
+            await session.install_certificate(name, pki.new_root.cert)
+
+        await session.retire_trustpoint(name)
+        assert (await session.read_snapshot()).trustpoint(name) is None
+        assert name not in lab.state.trustpoints
+
+        with pytest.raises(CommandFailed) as info:
+            await session.retire_trustpoint(name)
+        assert info.value.command == f"no crypto pki trustpoint {name}"
+
+        await session.save_config()
+    assert (lab.spec.state_dir / "startup-config").exists()
+    events = [getattr(r, "event", None) for r in caplog.records]
+    assert events.count("certificate_installed") == 1
+    assert events.count("trustpoint_retired") == 1
+    installed = next(r for r in caplog.records if getattr(r, "event", None) == "certificate_installed")
+    assert root.sha256 in installed.getMessage()
+    assert name in installed.getMessage()
+    assert PASSWORD not in caplog.text
+
+
+async def test_install_second_ca_into_same_trustpoint_is_refused_by_the_device(
+    lab: LabDevice, target: RouterTarget, pki: GmailShapedPki
+) -> None:
+    """The device's own refusal (a CA is already held) comes back as CommandFailed with its text."""
+    async with RouterSession(target) as session:
+        await session.install_certificate("EEMW-A", pki.old_root.cert)
+        with pytest.raises(CommandFailed) as info:
+            await session._authenticate("EEMW-A", pki.new_root.cert)
+        assert "delete your existing CA certificate" in info.value.output
+        assert lab.state.trustpoints["EEMW-A"].ca_cert == pki.old_root.cert
+
+
+@pytest.mark.parametrize(
+    ("known_hosts", "message"),
+    [
+        pytest.param("absent", "does not exist", id="no-file"),
+        pytest.param("empty", "is not in", id="unknown"),
+        pytest.param("other-key", "does NOT match", id="changed"),
+    ],
+)
+async def test_host_key_refused(lab: LabDevice, tmp_path: Path, known_hosts: str, message: str) -> None:
+    path = tmp_path / "kh"
+    if known_hosts == "empty":
+        path.write_text("")
+    elif known_hosts == "other-key":
+        other = LabDevice(DeviceSpec("other", tmp_path / "other"))
+        await other.start()
+        await other.stop()
+        path.write_text(f"[{lab.host}]:{lab.port} " + other.known_hosts_line().split(" ", 1)[1] + "\n")
+    target = RouterTarget("r1", lab.host, lab.port, "admin", password=PASSWORD, known_hosts=path, timeouts=FAST)
+    with pytest.raises(HostKeyRejected) as info:
+        async with RouterSession(target):
+            pass
+    assert message in str(info.value)
+    assert f"ssh-keyscan -p {lab.port} {lab.host}" in str(info.value)
+    assert PASSWORD not in str(info.value)
+
+
+async def test_trust_on_first_use(lab: LabDevice, tmp_path: Path) -> None:
+    path = tmp_path / "ssh" / "known_hosts"
+    tofu = RouterTarget(
+        "r1",
+        lab.host,
+        lab.port,
+        "admin",
+        password=PASSWORD,
+        known_hosts=path,
+        trust_on_first_use=True,
+        timeouts=FAST,
+    )
+    async with RouterSession(tofu) as session:
+        assert (await session.read_snapshot()).hostname == "r1"
+    assert path.read_text() == lab.known_hosts_line() + "\n"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert await record_first_host_key(tofu) is False  # recorded once, never again
+
+    pinned = replace(tofu, trust_on_first_use=False)
+    async with RouterSession(pinned) as session:
+        await session.read_snapshot()
+
+    await lab.change_host_key()
+    for variant in (tofu, pinned):  # TOFU never replaces a recorded key
+        with pytest.raises(HostKeyRejected, match="does NOT match"):
+            await RouterSession(variant).open()
+    assert path.read_text().count("\n") == 1
+
+
+async def test_authentication_failed(target: RouterTarget) -> None:
+    wrong = replace(target, password="not-the-password")
+    with pytest.raises(AuthenticationFailed) as info:
+        await RouterSession(wrong).open()
+    assert "not-the-password" not in str(info.value)
+
+
+async def test_unreachable_port(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    path = tmp_path / "kh"
+    path.write_text("")
+    target = RouterTarget("r9", "127.0.0.1", port, "admin", password=PASSWORD, known_hosts=path, timeouts=FAST)
+    with pytest.raises(RouterUnreachable) as info:
+        await RouterSession(target).open()
+    assert info.value.temporary
+    tofu = replace(target, trust_on_first_use=True)
+    with pytest.raises(RouterUnreachable):
+        await RouterSession(tofu).open()
+
+
+async def test_session_is_used_once(target: RouterTarget) -> None:
+    session = RouterSession(target)
+    async with session:
+        await session.read_snapshot()
+    with pytest.raises(RouterError, match="not usable"):
+        await session.read_snapshot()
+    with pytest.raises(RouterError, match="opened once"):
+        await session.open()
+
+
+async def _smtp(pki: GmailShapedPki) -> LabSmtpServer:
+    server = LabSmtpServer(
+        mode="starttls", certs=pki.served, key=pki.leaf.key, username="alerts", password=MAIL_PASSWORD
+    )
+    await server.start()
+    return server
+
+
+async def test_fire_applet_success(lab: LabDevice, target: RouterTarget, pki: GmailShapedPki) -> None:
+    smtp = await _smtp(pki)
+    try:
+        lab.state.apply_config(_applet_config(smtp.port))
+        async with RouterSession(target) as session:
+            # The served top is the new root cross-signed by the old one: IOS needs the OLD root
+            # (field notes sec. 1b).
+            await session.install_certificate("EEMW-OLD-ROOT", pki.old_root.cert)
+            snapshot = await session.read_snapshot()
+            applet = snapshot.applet("MAIL-TEST")
+            assert applet is not None
+            result = await session.fire_applet(
+                "MAIL-TEST",
+                maxrun=applet.effective_maxrun,
+                success_messages=applet.syslog_messages_after_mail(),
+            )
+        assert result.ok, result
+        assert result.reason == "the applet logged its success line"
+        assert any("mail sent to noc@example.com" in line for line in result.lines)
+        assert result.marker.startswith("eemwatchd-test-fire-")
+        (message,) = await smtp.wait_for_messages(1)
+        assert "EEM mail test" in str(message)
+    finally:
+        await smtp.stop()
+
+
+async def test_fire_applet_without_the_ca_fails_with_the_routers_lines(
+    lab: LabDevice, target: RouterTarget, pki: GmailShapedPki
+) -> None:
+    smtp = await _smtp(pki)
+    try:
+        lab.state.apply_config(_applet_config(smtp.port))
+        async with RouterSession(target) as session:
+            # the self-signed twin alone is not enough under IOS's strict rule
+            await session.install_certificate("EEMW-NEW-ROOT", pki.new_root.cert)
+            started = asyncio.get_running_loop().time()
+            result = await session.fire_applet("MAIL-TEST", maxrun=15.0)
+            elapsed = asyncio.get_running_loop().time() - started
+        assert not result.ok
+        assert [line.split(": ", 1)[1].split(":")[0] for line in result.lines] == [
+            "%HA_EM-3-FMPD_SMTP",
+            "%HA_EM-3-FMPD_ERROR",
+        ]
+        assert result.lines[-1].endswith("Error executing applet MAIL-TEST statement 0010")
+        assert elapsed < 5.0  # judged on FMPD_ERROR, not after maxrun
+        assert MAIL_PASSWORD not in "".join(result.lines)
+        assert smtp.messages == []
+    finally:
+        await smtp.stop()
+
+
+async def test_fire_applet_not_event_none_is_refused(lab: LabDevice, target: RouterTarget) -> None:
+    lab.state.apply_config(_applet_config(2525, event="timer watchdog time 3600"))
+    async with RouterSession(target) as session:
+        result = await session.fire_applet("MAIL-TEST", maxrun=5.0)
+    assert not result.ok
+    assert result.lines == ("EEM policy MAIL-TEST not registered with event none Event Detector",)
+
+
+async def test_fire_applet_without_success_line_waits_for_maxrun(lab: LabDevice, target: RouterTarget) -> None:
+    lab.state.apply_config(["event manager applet QUIET", " event none maxrun 1", ' action 1.0 syslog msg "hello"'])
+    async with RouterSession(target) as session:
+        result = await session.fire_applet("QUIET", maxrun=1.0)
+    assert result.ok
+    assert result.reason == "no mail error within the applet's maxrun"
+    assert any("QUIET: hello" in line for line in result.lines)
+
+
+async def test_device_error_during_paste_is_command_failed_and_cleaned_up(
+    lab: LabDevice, target: RouterTarget, pki: GmailShapedPki
+) -> None:
+    error = "% Error in saving certificate: status = FAIL"
+    lab.spec.faults.command_errors = {"crypto pki authenticate EEMW-X": error}
+    async with RouterSession(target) as session:
+        with pytest.raises(CommandFailed) as info:
+            await session.install_certificate("EEMW-X", pki.old_root.cert)
+        assert info.value.command == "crypto pki authenticate EEMW-X"
+        assert error in info.value.output
+        # a clean refusal leaves a usable session and no half-made trustpoint
+        assert (await session.read_snapshot()).trustpoint("EEMW-X") is None
+    assert "EEMW-X" not in lab.state.trustpoints
+
+
+async def test_dropped_connection_mid_dialogue_abandons_the_session(
+    lab: LabDevice, target: RouterTarget, pki: GmailShapedPki
+) -> None:
+    lab.spec.faults.drop_at_command = "crypto pki authenticate"
+    session = RouterSession(target)
+    async with session:
+        with pytest.raises(RouterUnreachable, match="connection lost during crypto pki authenticate"):
+            await session.install_certificate("EEMW-Y", pki.old_root.cert)
+        with pytest.raises(RouterError, match="not usable"):
+            await session.read_snapshot()
+
+
+async def test_slow_device_times_out_with_the_step(lab: LabDevice, target: RouterTarget) -> None:
+    slow = replace(target, timeouts=replace(FAST, running_config=0.5))
+    session = RouterSession(slow)
+    async with session:
+        lab.spec.faults.output_delay = 2.0
+        with pytest.raises(RouterTimeout) as info:
+            await session.read_snapshot()
+        assert info.value.step == "show running-config"
+        with pytest.raises(RouterError, match="not usable"):
+            await session.read_snapshot()
+
+
+class _LyingRouter(RouterSession):
+    """Reads back another certificate than the one sent: the install must not be trusted."""
+
+    def __init__(self, target: RouterTarget, *, sent: Certificate, shown: Certificate) -> None:
+        super().__init__(target)
+        self._sent, self._shown = sent, shown
+
+    async def read_running_config(self) -> str:
+        lines = [line.strip() for line in (await super().read_running_config()).splitlines()]
+        sent = [line.strip() for line in render_certificate_block(self._sent)]
+        for i in range(len(lines)):
+            if lines[i : i + len(sent)] == sent:
+                lines[i : i + len(sent)] = render_certificate_block(self._shown)
+        return "\n".join(lines)
+
+
+async def test_install_is_verified_by_der(lab: LabDevice, target: RouterTarget, pki: GmailShapedPki) -> None:
+    sent, shown = pki.old_root.cert, pki.new_root.cert
+    async with _LyingRouter(target, sent=sent, shown=shown) as session:
+        with pytest.raises(CommandFailed, match="holds"):
+            await session.install_certificate("EEMW-Z", sent)
