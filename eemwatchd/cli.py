@@ -16,6 +16,9 @@ COMMANDS: tuple[str, ...] = (
     "eemwatchd.commands.fetch",
     "eemwatchd.commands.check_config",
     "eemwatchd.commands.lab_router",
+    "eemwatchd.commands.plan",
+    "eemwatchd.commands.apply",
+    "eemwatchd.commands.audit",
 )
 
 

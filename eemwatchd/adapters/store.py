@@ -1,0 +1,350 @@
+"""The state store: SQLite (WAL) with observations, router outcomes, "unneeded since" and the audit log."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+
+from eemwatchd.core.certificate import Certificate
+from eemwatchd.core.desired import SeenChain
+from eemwatchd.errors import StateError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS certificates (
+    sha256 TEXT PRIMARY KEY,
+    der BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS observations (
+    id INTEGER PRIMARY KEY,
+    server TEXT NOT NULL,
+    address TEXT NOT NULL,
+    chain TEXT NOT NULL,            -- served chain: sha256 list, comma separated, leaf first
+    path TEXT NOT NULL DEFAULT '',  -- verified path: sha256 list, '' when it did not verify
+    verified INTEGER NOT NULL,
+    error TEXT,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    times_seen INTEGER NOT NULL,
+    UNIQUE (server, address, chain)
+);
+CREATE TABLE IF NOT EXISTS router_outcomes (
+    router TEXT PRIMARY KEY,
+    at TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    summary TEXT NOT NULL,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS unneeded (
+    router TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    since TEXT NOT NULL,
+    PRIMARY KEY (router, sha256)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    router TEXT NOT NULL,
+    action TEXT NOT NULL,
+    trustpoint TEXT,
+    sha256_before TEXT,
+    sha256_after TEXT,
+    test_fire TEXT,
+    reason TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+
+
+@dataclass(frozen=True)
+class RouterOutcome:
+    router: str
+    at: datetime
+    ok: bool
+    summary: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One change made to a router (or one test-fire), as the audit log keeps it."""
+
+    at: datetime
+    router: str
+    action: str  # add | retire | test-fire | save
+    trustpoint: str | None
+    sha256_before: str | None
+    sha256_after: str | None
+    test_fire: str | None
+    reason: str
+    id: int | None = None
+
+
+def _iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime given to the state store; use an aware UTC datetime")
+    return moment.astimezone(UTC).isoformat()
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _fix_for(exc: sqlite3.Error) -> str:
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return "another eemwatchd process holds the store; wait for it or stop it"
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return ("move the file aside and run again (a new store is created; the old audit log stays in "
+                "the moved file)")
+    if "readonly" in text or "unable to open" in text or "permission" in text:
+        return "make the file and its directory writable for this user, or set state_path to another place"
+    if "disk" in text or "full" in text:
+        return "free disk space on the file system of the store"
+    return "check the file, or set state_path to another place"
+
+
+class Store:
+    """The one SQLite connection of this process. Text written is scrubbed of the given secrets."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path, secrets: Collection[str] = ()) -> None:
+        self._db = connection
+        self.path = path
+        self._secrets = tuple(s for s in secrets if s)
+
+    # --- opening -----------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path, *, secrets: Iterable[str] = (), busy_timeout: float = 10.0) -> Store:
+        """Open (creating when missing) the store at ``path``. Raises StateError naming the file and a fix."""
+        file = Path(path)
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"state store {file}: cannot create its directory ({exc.strerror}); "
+                             "create it or set state_path to another place") from exc
+        try:
+            db = sqlite3.connect(file, timeout=busy_timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StateError(f"state store {file}: {exc}; {_fix_for(exc)}") from exc
+        store = cls(db, file, tuple(secrets))
+        try:
+            with store._errors("open"):
+                db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA foreign_keys = ON")
+                db.execute("PRAGMA synchronous = NORMAL")
+                store._migrate()
+        except StateError:
+            db.close()
+            raise
+        return store
+
+    def _migrate(self) -> None:
+        with self._transaction():
+            for statement in _split_sql(_SCHEMA):
+                self._db.execute(statement)
+            row = self._db.execute("SELECT max(version) FROM schema_version").fetchone()
+            version = row[0] if row else None
+            if version is None:
+                self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif version > SCHEMA_VERSION:
+                raise StateError(f"state store {self.path}: schema version {version} was written by a newer "
+                                 f"eemwatchd (this one knows {SCHEMA_VERSION}); upgrade eemwatchd or set "
+                                 "state_path to another place")
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _errors(self, step: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StateError(f"state store {self.path}: {step} failed ({exc}); {_fix_for(exc)}") from exc
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _scrub(self, text: str | None) -> str | None:
+        if text is None:
+            return None
+        for secret in self._secrets:
+            text = text.replace(secret, "****")
+        return text
+
+    # --- certificates ------------------------------------------------------------------------------
+
+    def _put_certificates(self, certs: Iterable[Certificate]) -> None:
+        self._db.executemany("INSERT OR IGNORE INTO certificates (sha256, der) VALUES (?, ?)",
+                             [(c.sha256, c.der) for c in certs])
+
+    def _certificates(self, sha256s: Iterable[str]) -> dict[str, Certificate]:
+        wanted = sorted(set(sha256s))
+        out: dict[str, Certificate] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT sha256, der FROM certificates WHERE sha256 IN ({marks})"  # noqa: S608
+            for sha, der in self._db.execute(query, chunk):
+                out[sha] = Certificate(bytes(der))
+        return out
+
+    # --- observations ------------------------------------------------------------------------------
+
+    def record_observation(
+        self, *, server: str, address: str, chain: Sequence[Certificate], verified: bool,
+        path: Sequence[Certificate], error: str | None, now: datetime,
+    ) -> SeenChain:
+        """Record one sighting of ``chain``: a new row, or times_seen + 1 and the latest verification."""
+        chain_key = ",".join(c.sha256 for c in chain)
+        path_key = ",".join(c.sha256 for c in path)
+        with self._errors("recording an observation"), self._transaction():
+            self._put_certificates([*chain, *path])
+            self._db.execute(
+                "INSERT INTO observations (server, address, chain, path, verified, error, first_seen,"
+                " last_seen, times_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)"
+                " ON CONFLICT (server, address, chain) DO UPDATE SET path = excluded.path,"
+                " verified = excluded.verified, error = excluded.error, last_seen = excluded.last_seen,"
+                " times_seen = observations.times_seen + 1",
+                (server, address, chain_key, path_key, int(verified), self._scrub(error), _iso(now),
+                 _iso(now)),
+            )
+        found = self.observations(servers=[server], address=address, chain=chain_key)
+        return found[0]
+
+    def observations(self, *, servers: Collection[str] | None = None, since: datetime | None = None,
+                     address: str | None = None, chain: str | None = None) -> list[SeenChain]:
+        """Stored observations, oldest first; filtered by server names, last sighting, address, chain key."""
+        query = ("SELECT server, address, chain, path, verified, error, first_seen, last_seen, times_seen "
+                 "FROM observations WHERE 1=1")
+        params: list[object] = []
+        if servers is not None:
+            query += f" AND server IN ({','.join('?' * len(servers))})"
+            params.extend(servers)
+        if since is not None:
+            query += " AND last_seen >= ?"
+            params.append(_iso(since))
+        if address is not None:
+            query += " AND address = ?"
+            params.append(address)
+        if chain is not None:
+            query += " AND chain = ?"
+            params.append(chain)
+        query += " ORDER BY first_seen, id"
+        with self._errors("reading observations"):
+            rows = self._db.execute(query, params).fetchall()
+            shas = {s for row in rows for s in (*_keys(row[2]), *_keys(row[3]))}
+            certs = self._certificates(shas)
+        out: list[SeenChain] = []
+        for server, addr, chain_key, path_key, verified, error, first, last, times in rows:
+            out.append(SeenChain(
+                server=server, address=addr,
+                chain=tuple(certs[s] for s in _keys(chain_key) if s in certs),
+                verified=bool(verified), path=tuple(certs[s] for s in _keys(path_key) if s in certs),
+                error=error, first_seen=_when(first), last_seen=_when(last), times_seen=int(times),
+            ))
+        return out
+
+    # --- router state ------------------------------------------------------------------------------
+
+    def unneeded_since(self, router: str) -> dict[str, datetime]:
+        with self._errors("reading unneeded certificates"):
+            rows = self._db.execute("SELECT sha256, since FROM unneeded WHERE router = ?",
+                                    (router,)).fetchall()
+        return {sha: _when(since) for sha, since in rows}
+
+    def set_unneeded(self, router: str, unneeded: Mapping[str, datetime]) -> None:
+        """Replace the router's "unneeded since" rows: certificates desired again drop out."""
+        with self._errors("writing unneeded certificates"), self._transaction():
+            self._db.execute("DELETE FROM unneeded WHERE router = ?", (router,))
+            self._db.executemany("INSERT INTO unneeded (router, sha256, since) VALUES (?, ?, ?)",
+                                 [(router, sha, _iso(since)) for sha, since in unneeded.items()])
+
+    def record_outcome(self, router: str, *, at: datetime, ok: bool, summary: str, error: str | None) -> None:
+        with self._errors("recording a router outcome"), self._transaction():
+            self._db.execute(
+                "INSERT INTO router_outcomes (router, at, ok, summary, error) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (router) DO UPDATE SET at = excluded.at, ok = excluded.ok,"
+                " summary = excluded.summary, error = excluded.error",
+                (router, _iso(at), int(ok), self._scrub(summary), self._scrub(error)),
+            )
+
+    def outcomes(self) -> list[RouterOutcome]:
+        with self._errors("reading router outcomes"):
+            rows = self._db.execute("SELECT router, at, ok, summary, error FROM router_outcomes "
+                                    "ORDER BY router").fetchall()
+        return [RouterOutcome(r, _when(at), bool(ok), s, e) for r, at, ok, s, e in rows]
+
+    # --- audit -------------------------------------------------------------------------------------
+
+    def append_audit(self, entry: AuditEntry) -> int:
+        """Append one entry; the log can only grow (triggers abort any UPDATE or DELETE)."""
+        with self._errors("appending to the audit log"), self._transaction():
+            cursor = self._db.execute(
+                "INSERT INTO audit (at, router, action, trustpoint, sha256_before, sha256_after, test_fire,"
+                " reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (_iso(entry.at), entry.router, entry.action, entry.trustpoint, entry.sha256_before,
+                 entry.sha256_after, self._scrub(entry.test_fire), self._scrub(entry.reason)),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def audit(self, *, router: str | None = None) -> list[AuditEntry]:
+        query = ("SELECT id, at, router, action, trustpoint, sha256_before, sha256_after, test_fire, reason "
+                 "FROM audit")
+        params: tuple[str, ...] = ()
+        if router is not None:
+            query += " WHERE router = ?"
+            params = (router,)
+        with self._errors("reading the audit log"):
+            rows = self._db.execute(query + " ORDER BY id", params).fetchall()
+        return [AuditEntry(id=i, at=_when(at), router=r, action=a, trustpoint=tp, sha256_before=b,
+                           sha256_after=af, test_fire=tf, reason=reason)
+                for i, at, r, a, tp, b, af, tf, reason in rows]
+
+
+def _keys(text: str) -> list[str]:
+    return [s for s in text.split(",") if s]
+
+
+def _split_sql(script: str) -> list[str]:
+    """Statements of the schema (triggers keep their inner ``;``)."""
+    out: list[str] = []
+    current = ""
+    for line in script.splitlines():
+        stripped = line.split("--", 1)[0].rstrip()
+        if not stripped:
+            continue
+        current += stripped + "\n"
+        if stripped.endswith(";") and (not current.lstrip().upper().startswith("CREATE TRIGGER")
+                                       or stripped.upper().endswith("END;")):
+            out.append(current.strip())
+            current = ""
+    if current.strip():
+        out.append(current.strip())
+    return out

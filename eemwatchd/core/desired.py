@@ -1,0 +1,305 @@
+"""Desired trust: which certificates a router needs, from the recent verified chains of its servers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from eemwatchd.core.certificate import Certificate
+
+InstallPolicy = Literal["path", "anchor_only"]
+Role = Literal["anchor", "cross-anchor", "twin", "intermediate", "leaf", "served-top"]
+
+# Order in which desired certificates are listed (and so installed): roots before what they sign.
+_ROLE_ORDER: dict[str, int] = {
+    "cross-anchor": 0,
+    "anchor": 1,
+    "twin": 2,
+    "served-top": 3,
+    "intermediate": 4,
+    "leaf": 5,
+}
+
+
+@dataclass(frozen=True)
+class TrustPolicy:
+    """The policy keys the pure core needs (the shell builds it from config.PolicyConfig)."""
+
+    install: InstallPolicy = "path"
+    include_leaf: bool = False
+    confirmations: int = 2
+    recent: timedelta = timedelta(days=14)
+    retention: timedelta = timedelta(days=7)
+    expiry_warning: timedelta = timedelta(days=30)
+    trustpoint_prefix: str = "EEMW-"
+
+
+@dataclass(frozen=True)
+class SeenChain:
+    """One chain one address of a server presented, with its verification and sighting counters.
+
+    ``chain`` is exactly as served (leaf first); ``path`` is the verified path, leaf first and anchor
+    last, empty when the chain did not verify.
+    """
+
+    server: str
+    address: str
+    chain: tuple[Certificate, ...]
+    verified: bool
+    path: tuple[Certificate, ...]
+    error: str | None
+    first_seen: datetime
+    last_seen: datetime
+    times_seen: int
+
+    @property
+    def chain_id(self) -> str:
+        """A short id for messages: the short fingerprints of the served chain."""
+        return "/".join(c.short_fingerprint for c in self.chain) or "(empty chain)"
+
+    def where(self) -> str:
+        return f"{self.server} {self.address} chain {self.chain_id}"
+
+
+@dataclass(frozen=True)
+class DesiredCertificate:
+    """A certificate the router should hold, with every reason it is wanted."""
+
+    certificate: Certificate
+    role: Role
+    reasons: tuple[str, ...]
+
+    @property
+    def sha256(self) -> str:
+        return self.certificate.sha256
+
+
+@dataclass(frozen=True)
+class SecurityEvent:
+    """A chain that did not verify (or missed its pins): possible interception. It changes nothing."""
+
+    server: str
+    address: str
+    chain_sha256: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class DesiredTrust:
+    """What one router should trust, and why retiring anything now would be unsafe (``holds``)."""
+
+    certificates: tuple[DesiredCertificate, ...]
+    events: tuple[SecurityEvent, ...] = ()
+    pending: tuple[str, ...] = ()  # chains seen but not yet confirmed often enough
+    holds: tuple[str, ...] = ()  # reasons that forbid retiring anything in this run
+    chains_in_use: tuple[tuple[Certificate, ...], ...] = ()  # recent verified chains, as served
+
+    @property
+    def sha256s(self) -> frozenset[str]:
+        return frozenset(d.sha256 for d in self.certificates)
+
+    def get(self, sha256: str) -> DesiredCertificate | None:
+        for d in self.certificates:
+            if d.sha256 == sha256:
+                return d
+        return None
+
+
+@dataclass
+class _Collector:
+    items: dict[str, tuple[Certificate, Role, list[str]]] = field(default_factory=dict)
+
+    def add(self, cert: Certificate, role: Role, reason: str) -> None:
+        current = self.items.get(cert.sha256)
+        if current is None:
+            self.items[cert.sha256] = (cert, role, [reason])
+            return
+        _, old_role, reasons = current
+        if reason not in reasons:
+            reasons.append(reason)
+        if _ROLE_ORDER[role] < _ROLE_ORDER[old_role]:
+            self.items[cert.sha256] = (cert, role, reasons)
+
+    def result(self) -> tuple[DesiredCertificate, ...]:
+        ordered = sorted(
+            self.items.values(), key=lambda item: (_ROLE_ORDER[item[1]], item[0].subject, item[0].sha256)
+        )
+        return tuple(DesiredCertificate(cert, role, tuple(reasons)) for cert, role, reasons in ordered)
+
+
+def normalize_pin(pin: str) -> str:
+    return pin.replace(":", "").strip().lower()
+
+
+def is_pinned_match(observation: SeenChain, pins: Iterable[str]) -> bool:
+    """True without pins, or when a certificate served or on the verified path has a pinned SHA-256."""
+    wanted = {normalize_pin(p) for p in pins}
+    if not wanted:
+        return True
+    return any(c.sha256 in wanted for c in (*observation.chain, *observation.path))
+
+
+def find_served_top(chain: Sequence[Certificate]) -> Certificate | None:
+    """The top of the path IOS builds from the chain as sent: leaf, then each sent cert that signed the last.
+
+    Servers may send extra or out-of-order certificates; only those that continue the signature path count.
+    """
+    if not chain:
+        return None
+    current = chain[0]
+    visited = {current.der}
+    while not current.is_self_issued:
+        issuer = next((c for c in chain if c.der not in visited and current.is_signed_by(c)), None)
+        if issuer is None:
+            break
+        visited.add(issuer.der)
+        current = issuer
+    return current
+
+
+def find_twins(cert: Certificate, candidates: Iterable[Certificate]) -> list[Certificate]:
+    """Self-signed certificates with the same subject and public key as ``cert`` (other than itself)."""
+    return [
+        c
+        for c in candidates
+        if c.der != cert.der
+        and c.is_self_signed
+        and c.x509.subject == cert.x509.subject
+        and c.public_key_der == cert.public_key_der
+    ]
+
+
+def find_issuer(cert: Certificate, candidates: Iterable[Certificate]) -> Certificate | None:
+    """A candidate whose key verifies ``cert``'s signature (subject = cert's issuer)."""
+    for c in candidates:
+        if c.der != cert.der and cert.is_signed_by(c):
+            return c
+    return None
+
+
+def is_usable(observation: SeenChain, policy: TrustPolicy, now: datetime) -> bool:
+    return observation.last_seen >= now - policy.recent
+
+
+def desired_from_chain(
+    observation: SeenChain,
+    *,
+    policy: TrustPolicy,
+    anchors: Sequence[Certificate],
+    extra: Sequence[Certificate] = (),
+) -> list[tuple[Certificate, Role, str]]:
+    """The certificates one verified chain asks for, each with its role and a reason.
+
+    ``anchors`` are trust-store certificates (trusted); ``extra`` are AIA results, used only to find a
+    self-signed twin (same key as a certificate that verified, so it adds no new trust).
+    """
+    where = observation.where()
+    path = observation.path
+    out: list[tuple[Certificate, Role, str]] = []
+    top = find_served_top(observation.chain)
+    # IOS validates the chain as sent (field notes 1b): its anchor is the issuer of the top sent certificate.
+    ios_anchor: Certificate | None = None
+    if top is not None:
+        ios_anchor = top if top.is_self_signed else find_issuer(top, [*path, *anchors])
+    twins = find_twins(top, [*path, *anchors, *extra]) if top is not None and not top.is_self_issued else []
+
+    if policy.install == "path":
+        for cert in path[1:-1]:
+            out.append((cert, "intermediate", f"{where}: CA on the verified path"))
+        if len(path) >= 2:
+            out.append((path[-1], "anchor", f"{where}: anchor of the verified path"))
+        if twins and top is not None:
+            if ios_anchor is not None:
+                out.append(
+                    (
+                        ios_anchor,
+                        "cross-anchor",
+                        f"{where}: cross-signed the top served certificate {top.common_name}",
+                    )
+                )
+            for twin in twins:
+                out.append((twin, "twin", f"{where}: self-signed twin of the cross-signed {top.common_name}"))
+    elif ios_anchor is not None:
+        out.append((ios_anchor, "anchor", f"{where}: issuer of the top served certificate (anchor_only)"))
+    elif top is not None:
+        # The issuer is not in our trust store (only the twin is): IOS trusts a sent certificate that is
+        # installed identically, and this one carries the same key as the verified twin.
+        out.append(
+            (
+                top,
+                "served-top",
+                f"{where}: top served certificate; its issuer is not in the trust store (anchor_only)",
+            )
+        )
+    if policy.include_leaf and path:
+        out.append((path[0], "leaf", f"{where}: leaf (include_leaf)"))
+    return out
+
+
+def compute_desired(
+    observations: Iterable[SeenChain],
+    *,
+    servers: Sequence[str],
+    policy: TrustPolicy,
+    anchors: Sequence[Certificate],
+    extra: Sequence[Certificate] = (),
+    pins: Mapping[str, Sequence[str]] | None = None,
+    now: datetime,
+) -> DesiredTrust:
+    """Desired trust for a router that mails through ``servers``.
+
+    Counts every chain of every address seen within ``policy.recent`` and at least ``policy.confirmations``
+    times, verified and matching the server's pins. An unverified chain is a security event: it adds
+    nothing and holds every retirement. A server without a confirmed verified chain also holds retirement,
+    so a failing or intercepted server never makes the router lose trust.
+    """
+    pins = pins or {}
+    wanted = set(servers)
+    collector = _Collector()
+    events: list[SecurityEvent] = []
+    pending: list[str] = []
+    holds: list[str] = []
+    in_use: list[tuple[Certificate, ...]] = []
+    confirmed_servers: set[str] = set()
+    for obs in observations:
+        if obs.server not in wanted or not is_usable(obs, policy, now):
+            continue
+        if not obs.verified or not obs.path:
+            reason = obs.error or "did not verify against the trust store"
+            events.append(
+                SecurityEvent(
+                    obs.server, obs.address, tuple(c.sha256 for c in obs.chain), f"{obs.where()}: {reason}"
+                )
+            )
+            holds.append(f"{obs.where()} does not verify")
+            continue
+        if not is_pinned_match(obs, pins.get(obs.server, ())):
+            events.append(
+                SecurityEvent(
+                    obs.server,
+                    obs.address,
+                    tuple(c.sha256 for c in obs.chain),
+                    f"{obs.where()}: no certificate matches the configured pins",
+                )
+            )
+            holds.append(f"{obs.where()} misses its pins")
+            continue
+        if obs.times_seen < policy.confirmations:
+            pending.append(f"{obs.where()}: seen {obs.times_seen} of {policy.confirmations} times")
+            continue
+        confirmed_servers.add(obs.server)
+        in_use.append(obs.chain)
+        for cert, role, reason in desired_from_chain(obs, policy=policy, anchors=anchors, extra=extra):
+            collector.add(cert, role, reason)
+    for server in servers:
+        if server not in confirmed_servers:
+            holds.append(f"{server}: no confirmed verified chain seen recently")
+    return DesiredTrust(
+        certificates=collector.result(),
+        events=tuple(events),
+        pending=tuple(pending),
+        holds=tuple(dict.fromkeys(holds)),
+        chains_in_use=tuple(dict.fromkeys(in_use)),
+    )

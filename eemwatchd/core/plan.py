@@ -1,0 +1,283 @@
+"""The pure planner: from a router's trustpoints and its desired trust, the add/retire actions and reports."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from eemwatchd.core.certificate import Certificate
+from eemwatchd.core.desired import DesiredTrust, TrustPolicy
+from eemwatchd.core.ios_trust import validate_as_ios
+
+ActionKind = Literal["add", "retire"]
+ReportKind = Literal["unmanaged", "expired", "expiring", "held", "kept", "unneeded", "event", "pending"]
+
+# IOS trustpoint names: keep to letters, digits, - and _, at most 32 characters.
+MAX_TRUSTPOINT_NAME = 32
+_TRUSTPOINT_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,32}$")
+
+# Decides whether the router, holding ``trustpoints``, accepts ``chain`` as served (the IOS rule).
+ChainValidator = Callable[[Sequence[Certificate], Mapping[str, Sequence[Certificate]], datetime], bool]
+
+
+def is_accepted_strict(
+    chain: Sequence[Certificate], trustpoints: Mapping[str, Sequence[Certificate]], now: datetime
+) -> bool:
+    """The default validator: IOS's strict rule (core.ios_trust)."""
+    return validate_as_ios(chain, trustpoints, now).ok
+
+
+@dataclass(frozen=True)
+class Action:
+    """One change to a router. ``certificate`` is what an add installs, or what a retire removes (if any)."""
+
+    kind: ActionKind
+    trustpoint: str
+    sha256: str
+    reason: str
+    certificate: Certificate | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    """Something a person should know that needs no change (or that we refuse to change)."""
+
+    kind: ReportKind
+    trustpoint: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class RouterPlan:
+    """The plan for one router. ``unneeded`` is the new "unneeded since" state the shell should store."""
+
+    actions: tuple[Action, ...]
+    reports: tuple[Report, ...]
+    unneeded: Mapping[str, datetime] = field(default_factory=dict)
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.actions
+
+    @property
+    def adds(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.kind == "add")
+
+    @property
+    def retires(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.kind == "retire")
+
+
+def trustpoint_name(cert: Certificate, *, prefix: str, taken: Collection[str] = ()) -> str:
+    """prefix + short fingerprint; longer fingerprint when that name is taken by another trustpoint."""
+    room = MAX_TRUSTPOINT_NAME - len(prefix)
+    for length in sorted({min(n, room) for n in (8, 12, 16, 24, 32)}):
+        name = prefix + cert.sha256[:length].upper()
+        if name not in taken:
+            return name
+    raise ValueError(f"no free trustpoint name for {cert.describe()} with prefix {prefix!r}")
+
+
+def is_valid_trustpoint_name(name: str) -> bool:
+    return bool(_TRUSTPOINT_NAME.fullmatch(name))
+
+
+def is_managed(name: str, *, prefix: str, adopt: Collection[str]) -> bool:
+    return name.startswith(prefix) or name in adopt
+
+
+def _expiry_reports(
+    trustpoints: Mapping[str, Sequence[Certificate]], policy: TrustPolicy, now: datetime
+) -> list[Report]:
+    out: list[Report] = []
+    for name in sorted(trustpoints):
+        for cert in trustpoints[name]:
+            if cert.is_expired(now):
+                out.append(Report("expired", name, f"{cert.describe()} expired"))
+            elif cert.not_after - now <= policy.expiry_warning:
+                days = (cert.not_after - now).days
+                out.append(Report("expiring", name, f"{cert.describe()} expires in {days} days"))
+    return out
+
+
+def _would_break(
+    validate: ChainValidator | None,
+    chains: Sequence[Sequence[Certificate]],
+    before: Mapping[str, Sequence[Certificate]],
+    after: Mapping[str, Sequence[Certificate]],
+    now: datetime,
+) -> Sequence[Certificate] | None:
+    """The first chain in use the router validates with ``before`` but not with ``after``."""
+    if validate is None:
+        return None
+    for chain in chains:
+        if validate(chain, before, now) and not validate(chain, after, now):
+            return chain
+    return None
+
+
+def _plan_adds(
+    trustpoints: Mapping[str, Sequence[Certificate]],
+    desired: DesiredTrust,
+    *,
+    prefix: str,
+    adopt: Collection[str],
+    reports: list[Report],
+) -> list[Action]:
+    held: dict[str, str] = {}
+    for name in sorted(trustpoints):
+        for cert in trustpoints[name]:
+            held.setdefault(cert.sha256, name)
+    actions: list[Action] = []
+    taken = set(trustpoints)
+    for item in desired.certificates:
+        cert = item.certificate
+        holder = held.get(cert.sha256)
+        if holder is not None:
+            if not is_managed(holder, prefix=prefix, adopt=adopt):
+                reports.append(
+                    Report(
+                        "held",
+                        holder,
+                        f"{cert.describe()} is already held by unmanaged "
+                        f"trustpoint {holder}; not installed again",
+                    )
+                )
+            continue
+        # An empty trustpoint of ours with the wanted name is left by an interrupted install: reuse it.
+        name = prefix + cert.short_fingerprint
+        if not (name in trustpoints and not trustpoints[name]):
+            name = trustpoint_name(cert, prefix=prefix, taken=taken)
+        taken.add(name)
+        held[cert.sha256] = name
+        actions.append(Action("add", name, cert.sha256, f"{item.role}: {'; '.join(item.reasons)}", cert))
+    return actions
+
+
+def _retire_candidates(
+    trustpoints: Mapping[str, Sequence[Certificate]],
+    desired: DesiredTrust,
+    *,
+    policy: TrustPolicy,
+    adopt: Collection[str],
+    now: datetime,
+    unneeded_since: Mapping[str, datetime],
+    reports: list[Report],
+    unneeded: dict[str, datetime],
+) -> list[tuple[str, Certificate | None, str]]:
+    wanted = desired.sha256s
+    out: list[tuple[str, Certificate | None, str]] = []
+    retention = _human(policy.retention.total_seconds())
+    for name in sorted(trustpoints):
+        certs = list(trustpoints[name])
+        if not is_managed(name, prefix=policy.trustpoint_prefix, adopt=adopt):
+            listing = ", ".join(c.describe() for c in certs) or "no certificate"
+            reports.append(
+                Report(
+                    "unmanaged",
+                    name,
+                    f"unmanaged trustpoint {name} ({listing}); never "
+                    "touched (list it under adopt: to manage it)",
+                )
+            )
+            continue
+        if not certs:
+            # Holds no trust: always safe to remove. Apply removes these before its adds, so an add may
+            # reuse the name.
+            out.append((name, None, "empty trustpoint (left by an interrupted install)"))
+            continue
+        if any(c.sha256 in wanted for c in certs):
+            continue
+        # The oldest "unneeded since" of the trustpoint's certificates counts.
+        for c in certs:
+            unneeded[c.sha256] = unneeded_since.get(c.sha256, now)
+        since = min(unneeded[c.sha256] for c in certs)
+        age = now - since
+        first = certs[0].describe()
+        if age >= policy.retention:
+            out.append(
+                (
+                    name,
+                    certs[0],
+                    f"{first} no longer served; unneeded since "
+                    f"{since:%Y-%m-%d %H:%M} UTC (retention {retention})",
+                )
+            )
+        else:
+            left = _human((policy.retention - age).total_seconds())
+            reports.append(
+                Report("unneeded", name, f"{first} is no longer needed; retired after retention, in {left}")
+            )
+    return out
+
+
+def plan_router(
+    trustpoints: Mapping[str, Sequence[Certificate]],
+    desired: DesiredTrust,
+    *,
+    policy: TrustPolicy,
+    adopt: Collection[str] = (),
+    now: datetime,
+    unneeded_since: Mapping[str, datetime],
+    validate: ChainValidator | None = is_accepted_strict,
+) -> RouterPlan:
+    """Plan one router: add what is desired and not held, retire managed trust unneeded beyond retention.
+
+    A certificate is held when its identical DER is in any trustpoint, managed or not (never installed
+    twice). Unmanaged trustpoints are only reported. Nothing is retired while ``desired.holds`` names a
+    reason, nor when ``validate`` says the router would stop accepting a chain it uses (checked against the
+    trustpoints as they will be after the adds). ``unneeded_since`` is keyed by certificate SHA-256.
+    """
+    reports: list[Report] = []
+    actions = _plan_adds(trustpoints, desired, prefix=policy.trustpoint_prefix, adopt=adopt, reports=reports)
+    after: dict[str, Sequence[Certificate]] = dict(trustpoints)
+    for add in actions:
+        assert add.certificate is not None
+        after[add.trustpoint] = [add.certificate]
+
+    unneeded: dict[str, datetime] = {}
+    candidates = _retire_candidates(
+        trustpoints,
+        desired,
+        policy=policy,
+        adopt=adopt,
+        now=now,
+        unneeded_since=unneeded_since,
+        reports=reports,
+        unneeded=unneeded,
+    )
+    if desired.holds:
+        for name, cert, _ in candidates:
+            if cert is not None:
+                reports.append(Report("kept", name, f"not retired: {'; '.join(desired.holds)}"))
+        candidates = [c for c in candidates if c[1] is None]
+    for name, cert, reason in candidates:
+        if cert is None:
+            actions.append(Action("retire", name, "", reason, None))
+            continue
+        trial = {k: v for k, v in after.items() if k != name}
+        broken = _would_break(validate, desired.chains_in_use, after, trial, now)
+        if broken is not None:
+            ids = "/".join(c.short_fingerprint for c in broken)
+            reports.append(Report("kept", name, f"not retired: the router needs it to accept chain {ids}"))
+            continue
+        after = trial
+        actions.append(Action("retire", name, cert.sha256, reason, cert))
+
+    for event in desired.events:
+        reports.append(Report("event", None, f"security event: {event.reason}; nothing changed for it"))
+    for text in desired.pending:
+        reports.append(Report("pending", None, f"new chain not yet confirmed: {text}"))
+    reports.extend(_expiry_reports(trustpoints, policy, now))
+    return RouterPlan(tuple(actions), tuple(reports), unneeded)
+
+
+def _human(seconds: float) -> str:
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{max(seconds, 0) / 60:.0f} minutes"

@@ -1,0 +1,229 @@
+"""The planner: adds, retention-gated retires, unmanaged and adopted trustpoints, the IOS safety check."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from eemwatchd.core.certificate import Certificate
+from eemwatchd.core.desired import DesiredTrust, SeenChain, TrustPolicy, compute_desired
+from eemwatchd.core.ios_trust import validate_as_ios
+from eemwatchd.core.plan import plan_router, trustpoint_name
+from eemwatchd.lab.pki import GmailShapedPki, make_intermediate, make_leaf, make_root
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+PKI = GmailShapedPki.create(now=NOW - timedelta(days=5))
+OLD_ROOT = PKI.old_root.cert
+NEW_ROOT = PKI.new_root.cert
+CROSS = PKI.new_root_cross
+INTER = PKI.intermediate.cert
+LEAF = PKI.leaf.cert
+INTER2 = make_intermediate("Lab WR2", by=PKI.new_root, now=NOW - timedelta(days=2))
+LEAF2 = make_leaf(PKI.hostnames, by=INTER2, now=NOW - timedelta(days=2))
+SERVED2 = [LEAF2.cert, INTER2.cert, CROSS]
+OTHER = make_root("Someone Else Root", now=NOW - timedelta(days=5)).cert
+EXPIRING = make_root("Expiring Root", now=NOW, days=10).cert
+EXPIRED = make_root("Expired Root", now=NOW - timedelta(days=400), days=100).cert
+
+NAMES = {
+    c.sha256: n
+    for n, c in {
+        "old_root": OLD_ROOT,
+        "new_root": NEW_ROOT,
+        "cross": CROSS,
+        "inter": INTER,
+        "inter2": INTER2.cert,
+        "other": OTHER,
+        "expiring": EXPIRING,
+        "expired": EXPIRED,
+        "leaf": LEAF,
+    }.items()
+}
+POLICY = TrustPolicy()
+LONG_AGO = NOW - timedelta(days=8)
+
+
+def tp(cert: Certificate) -> str:
+    return "EEMW-" + cert.short_fingerprint
+
+
+def desired_for(
+    chain: list[Certificate],
+    path: list[Certificate],
+    *,
+    extra: list[SeenChain] | None = None,
+    policy: TrustPolicy = POLICY,
+) -> DesiredTrust:
+    observations = [
+        SeenChain(
+            "gmail",
+            "10.0.0.1",
+            tuple(chain),
+            True,
+            tuple(path),
+            None,
+            NOW - timedelta(hours=2),
+            NOW - timedelta(minutes=1),
+            3,
+        ),
+        *(extra or []),
+    ]
+    return compute_desired(observations, servers=["gmail"], policy=policy, anchors=PKI.anchors, now=NOW)
+
+
+ORIGINAL = desired_for(PKI.served, [LEAF, INTER, NEW_ROOT])
+ROTATED = desired_for(SERVED2, [LEAF2.cert, INTER2.cert, NEW_ROOT])
+ROTATED_BUT_INTERCEPTED = desired_for(
+    SERVED2,
+    [LEAF2.cert, INTER2.cert, NEW_ROOT],
+    extra=[SeenChain("gmail", "10.0.0.2", (OTHER,), False, (), "unknown issuer", NOW, NOW, 1)],
+)
+FULL = {tp(OLD_ROOT): [OLD_ROOT], tp(NEW_ROOT): [NEW_ROOT], tp(INTER): [INTER]}
+
+
+@dataclass(frozen=True)
+class Case:
+    trustpoints: dict[str, list[Certificate]]
+    desired: DesiredTrust
+    actions: list[tuple[str, str]]  # (kind, certificate name); trustpoint names are checked separately
+    reports: set[str] = field(default_factory=set)  # report kinds that must appear
+    unneeded: dict[str, datetime] = field(default_factory=dict)
+    adopt: tuple[str, ...] = ()
+
+
+CASES: dict[str, Case] = {
+    "fresh-router-gets-roots-then-intermediate": Case(
+        {}, ORIGINAL, [("add", "old_root"), ("add", "new_root"), ("add", "inter")]
+    ),
+    "all-held-is-in-sync": Case(FULL, ORIGINAL, []),
+    "held-by-unmanaged-is-not-installed-again": Case(
+        {"CA-GlobalSign-Root": [OLD_ROOT]},
+        ORIGINAL,
+        [("add", "new_root"), ("add", "inter")],
+        reports={"held", "unmanaged"},
+    ),
+    "rotation-adds-new-keeps-old-within-retention": Case(
+        FULL, ROTATED, [("add", "inter2")], reports={"unneeded"}
+    ),
+    "rotation-retires-old-after-retention": Case(
+        FULL, ROTATED, [("add", "inter2"), ("retire", "inter")], unneeded={INTER.sha256: LONG_AGO}
+    ),
+    "retention-not-yet-over": Case(
+        FULL,
+        ROTATED,
+        [("add", "inter2")],
+        reports={"unneeded"},
+        unneeded={INTER.sha256: NOW - timedelta(days=6)},
+    ),
+    "unverified-chain-holds-every-retire": Case(
+        FULL,
+        ROTATED_BUT_INTERCEPTED,
+        [("add", "inter2")],
+        reports={"kept", "event"},
+        unneeded={INTER.sha256: LONG_AGO},
+    ),
+    "adopted-trustpoint-is-managed": Case(
+        {**FULL, "CA-Old-Inter": [OTHER]},
+        ORIGINAL,
+        [("retire", "other")],
+        unneeded={OTHER.sha256: LONG_AGO},
+        adopt=("CA-Old-Inter",),
+    ),
+    "unmanaged-trustpoint-never-retired": Case(
+        {**FULL, "CA-Old-Inter": [OTHER]},
+        ORIGINAL,
+        [],
+        reports={"unmanaged"},
+        unneeded={OTHER.sha256: LONG_AGO},
+    ),
+    "empty-managed-trustpoint-is-cleaned-up": Case({**FULL, "EEMW-DEADBEEF": []}, ORIGINAL, [("retire", "")]),
+    "empty-trustpoint-with-the-wanted-name-is-removed-then-reused": Case(
+        {tp(OLD_ROOT): [], tp(NEW_ROOT): [NEW_ROOT], tp(INTER): [INTER]},
+        ORIGINAL,
+        [("add", "old_root"), ("retire", "")],
+    ),
+    "never-retire-the-trust-a-used-chain-needs": Case(
+        {tp(OLD_ROOT): [OLD_ROOT]},
+        DesiredTrust(certificates=(), chains_in_use=(tuple(PKI.served),)),
+        [],
+        reports={"kept"},
+        unneeded={OLD_ROOT.sha256: LONG_AGO},
+    ),
+    "expiring-and-expired-are-reported": Case(
+        {**FULL, "CA-A": [EXPIRING], "CA-B": [EXPIRED]}, ORIGINAL, [], reports={"expiring", "expired"}
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
+def test_plan(case: Case) -> None:
+    plan = plan_router(
+        case.trustpoints, case.desired, policy=POLICY, adopt=case.adopt, now=NOW, unneeded_since=case.unneeded
+    )
+    got = [(a.kind, NAMES.get(a.sha256, a.sha256)) for a in plan.actions]
+    assert got == case.actions
+    assert case.reports <= {r.kind for r in plan.reports}, plan.reports
+    assert plan.in_sync == (not case.actions)
+    for action in plan.actions:
+        assert action.reason
+        assert re.fullmatch(r"[A-Za-z0-9_\-]{1,32}", action.trustpoint)
+        if action.kind == "add":
+            assert action.certificate is not None
+            assert action.certificate.sha256 == action.sha256
+        assert not case.trustpoints.get(action.trustpoint) or action.kind == "retire"
+
+
+def test_add_names_are_prefix_and_short_fingerprint() -> None:
+    plan = plan_router({}, ORIGINAL, policy=POLICY, now=NOW, unneeded_since={})
+    assert [a.trustpoint for a in plan.actions] == [tp(OLD_ROOT), tp(NEW_ROOT), tp(INTER)]
+
+
+def test_name_collision_takes_a_longer_fingerprint() -> None:
+    plan = plan_router({tp(OLD_ROOT): [OTHER]}, ORIGINAL, policy=POLICY, now=NOW, unneeded_since={})
+    add = next(a for a in plan.actions if a.sha256 == OLD_ROOT.sha256)
+    assert add.trustpoint == "EEMW-" + OLD_ROOT.sha256[:12].upper()
+
+
+def test_longest_prefix_stays_within_ios_limit() -> None:
+    name = trustpoint_name(
+        OLD_ROOT, prefix="P" * 16, taken={"P" * 16 + OLD_ROOT.sha256[:n].upper() for n in (8, 12)}
+    )
+    assert len(name) == 32
+
+
+def test_unneeded_state_starts_now_and_keeps_older() -> None:
+    plan = plan_router(FULL, ROTATED, policy=POLICY, now=NOW, unneeded_since={})
+    assert plan.unneeded == {INTER.sha256: NOW}
+    earlier = NOW - timedelta(days=2)
+    plan = plan_router(FULL, ROTATED, policy=POLICY, now=NOW, unneeded_since={INTER.sha256: earlier})
+    assert plan.unneeded == {INTER.sha256: earlier}
+
+
+def test_plan_after_rotation_keeps_router_validating_both_chains() -> None:
+    """The rotation plan (before retention) leaves a router that accepts the old and the new chain."""
+    plan = plan_router(FULL, ROTATED, policy=POLICY, now=NOW, unneeded_since={})
+    after = dict(FULL)
+    for action in plan.adds:
+        assert action.certificate is not None
+        after[action.trustpoint] = [action.certificate]
+    assert validate_as_ios(PKI.served, after, NOW).ok
+    assert validate_as_ios(SERVED2, after, NOW).ok
+
+
+def test_original_plan_lets_ios_validate_the_served_chain_strictly() -> None:
+    for policy in (TrustPolicy(), TrustPolicy(install="anchor_only")):
+        desired = desired_for(PKI.served, [LEAF, INTER, NEW_ROOT], policy=policy)
+        plan = plan_router({}, desired, policy=policy, now=NOW, unneeded_since={})
+        installed = {a.trustpoint: [a.certificate] for a in plan.adds if a.certificate is not None}
+        assert validate_as_ios(PKI.served, installed, NOW).ok, policy
+
+
+def test_empty_trustpoint_name_is_reused_by_the_add() -> None:
+    plan = plan_router({tp(OLD_ROOT): []}, ORIGINAL, policy=POLICY, now=NOW, unneeded_since={})
+    assert [(a.kind, a.trustpoint) for a in plan.actions if a.trustpoint == tp(OLD_ROOT)] == [
+        ("add", tp(OLD_ROOT)),
+        ("retire", tp(OLD_ROOT)),
+    ]

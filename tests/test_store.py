@@ -1,0 +1,156 @@
+"""The SQLite state store: observations and debounce, unneeded state, outcomes, append-only audit, errors."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from eemwatchd.adapters.store import SCHEMA_VERSION, AuditEntry, Store
+from eemwatchd.errors import StateError
+from eemwatchd.lab.pki import GmailShapedPki
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+PKI = GmailShapedPki.create(now=NOW - timedelta(days=5))
+PATH = [PKI.leaf.cert, PKI.intermediate.cert, PKI.new_root.cert]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store.open(tmp_path / "state" / "state.db", secrets=["s3cr3t-pass"]) as opened:
+        yield opened
+
+
+def test_opens_in_wal_with_foreign_keys_and_version(store: Store) -> None:
+    raw = sqlite3.connect(store.path)
+    try:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert raw.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    finally:
+        raw.close()
+    assert store._db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+def test_observation_debounce_counts_sightings(store: Store) -> None:
+    first = store.record_observation(server="gmail", address="127.0.0.1", chain=PKI.served, verified=True,
+                                     path=PATH, error=None, now=NOW)
+    assert first.times_seen == 1
+    second = store.record_observation(server="gmail", address="127.0.0.1", chain=PKI.served, verified=True,
+                                      path=PATH, error=None, now=NOW + timedelta(hours=1))
+    assert second.times_seen == 2
+    assert second.first_seen == NOW
+    assert second.last_seen == NOW + timedelta(hours=1)
+    assert list(second.chain) == PKI.served
+    assert list(second.path) == PATH
+    other = store.record_observation(server="gmail", address="::1", chain=PKI.served, verified=True,
+                                     path=PATH, error=None, now=NOW)
+    assert other.times_seen == 1  # per address
+
+
+def test_observation_keeps_latest_verification(store: Store) -> None:
+    store.record_observation(server="gmail", address="a", chain=PKI.served, verified=True, path=PATH,
+                             error=None, now=NOW)
+    again = store.record_observation(server="gmail", address="a", chain=PKI.served, verified=False, path=[],
+                                     error="unknown issuer", now=NOW + timedelta(minutes=1))
+    assert (again.verified, again.path, again.error, again.times_seen) == (False, (), "unknown issuer", 2)
+
+
+def test_observations_filter_by_server_and_time(store: Store) -> None:
+    store.record_observation(server="gmail", address="a", chain=PKI.served, verified=True, path=PATH,
+                             error=None, now=NOW - timedelta(days=20))
+    store.record_observation(server="m365", address="b", chain=PKI.served[:2], verified=True, path=PATH,
+                             error=None, now=NOW)
+    assert [o.server for o in store.observations()] == ["gmail", "m365"]
+    assert [o.server for o in store.observations(servers=["gmail"])] == ["gmail"]
+    assert [o.server for o in store.observations(since=NOW - timedelta(days=14))] == ["m365"]
+
+
+def test_unneeded_is_replaced_per_router(store: Store) -> None:
+    store.set_unneeded("r1", {"aa": NOW, "bb": NOW - timedelta(days=1)})
+    store.set_unneeded("r2", {"cc": NOW})
+    store.set_unneeded("r1", {"bb": NOW - timedelta(days=1)})
+    assert store.unneeded_since("r1") == {"bb": NOW - timedelta(days=1)}
+    assert store.unneeded_since("r2") == {"cc": NOW}
+
+
+def test_outcome_is_last_per_router(store: Store) -> None:
+    store.record_outcome("r1", at=NOW, ok=False, summary="failed", error="timeout")
+    store.record_outcome("r1", at=NOW + timedelta(minutes=5), ok=True, summary="2 added", error=None)
+    [outcome] = store.outcomes()
+    assert (outcome.router, outcome.ok, outcome.summary, outcome.error) == ("r1", True, "2 added", None)
+
+
+def _entry(reason: str = "x") -> AuditEntry:
+    return AuditEntry(at=NOW, router="r1", action="add", trustpoint="EEMW-AAAA", sha256_before=None,
+                      sha256_after="ab" * 32, test_fire=None, reason=reason)
+
+
+def test_audit_appends_and_reads_in_order(store: Store) -> None:
+    first = store.append_audit(_entry("one"))
+    second = store.append_audit(_entry("two"))
+    assert second > first
+    assert [e.reason for e in store.audit()] == ["one", "two"]
+    assert store.audit(router="other") == []
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        pytest.param("UPDATE audit SET reason = 'forged'", id="update"),
+        pytest.param("DELETE FROM audit", id="delete"),
+    ],
+)
+def test_audit_is_append_only(store: Store, statement: str) -> None:
+    store.append_audit(_entry())
+    raw = sqlite3.connect(store.path)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            raw.execute(statement)
+    finally:
+        raw.close()
+    assert [e.reason for e in store.audit()] == ["x"]
+
+
+def test_secrets_never_reach_the_file(store: Store) -> None:
+    store.append_audit(_entry("login as admin:s3cr3t-pass failed"))
+    store.record_outcome("r1", at=NOW, ok=False, summary="x", error="server said s3cr3t-pass")
+    store.close()
+    data = b"".join(p.read_bytes() for p in store.path.parent.iterdir())
+    assert b"s3cr3t-pass" not in data
+    assert b"admin:****" in data
+
+
+def test_not_a_database_is_a_state_error_with_a_fix(tmp_path: Path) -> None:
+    bad = tmp_path / "state.db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StateError, match=r"state\.db.*move the file aside"):
+        Store.open(bad)
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    Store.open(path).close()
+    raw = sqlite3.connect(path)
+    raw.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION + 1,))
+    raw.commit()
+    raw.close()
+    with pytest.raises(StateError, match="newer eemwatchd"):
+        Store.open(path)
+
+
+def test_unwritable_directory_is_a_state_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StateError, match="cannot create its directory"):
+        Store.open(blocker / "sub" / "state.db")
+
+
+def test_reopen_keeps_data(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with Store.open(path) as first:
+        first.append_audit(_entry("kept"))
+    with Store.open(path) as second:
+        assert [e.reason for e in second.audit()] == ["kept"]
