@@ -15,6 +15,7 @@ from eemwatchd.errors import EemwatchdError
 COMMANDS: tuple[str, ...] = (
     "eemwatchd.commands.fetch",
     "eemwatchd.commands.check_config",
+    "eemwatchd.commands.lab",
     "eemwatchd.commands.lab_router",
     "eemwatchd.commands.plan",
     "eemwatchd.commands.apply",

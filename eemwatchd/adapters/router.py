@@ -49,9 +49,10 @@ from eemwatchd.errors import (
 logger = logging.getLogger("eemwatchd.router")
 
 # scrapli logs every byte it reads at DEBUG, and `show running-config` holds the mail password in
-# `event manager environment _email_server`: keep its logger above DEBUG unless someone chose a level.
+# `event manager environment _email_server`; at INFO it logs every command. Our own `eemwatchd.router`
+# events say what changed; keep scrapli at WARNING unless someone chose a level.
 if logging.getLogger("scrapli").level == logging.NOTSET:
-    logging.getLogger("scrapli").setLevel(logging.INFO)
+    logging.getLogger("scrapli").setLevel(logging.WARNING)
 
 # Prompts as scrapli's IOS XE driver defines them; `(ca-trustpoint)#` is a configuration prompt.
 _CONFIG_PROMPT = re.compile(r"^[\w.\-@/:]{1,63}\([\w.\-@/:+]{0,32}\)#\s*$", re.M)

@@ -220,3 +220,15 @@ class GmailShapedPki:
         now = now or datetime.now(UTC)
         self.intermediate = make_intermediate(cn, by=self.new_root, now=now)
         self.leaf = make_leaf(self.hostnames, by=self.intermediate, now=now)
+
+    def rotate_root(self, root_cn: str, intermediate_cn: str, *, now: datetime | None = None) -> None:
+        """A new root, served cross-signed by the old root, with a new intermediate and leaf under it.
+
+        The trust store learns the new root (as OS stores do); routers must learn it from us.
+        """
+        now = now or datetime.now(UTC)
+        self.new_root = make_root(root_cn, now=now, days=5000)
+        self.new_root_cross = cross_sign(self.new_root, by=self.old_root, now=now, days=1100)
+        self.intermediate = make_intermediate(intermediate_cn, by=self.new_root, now=now)
+        self.leaf = make_leaf(self.hostnames, by=self.intermediate, now=now)
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import logging
 import os
 import ssl
 import tempfile
@@ -22,6 +23,16 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from eemwatchd.core.certificate import Certificate
 
 LabMode = Literal["starttls", "implicit", "plain"]
+
+
+class _DropLoginDataDeprecation(logging.Filter):
+    """aiosmtpd 1.4 sets its own deprecated Session.login_data on every AUTH and warns about it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "login_data is deprecated" not in record.getMessage()
+
+
+logging.getLogger("mail.log").addFilter(_DropLoginDataDeprecation())
 
 
 @dataclass(frozen=True)
