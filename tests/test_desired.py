@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from eemwatchd.core.certificate import Certificate
+from eemwatchd.core.chain import top_of_sent_path
 from eemwatchd.core.desired import (
     SeenChain,
     TrustPolicy,
     compute_desired,
-    find_served_top,
     find_twins,
 )
 from eemwatchd.lab.pki import GmailShapedPki, make_intermediate, make_leaf, make_root
@@ -249,9 +249,8 @@ def test_chains_in_use_are_the_confirmed_verified_chains() -> None:
         pytest.param([LEAF, INTER, NEW_ROOT], "new_root", id="self-signed-root-sent"),
     ],
 )
-def test_find_served_top(chain: list[Certificate], expected: str) -> None:
-    top = find_served_top(chain)
-    assert top is not None
+def test_top_of_sent_path(chain: list[Certificate], expected: str) -> None:
+    top = top_of_sent_path(chain)
     assert NAMES[top.sha256] == expected
 
 

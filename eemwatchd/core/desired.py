@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from eemwatchd.core.certificate import Certificate
+from eemwatchd.core.chain import top_of_sent_path
 
 InstallPolicy = Literal["path", "anchor_only"]
 Role = Literal["anchor", "cross-anchor", "twin", "intermediate", "leaf", "served-top"]
@@ -141,24 +142,6 @@ def is_pinned_match(observation: SeenChain, pins: Iterable[str]) -> bool:
     return any(c.sha256 in wanted for c in (*observation.chain, *observation.path))
 
 
-def find_served_top(chain: Sequence[Certificate]) -> Certificate | None:
-    """The top of the path IOS builds from the chain as sent: leaf, then each sent cert that signed the last.
-
-    Servers may send extra or out-of-order certificates; only those that continue the signature path count.
-    """
-    if not chain:
-        return None
-    current = chain[0]
-    visited = {current.der}
-    while not current.is_self_issued:
-        issuer = next((c for c in chain if c.der not in visited and current.is_signed_by(c)), None)
-        if issuer is None:
-            break
-        visited.add(issuer.der)
-        current = issuer
-    return current
-
-
 def find_twins(cert: Certificate, candidates: Iterable[Certificate]) -> list[Certificate]:
     """Self-signed certificates with the same subject and public key as ``cert`` (other than itself)."""
     return [
@@ -198,7 +181,7 @@ def desired_from_chain(
     where = observation.where()
     path = observation.path
     out: list[tuple[Certificate, Role, str]] = []
-    top = find_served_top(observation.chain)
+    top = top_of_sent_path(observation.chain) if observation.chain else None
     # IOS validates the chain as sent (field notes 1b): its anchor is the issuer of the top sent certificate.
     ios_anchor: Certificate | None = None
     if top is not None:
