@@ -50,11 +50,14 @@ def run(args: argparse.Namespace) -> int:
     if not entries:
         print("audit log is empty", file=sys.stderr)
     for e in entries:
-        before = (e.sha256_before or "-")[:8].upper()
-        after = (e.sha256_after or "-")[:8].upper()
-        fire = f" test-fire {e.test_fire}" if e.test_fire else ""
-        print(
-            f"{e.at:%Y-%m-%d %H:%M:%S} {e.router} {e.action} {e.trustpoint or '-'} {before}->{after}{fire}: "
-            f"{e.reason}"
-        )
+        change = ""
+        if e.sha256_before or e.sha256_after:
+            before = (e.sha256_before or "")[:8].upper() or "(none)"
+            after = (e.sha256_after or "")[:8].upper() or "(none)"
+            change = f" {before} -> {after}"
+        trustpoint = f" {e.trustpoint}" if e.trustpoint else ""
+        fire = ""
+        if e.test_fire:
+            fire = f" {e.test_fire}" if e.action == "test-fire" else f" [test-fire {e.test_fire}]"
+        print(f"{e.at:%Y-%m-%d %H:%M:%S} {e.router} {e.action}{trustpoint}{change}{fire}: {e.reason}")
     return 0

@@ -68,8 +68,7 @@ def _router_config(smtp_port: int, mail_password: str) -> list[str]:
         "event manager environment _email_from alerts@lab.example",
         "event manager environment _email_to noc@lab.example",
         f"event manager applet {APPLET}",
-        " event none",
-        " maxrun 60",
+        " event none maxrun 60",
         f' action 0010 mail server "$_email_server" to "$_email_to" from "$_email_from" subject '
         f'"EEM test mail" body "sent by the {APPLET} applet" secure tls port {smtp_port}',
         f' action 0020 syslog msg "{SUCCESS_LINE}"',
@@ -241,8 +240,11 @@ async def run_lab(state_dir: Path, *, routers: int = 3, say: Say = print, serve:
                 say(f"  {entry.at:%H:%M:%S} {entry.action:<9} {entry.trustpoint or '':<14} "
                     f"{(entry.sha256_after or entry.sha256_before or '')[:16]:<16} {entry.test_fire or ''}".rstrip())
             if serve is not None:
-                say(f"\nlab is up; log in with: ssh -p {lab.fleet.devices[next(iter(lab.fleet.devices))].port} "
-                    f"eemwatchd@127.0.0.1 (password in {state_dir / 'router.password'}); Ctrl-C stops it")
+                port = lab.fleet.devices[next(iter(lab.fleet.devices))].port
+                say(f"\nlab is up; Ctrl-C stops it. Try:\n"
+                    f"  ssh -p {port} eemwatchd@127.0.0.1   (password in {state_dir / 'router.password'})\n"
+                    f"  eemwatchd plan -c {lab.config_path}\n"
+                    f"  eemwatchd audit -c {lab.config_path}")
                 await serve.wait()
         finally:
             store.close()
