@@ -10,14 +10,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from eemwatchd.adapters.alerts import Alert, Alerter
 from eemwatchd.adapters.store import AuditEntry, Store
 from eemwatchd.config import Config, RouterConfig, ServerConfig
 from eemwatchd.core.certificate import Certificate, unique
-from eemwatchd.core.desired import DesiredTrust, TrustPolicy, compute_desired
+from eemwatchd.core.desired import DesiredTrust, TrustPolicy, compute_desired, is_pinned_match
 from eemwatchd.core.ios_trust import validate_as_ios
 from eemwatchd.core.lint import Finding, KnownServer, lint_router
 from eemwatchd.core.plan import Action, ChainValidator, RouterPlan, is_managed, plan_router
-from eemwatchd.core.router_state import RouterSnapshot
+from eemwatchd.core.router_state import MailServer, RouterSnapshot
 from eemwatchd.errors import EemwatchdError
 
 log = logging.getLogger("eemwatchd.reconcile")
@@ -59,6 +60,8 @@ class AddressOutcome:
     verified: bool
     error: str | None
     times_seen: int = 0
+    pinned: bool = True  # False: verified, but no certificate matches the server's pins (a security event)
+    changed_from: tuple[str, ...] = ()  # the last verified chain before this one, when this one is new here
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,8 @@ class RunReport:
     servers: list[ServerOutcome]
     routers: list[RouterResult]
     events: list[str]
+    alerts: list[Alert] = field(default_factory=list)  # as sent: de-duplicated, scrubbed of secrets
+    alert_errors: list[str] = field(default_factory=list)  # one line per sink that could not deliver
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -171,6 +176,8 @@ class RunReport:
                 for s in self.servers
             ],
             "events": list(self.events),
+            "alerts": [a.to_json() for a in self.alerts],
+            "alert_errors": list(self.alert_errors),
         }
 
 
@@ -222,8 +229,11 @@ class Reconciler:
         connect: RouterConnector | None = None,
         fetch: ServerFetcher | None = None,
         clock: Callable[[], datetime] = utc_now,
+        alerter: Alerter | None = None,
     ) -> None:
         self.config = config
+        self.alerter = alerter or Alerter.from_config(config.alerts, secrets=config_secrets(config))
+        self._router_secrets: set[str] = set()  # mail passwords read from routers, kept out of alerts
         self.store = store
         self.policy = trust_policy(config)
         self._connect = connect or default_connector
@@ -272,6 +282,7 @@ class Reconciler:
                 if fetched:
                     self._extra.extend(fetched)
                     verdict = verify_chain((*chain, *fetched), hostname=hostname, anchors=anchors, now=now)
+            changed_from = self._changed_from(server, result.address, chain, now) if verdict.verified else ()
             seen = self.store.record_observation(
                 server=server.name,
                 address=result.address,
@@ -288,6 +299,7 @@ class Reconciler:
                     result.address,
                     verdict.error,
                 )
+            pinned = is_pinned_match(seen, server.pins)
             out.append(
                 AddressOutcome(
                     result.address,
@@ -295,9 +307,29 @@ class Reconciler:
                     verdict.verified,
                     verdict.error,
                     seen.times_seen,
+                    pinned=pinned,
+                    changed_from=changed_from if pinned else (),
                 )
             )
         return ServerOutcome(server.name, tuple(out))
+
+    def _changed_from(
+        self, server: ServerConfig, address: str, chain: Sequence[Certificate], now: datetime
+    ) -> tuple[str, ...]:
+        """The last verified chain of ``address`` when ``chain`` differs from it, else ().
+
+        Call before recording ``chain``. A chain this address already presented, verified, within
+        ``recent`` is no change: a provider may serve old and new chains side by side during a rollout,
+        and alternating between them must not alert on every run. The very first sighting is no change.
+        """
+        last = self.store.last_verified(server=server.name, address=address)
+        key = tuple(c.sha256 for c in chain)
+        if last is None or tuple(c.sha256 for c in last.chain) == key:
+            return ()
+        earlier = self.store.observations(servers=[server.name], address=address, chain=",".join(key))
+        if any(e.verified and e.last_seen >= now - self.policy.recent for e in earlier):
+            return ()
+        return tuple(c.sha256 for c in last.chain)
 
     async def _complete(
         self, chain: Sequence[Certificate], anchors: Sequence[Certificate]
@@ -362,7 +394,20 @@ class Reconciler:
             for report in result.plan.reports if result.plan else ():
                 if report.kind == "event" and report.message not in events:
                     events.append(report.message)
-        return RunReport(servers, list(results), events)
+        run_report = RunReport(servers, list(results), events)
+        await self.notify(run_report)
+        return run_report
+
+    async def notify(self, report: RunReport) -> None:
+        """Send the alerts ``report`` calls for; the one place alerts leave a run (failures land in the report).
+
+        A caller that runs ``observe`` alone passes ``RunReport(servers, [], [])``.
+        """
+        alerts = build_alerts(report, at=self._clock())
+        secrets = set(self._router_secrets)
+        report.alerts = self.alerter.prepare(alerts, secrets=secrets)
+        errors = await self.alerter.send(report.alerts, secrets=secrets)
+        report.alert_errors = [str(e) for e in errors]
 
     async def _guarded(self, router: RouterConfig, gate: asyncio.Semaphore, *, apply: bool) -> RouterResult:
         """The one place that turns a router's exception into its result: one bad router never stops a run."""
@@ -394,6 +439,7 @@ class Reconciler:
         async with self._connect(router) as session:
             snapshot = await session.read_snapshot()
             result.reachable = True
+            self._router_secrets.update(mail_passwords(snapshot))
             now = self._clock()
             trustpoints = {tp.name: tp.ca_certificates for tp in snapshot.trustpoints}
             result.trustpoints = [
@@ -609,6 +655,124 @@ class Reconciler:
             return
         result.steps.append(AppliedStep("save", None, None, True, "write memory"))
         self._audit(router.name, "save", reason="configuration saved once after the changes")
+
+
+def mail_passwords(snapshot: RouterSnapshot) -> set[str]:
+    """The SMTP passwords a router's applets use (``_email_server`` and mail actions), to scrub from alerts."""
+    texts = [snapshot.environment.get("_email_server", "")]
+    texts += [snapshot.expand(m.server)[0] for a in snapshot.applets for m in a.mail_actions]
+    out: set[str] = set()
+    for text in texts:
+        password = MailServer.from_text(text).password if text else None
+        if password:
+            out.add(password)
+    return out
+
+
+# --- alerts --------------------------------------------------------------------------------------------
+
+
+def build_alerts(report: RunReport, *, at: datetime) -> list[Alert]:
+    """The alerts a run calls for: chains that changed or do not verify, drift, refresh results, expiry."""
+    alerts: list[Alert] = []
+    for server in report.servers:
+        for address in server.addresses:
+            alert = _chain_alert(server.name, address, at)
+            if alert is not None:
+                alerts.append(alert)
+    for result in report.routers:
+        alerts.extend(_router_alerts(result, at))
+    return alerts
+
+
+def _chain_alert(server: str, address: AddressOutcome, at: datetime) -> Alert | None:
+    if not address.chain:  # nothing was served (fetch failed): not a chain event
+        return None
+    facts: dict[str, Any] = {"server": server, "address": address.address, "chain_sha256": list(address.chain)}
+    if not address.verified or not address.pinned:
+        reason = (address.error or "did not verify against the trust store") if not address.verified else (
+            "no certificate matches the configured pins")
+        return Alert(
+            event="chain_unverified",
+            subject=server,
+            summary=f"SECURITY: {server} {address.address} sent a chain that is not trusted ({reason}); "
+            "nothing changed",
+            details={**facts, "reason": reason},
+            at=at,
+        )
+    if address.changed_from:
+        return Alert(
+            event="chain_changed",
+            subject=server,
+            summary=f"{server} {address.address} now sends chain {_short(address.chain)} "
+            f"(was {_short(address.changed_from)})",
+            details={**facts, "previous_chain_sha256": list(address.changed_from)},
+            at=at,
+        )
+    return None
+
+
+def _short(chain: Sequence[str]) -> str:
+    return "/".join(sha[:8].upper() for sha in chain)
+
+
+def _router_alerts(result: RouterResult, at: datetime) -> list[Alert]:
+    name = result.name
+    mode = "apply" if result.result is not None else "plan"
+    out: list[Alert] = []
+    if result.error is not None:
+        failed = [
+            {"kind": s.kind, "trustpoint": s.trustpoint, "sha256": s.sha256, "detail": s.detail}
+            for s in result.steps
+            if not s.ok
+        ]
+        what = "unreachable" if not result.reachable else f"{mode} failed"
+        out.append(Alert(
+            event="refresh_failed",
+            subject=name,
+            summary=f"router {name}: {what}: {result.error.splitlines()[0]}",
+            details={"router": name, "mode": mode, "reachable": result.reachable, "error": result.error,
+                     "result": result.result, "failed_steps": failed},
+            at=at,
+        ))
+    plan = result.plan
+    if plan is not None and plan.actions:
+        out.append(Alert(
+            event="router_drift",
+            subject=name,
+            summary=f"router {name} needs {len(plan.adds)} add(s) and {len(plan.retires)} retire(s)",
+            details={"router": name, "mode": mode, "actions": [
+                {"kind": a.kind, "trustpoint": a.trustpoint, "sha256": a.sha256, "reason": a.reason}
+                for a in plan.actions
+            ]},
+            at=at,
+        ))
+    changes = [s for s in result.steps if s.ok and s.kind in ("add", "retire")]
+    fired = [s for s in result.steps if s.kind == "test-fire"]
+    if result.result is not None and result.applied and changes and fired and all(s.ok for s in fired):
+        out.append(Alert(
+            event="refresh_succeeded",
+            subject=name,
+            summary=f"router {name}: {len(changes)} change(s) applied; test mail sent",
+            details={"router": name, "changes": [
+                {"kind": s.kind, "trustpoint": s.trustpoint, "sha256": s.sha256} for s in changes
+            ], "test_fire": fired[-1].detail},
+            at=at,
+        ))
+    expiring = [r for r in (plan.reports if plan is not None else ()) if r.kind in ("expired", "expiring")]
+    if expiring:
+        expired = sum(1 for r in expiring if r.kind == "expired")
+        out.append(Alert(
+            event="expiry",
+            subject=name,
+            summary=f"router {name}: {expired} expired and {len(expiring) - expired} expiring certificate(s) "
+            f"({expiring[0].trustpoint}: {expiring[0].message})",
+            details={"router": name, "certificates": [
+                {"kind": r.kind, "trustpoint": r.trustpoint, "message": r.message} for r in expiring
+            ]},
+            at=at,
+        ))
+    return out
 
 
 def _fire_detail(outcome: Any) -> str:

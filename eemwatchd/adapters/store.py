@@ -271,6 +271,19 @@ class Store:
             ))
         return out
 
+    def last_verified(self, *, server: str, address: str) -> SeenChain | None:
+        """The verified chain this address presented most recently (None before any verified sighting)."""
+        with self._errors("reading observations"):
+            row = self._db.execute(
+                "SELECT chain FROM observations WHERE server = ? AND address = ? AND verified = 1"
+                " ORDER BY last_seen DESC, id DESC LIMIT 1",
+                (server, address),
+            ).fetchone()
+        if row is None:
+            return None
+        found = self.observations(servers=[server], address=address, chain=row[0])
+        return found[0] if found else None
+
     # --- router state ------------------------------------------------------------------------------
 
     def unneeded_since(self, router: str) -> dict[str, datetime]:

@@ -1,0 +1,358 @@
+"""Alerts: what happened (chain changed or unverified, router drift, refresh result, expiry) to log, webhook, e-mail.
+
+Every sink receives the alerts of one run as one batch (one log line per alert, one POST, one e-mail), so a
+sink that is down costs one timeout per run, not one per alert. Before anything leaves, alerts are
+de-duplicated and scrubbed of every known secret (and of any ``user:password@host``), so a router's
+error text or a test-fire transcript cannot carry a password out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import smtplib
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any, Literal, Protocol, get_args
+
+from eemwatchd.config import AlertConfig, Secret
+from eemwatchd.errors import AlertError
+
+log = logging.getLogger("eemwatchd.alerts")
+
+AlertEvent = Literal[
+    "chain_changed", "chain_unverified", "router_drift", "refresh_failed", "refresh_succeeded", "expiry"
+]
+EVENTS: tuple[AlertEvent, ...] = get_args(AlertEvent)
+# Events a person must look at; the others (a change we expected, a refresh that worked) are news.
+BAD_EVENTS: frozenset[str] = frozenset({"chain_unverified", "router_drift", "refresh_failed", "expiry"})
+
+_CREDENTIALS = re.compile(r"(?P<user>[^\s:/@\"']+):(?P<password>[^\s@\"']+)@")
+_EXCERPT = 200
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert. ``details`` holds plain facts (fingerprints, addresses, trustpoints, reasons), JSON-ready."""
+
+    event: AlertEvent
+    subject: str  # a server or router name
+    summary: str  # one line
+    details: Mapping[str, Any]
+    at: datetime
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """Alerts with the same key say the same thing; one of them is enough per run."""
+        return (self.event, self.subject, self.summary)
+
+    @property
+    def is_bad(self) -> bool:
+        return self.event in BAD_EVENTS
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event": self.event,
+            "subject": self.subject,
+            "summary": self.summary,
+            "details": _plain(self.details),
+            "at": self.at.isoformat(),
+        }
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy: mappings and sequences kept, datetimes as ISO text, anything else as text."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def scrub_text(text: str, secrets: Collection[str]) -> str:
+    """``text`` with every secret and every ``user:password@`` password replaced by ``****``."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "****")
+    return _CREDENTIALS.sub(lambda m: f"{m.group('user')}:****@", text)
+
+
+def _scrub_value(value: Any, secrets: Collection[str]) -> Any:
+    if isinstance(value, str):
+        return scrub_text(value, secrets)
+    if isinstance(value, Mapping):
+        return {str(k): _scrub_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrub_value(v, secrets) for v in value]
+    return _plain(value)
+
+
+def scrub_alert(alert: Alert, secrets: Collection[str]) -> Alert:
+    return replace(
+        alert,
+        subject=scrub_text(alert.subject, secrets),
+        summary=" ".join(scrub_text(alert.summary, secrets).split()),  # one line, whatever came in
+        details=_scrub_value(alert.details, secrets),
+    )
+
+
+# --- sinks ---------------------------------------------------------------------------------------------
+
+
+class AlertSink(Protocol):
+    """Delivers a batch of alerts or raises AlertError. ``name`` is safe to show (no secrets, no URL path)."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def send(self, alerts: Sequence[Alert]) -> None: ...
+
+
+class LogSink:
+    """Python logging on ``eemwatchd.alerts``: WARNING for bad events, INFO for the others."""
+
+    name = "log"
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self._log = logger or log
+
+    async def send(self, alerts: Sequence[Alert]) -> None:
+        for alert in alerts:
+            level = logging.WARNING if alert.is_bad else logging.INFO
+            facts = json.dumps(_plain(alert.details), sort_keys=True, separators=(",", ":"))
+            self._log.log(level, "ALERT %s %s: %s %s", alert.event, alert.subject, alert.summary, facts)
+
+
+def _safe_endpoint(url: str) -> str:
+    """scheme://host:port only: webhook paths and queries often carry a token."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+class WebhookSink:
+    """HTTP(S) POST of ``{"source": "eemwatchd", "alerts": [...]}``; any non-2xx answer is an AlertError."""
+
+    def __init__(self, url: str, *, timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None) -> None:
+        scheme = urllib.parse.urlsplit(url).scheme
+        if scheme not in ("http", "https"):
+            raise ValueError("a webhook url must start with http:// or https://")
+        self._url = url
+        self._timeout = timeout
+        self._ctx = ssl_context
+        self.name = f"webhook {_safe_endpoint(url)}"
+
+    async def send(self, alerts: Sequence[Alert]) -> None:
+        body = json.dumps({"source": "eemwatchd", "alerts": [a.to_json() for a in alerts]}).encode("utf-8")
+        try:
+            # urllib's timeout bounds each socket operation; the outer bound covers a slow trickle.
+            await asyncio.wait_for(asyncio.to_thread(self._post, body), timeout=self._timeout * 2 + 1)
+        except TimeoutError as exc:
+            raise AlertError(f"{self.name}: no answer within {self._timeout:g} s") from exc
+
+    def _post(self, body: bytes) -> None:
+        request = urllib.request.Request(  # noqa: S310 - the scheme is checked to be http(s) in __init__
+            self._url,
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "User-Agent": "eemwatchd"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout, context=self._ctx) as response:  # noqa: S310
+                status = int(response.status)
+                excerpt = response.read(_EXCERPT)
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+            excerpt = exc.read(_EXCERPT) if exc.fp is not None else b""
+        except (TimeoutError, urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            if isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError):
+                raise AlertError(f"{self.name}: no answer within {self._timeout:g} s") from exc
+            raise AlertError(f"{self.name}: {reason}") from exc
+        if not 200 <= status < 300:
+            text = " ".join(excerpt.decode("utf-8", "replace").split())[:_EXCERPT]
+            raise AlertError(f"{self.name}: HTTP {status}: {text or '(empty body)'}")
+
+
+class EmailSink:
+    """One e-mail per batch through smtplib (in a thread): STARTTLS when offered, login only over TLS."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int = 587,
+        mail_from: str,
+        mail_to: Sequence[str],
+        username: str | None = None,
+        password: Secret | None = None,
+        timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._from = mail_from
+        self._to = tuple(mail_to)
+        self._username = username
+        self._password = password
+        self._timeout = timeout
+        self._ctx = ssl_context or ssl.create_default_context()
+        self.name = f"email {host}:{port}"
+
+    def compose(self, alerts: Sequence[Alert]) -> EmailMessage:
+        message = EmailMessage()
+        bad = sum(1 for a in alerts if a.is_bad)
+        first = alerts[0]
+        more = f" (+{len(alerts) - 1} more)" if len(alerts) > 1 else ""
+        subject = f"[eemwatchd] {first.event} {first.subject}: {first.summary}{more}"
+        message["Subject"] = " ".join(subject.split())[:200]
+        message["From"] = self._from
+        message["To"] = ", ".join(self._to)
+        message["Date"] = formatdate(localtime=False)
+        message["Message-ID"] = make_msgid(domain="eemwatchd")
+        lines = [f"{len(alerts)} alert(s), {bad} needing attention.", ""]
+        for alert in alerts:
+            lines.append(f"{alert.event} {alert.subject}: {alert.summary}")
+            lines.append(f"  at: {alert.at.isoformat()}")
+            for key, value in _plain(alert.details).items():
+                lines.append(f"  {key}: {json.dumps(value)}")
+            lines.append("")
+        message.set_content("\n".join(lines))
+        return message
+
+    async def send(self, alerts: Sequence[Alert]) -> None:
+        message = self.compose(alerts)
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self._deliver, message), timeout=self._timeout * 4 + 1)
+        except TimeoutError as exc:
+            raise AlertError(f"{self.name}: no answer within {self._timeout:g} s") from exc
+
+    def _deliver(self, message: EmailMessage) -> None:
+        try:
+            if self._port == 465:
+                client: smtplib.SMTP = smtplib.SMTP_SSL(
+                    self._host, self._port, timeout=self._timeout, context=self._ctx
+                )
+                tls = True
+            else:
+                client = smtplib.SMTP(self._host, self._port, timeout=self._timeout)
+                tls = False
+            with client:
+                client.ehlo()
+                if not tls and client.has_extn("starttls"):
+                    client.starttls(context=self._ctx)
+                    client.ehlo()
+                    tls = True
+                if self._username is not None:
+                    if not tls:
+                        raise AlertError(f"{self.name}: the server offers no STARTTLS; not sending the "
+                                         "password in clear")
+                    password = self._password.reveal() if self._password is not None else ""
+                    client.login(self._username, password)
+                client.send_message(message, from_addr=self._from, to_addrs=list(self._to))
+        except smtplib.SMTPResponseException as exc:
+            text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(
+                exc.smtp_error)
+            raise AlertError(f"{self.name}: {exc.smtp_code} {' '.join(text.split())[:_EXCERPT]}") from exc
+        except TimeoutError as exc:
+            raise AlertError(f"{self.name}: no answer within {self._timeout:g} s") from exc
+        except (smtplib.SMTPException, ssl.SSLError, OSError) as exc:
+            raise AlertError(f"{self.name}: {' '.join(str(exc).split())[:_EXCERPT] or type(exc).__name__}") from exc
+
+
+# --- routing -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    sink: AlertSink
+    events: frozenset[str]
+
+
+def sink_from_config(alert: AlertConfig, *, ssl_context: ssl.SSLContext | None = None) -> AlertSink:
+    if alert.kind == "webhook":
+        assert alert.url is not None  # the config checks it
+        return WebhookSink(alert.url, timeout=alert.timeout, ssl_context=ssl_context)
+    if alert.kind == "email":
+        assert alert.smtp_host is not None
+        assert alert.mail_from is not None
+        return EmailSink(
+            host=alert.smtp_host,
+            port=alert.smtp_port,
+            mail_from=alert.mail_from,
+            mail_to=alert.mail_to,
+            username=alert.username,
+            password=alert.password,
+            timeout=alert.timeout,
+            ssl_context=ssl_context,
+        )
+    return LogSink()
+
+
+class Alerter:
+    """Routes each alert to the sinks whose events include it. A failing sink never stops the others."""
+
+    def __init__(self, routes: Iterable[Route] = (), *, secrets: Iterable[str] = ()) -> None:
+        self.routes = tuple(routes)
+        self._secrets = frozenset(s for s in secrets if s)
+
+    @classmethod
+    def from_config(
+        cls,
+        alerts: Sequence[AlertConfig],
+        *,
+        secrets: Iterable[str] = (),
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> Alerter:
+        routes = [Route(sink_from_config(a, ssl_context=ssl_context), frozenset(a.events)) for a in alerts]
+        own = [a.password.reveal() for a in alerts if a.password is not None]
+        return cls(routes, secrets=[*secrets, *own])
+
+    def prepare(self, alerts: Iterable[Alert], *, secrets: Iterable[str] = ()) -> list[Alert]:
+        """The alerts as they will leave: scrubbed of secrets, each key once, first occurrence kept."""
+        known = self._secrets | {s for s in secrets if s}
+        out: dict[tuple[str, str, str], Alert] = {}
+        for alert in alerts:
+            clean = scrub_alert(alert, known)
+            out.setdefault(clean.key, clean)
+        return list(out.values())
+
+    async def send(self, alerts: Iterable[Alert], *, secrets: Iterable[str] = ()) -> list[AlertError]:
+        """Deliver; returns (and logs) one AlertError per failed sink. Never raises for a sink's failure."""
+        extra = frozenset(s for s in secrets if s)
+        ready = self.prepare(alerts, secrets=extra)
+        batches = [(r.sink, [a for a in ready if a.event in r.events]) for r in self.routes]
+        batches = [(sink, batch) for sink, batch in batches if batch]
+        results = await asyncio.gather(*(_deliver(sink, batch) for sink, batch in batches))
+        errors: list[AlertError] = []
+        known = self._secrets | extra
+        for error in results:
+            if error is not None:
+                clean = AlertError(scrub_text(str(error), known))
+                log.warning("alert not delivered: %s", clean)
+                errors.append(clean)
+        return errors
+
+
+async def _deliver(sink: AlertSink, alerts: Sequence[Alert]) -> AlertError | None:
+    try:
+        await sink.send(alerts)
+    except AlertError as exc:
+        return exc
+    except Exception as exc:  # a sink's bug must not stop the run or the other sinks
+        return AlertError(f"{getattr(sink, 'name', type(sink).__name__)}: unexpected error {exc!r}")
+    return None
