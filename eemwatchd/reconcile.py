@@ -5,31 +5,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from eemwatchd.adapters.aia import complete_chain
 from eemwatchd.adapters.alerts import Alert, Alerter
+from eemwatchd.adapters.router import FireResult, RouterSession, RouterTarget, RouterTimeouts
+from eemwatchd.adapters.smtp import AddressResult, FetchTimeouts, fetch_server
 from eemwatchd.adapters.store import AuditEntry, Store
+from eemwatchd.adapters.truststore import load_anchors
 from eemwatchd.config import Config, RouterConfig, ServerConfig
 from eemwatchd.core.certificate import Certificate, unique
+from eemwatchd.core.chain import verify_chain
 from eemwatchd.core.desired import DesiredTrust, TrustPolicy, compute_desired, is_pinned_match
 from eemwatchd.core.ios_trust import validate_as_ios
 from eemwatchd.core.lint import Finding, KnownServer, lint_router
 from eemwatchd.core.plan import Action, ChainValidator, RouterPlan, is_managed, plan_router
 from eemwatchd.core.router_state import MailServer, RouterSnapshot
-from eemwatchd.errors import EemwatchdError
+from eemwatchd.errors import AiaError, EemwatchdError
 
 log = logging.getLogger("eemwatchd.reconcile")
 
 
 # --- what a router session must offer (eemwatchd.adapters.router.RouterSession fits) ------------------
-
-
-class FireOutcome(Protocol):
-    @property
-    def ok(self) -> bool: ...
 
 
 class RouterSessionLike(Protocol):
@@ -43,11 +43,11 @@ class RouterSessionLike(Protocol):
 
     async def fire_applet(
         self, applet: str, *, maxrun: float, success_messages: Sequence[str] = ()
-    ) -> Any: ...
+    ) -> FireResult: ...
 
 
 RouterConnector = Callable[[RouterConfig], contextlib.AbstractAsyncContextManager[RouterSessionLike]]
-ServerFetcher = Callable[[ServerConfig], Any]  # async: -> list[AddressResult]
+ServerFetcher = Callable[[ServerConfig], Awaitable[list[AddressResult]]]
 
 
 # --- results -------------------------------------------------------------------------------------------
@@ -245,8 +245,6 @@ class Reconciler:
     # --- servers ---------------------------------------------------------------------------------
 
     def anchors_for(self, server: ServerConfig) -> list[Certificate]:
-        from eemwatchd.adapters.truststore import load_anchors
-
         source = str(server.ca_file) if server.ca_file is not None else self.config.policy.trust_store
         if source not in self._anchor_cache:
             self._anchor_cache[source] = load_anchors(source)
@@ -258,8 +256,6 @@ class Reconciler:
         return list(await asyncio.gather(*(self._observe_server(s) for s in servers)))
 
     async def _observe_server(self, server: ServerConfig) -> ServerOutcome:
-        from eemwatchd.core.chain import verify_chain
-
         try:
             results = await self._fetch(server)
             anchors = self.anchors_for(server)
@@ -334,9 +330,6 @@ class Reconciler:
     async def _complete(
         self, chain: Sequence[Certificate], anchors: Sequence[Certificate]
     ) -> list[Certificate]:
-        from eemwatchd.adapters.aia import complete_chain
-        from eemwatchd.errors import AiaError
-
         try:
             return list(await complete_chain(chain, anchors=anchors))
         except AiaError as exc:
@@ -775,15 +768,12 @@ def _router_alerts(result: RouterResult, at: datetime) -> list[Alert]:
     return out
 
 
-def _fire_detail(outcome: Any) -> str:
-    for attr in ("reason", "error", "detail"):
-        value = getattr(outcome, attr, None)
-        if isinstance(value, str) and value:
-            return value
-    lines = getattr(outcome, "lines", None) or getattr(outcome, "error_lines", None)
-    if lines:
-        return "; ".join(str(x) for x in lines)[:500]
-    return "mail sent" if getattr(outcome, "ok", False) else "failed"
+def _fire_detail(outcome: FireResult) -> str:
+    if outcome.reason:
+        return outcome.reason
+    if outcome.lines:
+        return "; ".join(outcome.lines)[:500]
+    return "mail sent" if outcome.ok else "failed"
 
 
 def _summarize(result: RouterResult) -> str:
@@ -802,9 +792,7 @@ def _summarize(result: RouterResult) -> str:
 # --- default adapters --------------------------------------------------------------------------------
 
 
-async def default_fetcher(server: ServerConfig) -> Any:
-    from eemwatchd.adapters.smtp import FetchTimeouts, fetch_server
-
+async def default_fetcher(server: ServerConfig) -> list[AddressResult]:
     t = server.timeouts
     return await fetch_server(
         server.host,
@@ -815,10 +803,8 @@ async def default_fetcher(server: ServerConfig) -> Any:
     )
 
 
-def target_from_config(router: RouterConfig) -> Any:
+def target_from_config(router: RouterConfig) -> RouterTarget:
     """The router adapter's RouterTarget for a configured router (secrets revealed only here)."""
-    from eemwatchd.adapters.router import RouterTarget, RouterTimeouts
-
     t = router.timeouts
     return RouterTarget(
         name=router.name,
@@ -837,7 +823,5 @@ def target_from_config(router: RouterConfig) -> Any:
 @contextlib.asynccontextmanager
 async def default_connector(router: RouterConfig) -> AsyncIterator[RouterSessionLike]:
     """An SSH session through eemwatchd.adapters.router."""
-    from eemwatchd.adapters.router import RouterSession
-
     async with RouterSession(target_from_config(router)) as session:
         yield session
