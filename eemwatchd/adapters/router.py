@@ -196,6 +196,15 @@ async def record_first_host_key(target: RouterTarget) -> bool:
 # --- the session -----------------------------------------------------------------------------------
 
 
+class _Driver(AsyncIOSXEDriver):
+    """scrapli's IOS XE driver, failing fast when `enable` needs a secret we do not have."""
+
+    def _pre_escalate(self, escalate_priv: Any) -> None:
+        # scrapli would warn (a Python warning) and then wait out timeout_ops on the `Password:` prompt.
+        if escalate_priv.escalate_auth is True and not self.auth_secondary:
+            raise ScrapliPrivilegeError("no enable secret to answer the `enable` password prompt")
+
+
 class RouterSession:
     """One SSH session to one router. Any failure in doubt closes it; a closed session is never reused."""
 
@@ -220,23 +229,24 @@ class RouterSession:
 
     # --- opening and closing ---------------------------------------------------------------------
 
-    def _driver(self) -> AsyncIOSXEDriver:
+    def _driver(self, client_key: asyncssh.SSHKey | None) -> AsyncIOSXEDriver:
         t = self.target
         asyncssh_options: dict[str, Any] = {
             # Host keys are checked by asyncssh during key exchange, before any password is sent;
             # scrapli's own auth_strict_key checks afterwards and ignores [host]:port (field notes sec. 6).
             "known_hosts": str(t.known_hosts_path),
             "agent_path": None,
+            # Only the key we loaded (no default ~/.ssh keys behind the operator's back), and no empty
+            # password attempt when no password is configured (a failed login in the router's log).
+            "client_keys": [client_key] if client_key is not None else None,
+            "password": t.password,
         }
-        if t.key_file is None:
-            asyncssh_options["client_keys"] = None  # no default ~/.ssh keys behind the operator's back
         longest = max(t.timeouts.command, t.timeouts.running_config, t.timeouts.change)
-        return AsyncIOSXEDriver(
+        return _Driver(
             host=t.host,
             port=t.port,
             auth_username=t.username,
             auth_password=t.password or "",
-            auth_private_key=str(t.key_file) if t.key_file else "",
             auth_secondary=t.enable_secret or "",
             auth_strict_key=False,
             ssh_config_file=False,
@@ -255,7 +265,14 @@ class RouterSession:
             await record_first_host_key(t)
         elif not t.known_hosts_path.exists():
             raise _host_key_rejection(t)
-        conn = self._driver()
+        client_key: asyncssh.SSHKey | None = None
+        if t.key_file is not None:
+            try:
+                client_key = asyncssh.read_private_key(str(t.key_file))
+            except (OSError, asyncssh.KeyImportError) as exc:
+                self._closed_reason = "open failed"
+                raise AuthenticationFailed(self.name, f"cannot use key file {t.key_file}: {exc}") from exc
+        conn = self._driver(client_key)
         try:
             await asyncio.wait_for(conn.open(), timeout=t.timeouts.connect + t.timeouts.command)
         except BaseException as exc:
@@ -270,14 +287,23 @@ class RouterSession:
         if isinstance(exc, asyncssh.HostKeyNotVerifiable):
             return _host_key_rejection(t)
         if isinstance(exc, asyncssh.PermissionDenied):
-            return AuthenticationFailed(self.name, f"user {t.username!r} was refused")
+            return AuthenticationFailed(self.name, f"user {t.username!r} was refused ({self._credentials()})")
         if isinstance(exc, ScrapliAuthenticationFailed):
             if "timed out" in str(exc):
                 return RouterTimeout(self.name, "connect")
-            return AuthenticationFailed(self.name, f"user {t.username!r} was refused ({exc})")
+            if "escalating privilege" in str(exc):
+                # scrapli sent the secret once and the device asked again (`Password:`) or never answered.
+                return AuthenticationFailed(
+                    self.name,
+                    f"`enable` failed: the router did not accept the enable secret for user {t.username!r} "
+                    "(privileged EXEC not reached)",
+                )
+            return AuthenticationFailed(self.name, f"user {t.username!r} was refused ({self._credentials()})")
         if isinstance(exc, ScrapliPrivilegeError):
             return AuthenticationFailed(
-                self.name, "cannot enter privileged EXEC; set the enable secret or give the user privilege 15"
+                self.name,
+                f"cannot `enable`: user {t.username!r} lands in user EXEC and no enable secret is set; "
+                "set the enable secret or give the user privilege 15",
             )
         if isinstance(exc, (TimeoutError, ScrapliTimeout)):
             return RouterTimeout(self.name, "login")
@@ -288,6 +314,14 @@ class RouterSession:
         if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
             return exc
         return RouterUnreachable(self.name, f"{type(exc).__name__}: {exc}")
+
+    def _credentials(self) -> str:
+        """What we logged in with, for an error message (never the secret itself)."""
+        t = self.target
+        used = [f"key file {t.key_file}"] if t.key_file is not None else []
+        if t.password is not None:
+            used.append("password")
+        return "tried " + " and ".join(used) if used else "no key file or password configured"
 
     async def close(self) -> None:
         """Log out politely when the session is sound; otherwise just drop the connection."""
