@@ -87,6 +87,7 @@ def print_router(router: RouterResult, *, out: TextIO) -> None:
             print(f"  note   {report.kind}: {report.message}", file=out)
     for finding in router.lint:
         print(f"  lint   {finding.severity} {finding.rule}: {finding.message}", file=out)
+        print(f"         fix: {finding.fix}", file=out)
     for step in router.steps:
         mark = "ok" if step.ok else "FAILED"
         print(f"  done   {step.kind} {step.trustpoint or ''} {mark}: {step.detail}", file=out)
