@@ -424,7 +424,8 @@ class Reconciler:
                     error=result.error,
                 )
         if result.error:
-            log.warning("router %s: %s", router.name, result.error)
+            log.warning("%s", result.error if result.error.startswith(f"router {router.name}:")
+                        else f"router {router.name}: {result.error}")
         return result
 
     async def _run_router(self, router: RouterConfig, result: RouterResult, *, apply: bool) -> None:

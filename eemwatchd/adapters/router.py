@@ -172,6 +172,10 @@ async def record_first_host_key(target: RouterTarget) -> bool:
             )
         except TimeoutError as exc:
             raise RouterTimeout(target.name, "fetching the SSH host key") from exc
+        except ConnectionRefusedError as exc:
+            reason = (f"{target.host}:{target.port}: connection refused while fetching the SSH host key "
+                      "(is SSH enabled, and is that the right port?)")
+            raise RouterUnreachable(target.name, reason) from exc
         except (OSError, asyncssh.Error) as exc:
             raise RouterUnreachable(target.name, f"cannot fetch the SSH host key: {exc}") from exc
         if key is None:
@@ -309,6 +313,11 @@ class RouterSession:
             return RouterTimeout(self.name, "login")
         if isinstance(exc, asyncssh.DisconnectError):
             return RouterUnreachable(self.name, f"SSH refused: {exc.reason}")
+        if isinstance(exc, ConnectionRefusedError):
+            return RouterUnreachable(self.name, f"{t.host}:{t.port}: connection refused (is SSH enabled, "
+                                                "and is that the right port?)")
+        if isinstance(exc, OSError) and exc.strerror:
+            return RouterUnreachable(self.name, f"{t.host}:{t.port}: {exc.strerror}")
         if isinstance(exc, (OSError, ScrapliConnectionError, ScrapliConnectionNotOpened)):
             return RouterUnreachable(self.name, f"{t.host}:{t.port}: {exc or type(exc).__name__}")
         if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):

@@ -7,7 +7,7 @@ import ipaddress
 import re
 import socket
 import ssl
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -423,6 +423,7 @@ async def fetch_server(
     servername: str | None = None,
     timeouts: FetchTimeouts = FetchTimeouts(),
     max_concurrency: int = 10,
+    resolve: Callable[[str, int], Awaitable[list[str]]] | None = None,
 ) -> list[AddressResult]:
     """Fetch the chain from every address of ``host``, each reported on its own, in resolver order.
 
@@ -430,10 +431,14 @@ async def fetch_server(
     for another. SNI is ``servername``, else ``host`` when it is a name. Raises ResolveError only when
     the name has no address at all; per-address failures are in the results. Concurrency is capped:
     a cold Postfix refuses connections at a few hundred at once.
+    ``resolve(host, port)`` gives the addresses to fetch from (default: resolve_addresses, i.e. DNS).
     """
     bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     sni = servername or (None if is_ip_literal(bare) else bare)
-    addresses = await resolve_addresses(bare, port, timeout=timeouts.connect)
+    if resolve is None:
+        addresses = await resolve_addresses(bare, port, timeout=timeouts.connect)
+    else:
+        addresses = await resolve(bare, port)
     gate = asyncio.Semaphore(max(1, max_concurrency))
 
     async def one(address: str) -> AddressResult:
