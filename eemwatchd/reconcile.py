@@ -730,12 +730,15 @@ def _router_alerts(result: RouterResult, at: datetime) -> list[Alert]:
             at=at,
         ))
     plan = result.plan
-    if plan is not None and plan.actions:
+    if plan is not None and (plan.actions or plan.waiting):
+        summary = f"router {name} needs {len(plan.adds)} add(s) and {len(plan.retires)} retire(s)"
+        if plan.waiting:
+            summary += f"; it does not accept {len(plan.waiting)} new chain(s) yet (awaiting confirmation)"
         out.append(Alert(
             event="router_drift",
             subject=name,
-            summary=f"router {name} needs {len(plan.adds)} add(s) and {len(plan.retires)} retire(s)",
-            details={"router": name, "mode": mode, "actions": [
+            summary=summary,
+            details={"router": name, "mode": mode, "waiting": list(plan.waiting), "actions": [
                 {"kind": a.kind, "trustpoint": a.trustpoint, "sha256": a.sha256, "reason": a.reason}
                 for a in plan.actions
             ]},

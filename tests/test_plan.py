@@ -227,3 +227,36 @@ def test_empty_trustpoint_name_is_reused_by_the_add() -> None:
         ("add", tp(OLD_ROOT)),
         ("retire", tp(OLD_ROOT)),
     ]
+
+
+def _pending(chain: list[Certificate], path: list[Certificate]) -> DesiredTrust:
+    """ORIGINAL confirmed, plus ``chain`` seen once (policy wants 2 sightings)."""
+    once = SeenChain("gmail", "10.0.0.2", tuple(chain), True, tuple(path), None, NOW - timedelta(minutes=5),
+                     NOW - timedelta(minutes=5), 1)
+    return desired_for(PKI.served, [LEAF, INTER, NEW_ROOT], extra=[once])
+
+
+@pytest.mark.parametrize(
+    ("held", "accepts"),
+    [
+        # IOS does not substitute the self-signed twin for the sent cross-sign: without the cross-signing
+        # old root the new chain fails, whatever else is held.
+        pytest.param("twin+inter", False, id="router-cannot-accept-the-new-chain-yet"),
+        # The cross-signer validates the sent cross-sign, which validates the new intermediate.
+        pytest.param("old-root", True, id="router-already-accepts-the-new-chain"),
+    ],
+)
+def test_pending_chain_makes_the_router_not_in_sync_only_when_it_cannot_accept_it(
+    held: str, accepts: bool
+) -> None:
+    desired = _pending(SERVED2, [LEAF2.cert, INTER2.cert, NEW_ROOT])
+    held_certs = (NEW_ROOT, INTER) if held == "twin+inter" else (OLD_ROOT,)
+    trustpoints = {tp(c): [c] for c in held_certs}
+    plan = plan_router(trustpoints, desired, policy=POLICY, now=NOW, unneeded_since={})
+    assert all(a.sha256 not in {LEAF2.cert.sha256, INTER2.cert.sha256} for a in plan.actions)  # not yet
+    assert bool(plan.waiting) is (not accepts)
+    if not accepts:
+        assert not plan.in_sync
+    pending = [r.message for r in plan.reports if r.kind == "pending"]
+    assert len(pending) == 1
+    assert ("not accepted by the router yet" in pending[0]) is (not accepts)

@@ -368,8 +368,14 @@ async def cli(lab: Lab, *args: str) -> tuple[int, str, str]:
 
 async def test_cli_plan_apply_audit(lab: Lab) -> None:
     code, out, _ = await cli(lab, "plan", "--json")
-    assert code == 0  # first sighting: nothing to act on yet (pending is reported)
-    assert any(r["kind"] == "pending" for r in json.loads(out)["routers"][0]["reports"])
+    # First sighting: nothing to act on yet. r1 cannot accept the chain yet, so it is not in sync;
+    # r2 already trusts the old root (its own trustpoint) and accepts the chain as sent.
+    first = json.loads(out)["routers"]
+    assert code == 1
+    assert [len(r["actions"]) for r in first] == [0, 0]
+    assert [r["in_sync"] for r in first] == [False, True]
+    assert any(r["kind"] == "pending" and "not accepted by the router yet" in r["message"] for r in first[0]["reports"])
+    assert any(r["kind"] == "pending" and "not accepted" not in r["message"] for r in first[1]["reports"])
     code, out, _ = await cli(lab, "plan", "--json")
     doc = json.loads(out)
     assert code == 1

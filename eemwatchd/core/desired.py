@@ -94,6 +94,7 @@ class DesiredTrust:
     certificates: tuple[DesiredCertificate, ...]
     events: tuple[SecurityEvent, ...] = ()
     pending: tuple[str, ...] = ()  # chains seen but not yet confirmed often enough
+    pending_chains: tuple[tuple[Certificate, ...], ...] = ()  # those chains, as served (same order)
     holds: tuple[str, ...] = ()  # reasons that forbid retiring anything in this run
     chains_in_use: tuple[tuple[Certificate, ...], ...] = ()  # recent verified chains, as served
 
@@ -243,6 +244,7 @@ def compute_desired(
     collector = _Collector()
     events: list[SecurityEvent] = []
     pending: list[str] = []
+    pending_chains: list[tuple[Certificate, ...]] = []
     holds: list[str] = []
     in_use: list[tuple[Certificate, ...]] = []
     confirmed_servers: set[str] = set()
@@ -271,6 +273,7 @@ def compute_desired(
             continue
         if obs.times_seen < policy.confirmations:
             pending.append(f"{obs.where()}: seen {obs.times_seen} of {policy.confirmations} times")
+            pending_chains.append(obs.chain)
             continue
         confirmed_servers.add(obs.server)
         in_use.append(obs.chain)
@@ -283,6 +286,7 @@ def compute_desired(
         certificates=collector.result(),
         events=tuple(events),
         pending=tuple(pending),
+        pending_chains=tuple(pending_chains),
         holds=tuple(dict.fromkeys(holds)),
         chains_in_use=tuple(dict.fromkeys(in_use)),
     )

@@ -57,10 +57,13 @@ class RouterPlan:
     actions: tuple[Action, ...]
     reports: tuple[Report, ...]
     unneeded: Mapping[str, datetime] = field(default_factory=dict)
+    # Verified chains a server sends now that the router does not accept yet, waiting for confirmation:
+    # nothing to do in this run, but the router is not in sync (its mail may fail meanwhile).
+    waiting: tuple[str, ...] = ()
 
     @property
     def in_sync(self) -> bool:
-        return not self.actions
+        return not self.actions and not self.waiting
 
     @property
     def adds(self) -> tuple[Action, ...]:
@@ -269,10 +272,16 @@ def plan_router(
 
     for event in desired.events:
         reports.append(Report("event", None, f"security event: {event.reason}; nothing changed for it"))
-    for text in desired.pending:
-        reports.append(Report("pending", None, f"new chain not yet confirmed: {text}"))
+    waiting: list[str] = []
+    for text, chain in zip(desired.pending, desired.pending_chains, strict=True):
+        if validate is not None and not validate(chain, trustpoints, now):
+            waiting.append(text)
+            reports.append(Report("pending", None, f"new chain not yet confirmed and not accepted by the router "
+                                                   f"yet: {text}; it is installed once confirmed"))
+        else:
+            reports.append(Report("pending", None, f"new chain not yet confirmed: {text}"))
     reports.extend(_expiry_reports(trustpoints, policy, now))
-    return RouterPlan(tuple(actions), tuple(reports), unneeded)
+    return RouterPlan(tuple(actions), tuple(reports), unneeded, tuple(waiting))
 
 
 def _human(seconds: float) -> str:
