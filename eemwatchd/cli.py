@@ -42,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.verbose < 2:
+        # -v is for eemwatchd's own events; the SSH library's connection chatter only with -vv
+        logging.getLogger("asyncssh").setLevel(logging.WARNING)
     try:
         code: int = args.func(args)
     except EemwatchdError as exc:
