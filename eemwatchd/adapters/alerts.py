@@ -132,8 +132,11 @@ class LogSink:
     async def send(self, alerts: Sequence[Alert]) -> None:
         for alert in alerts:
             level = logging.WARNING if alert.is_bad else logging.INFO
-            facts = json.dumps(_plain(alert.details), sort_keys=True, separators=(",", ":"))
-            self._log.log(level, "ALERT %s %s: %s %s", alert.event, alert.subject, alert.summary, facts)
+            self._log.log(level, "ALERT %s %s: %s", alert.event, alert.subject, alert.summary)
+            # The facts (fingerprints, every action with its reason) make long lines: on request only.
+            if self._log.isEnabledFor(logging.DEBUG):
+                facts = json.dumps(_plain(alert.details), sort_keys=True, separators=(",", ":"))
+                self._log.debug("ALERT %s %s details: %s", alert.event, alert.subject, facts)
 
 
 def _safe_endpoint(url: str) -> str:
