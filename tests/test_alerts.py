@@ -359,8 +359,15 @@ async def test_log_sink_levels(caplog: pytest.LogCaptureFixture) -> None:
         )
     levels = [(r.levelno, r.name, r.getMessage()) for r in caplog.records]
     assert levels == [
-        (logging.WARNING, "eemwatchd.alerts", 'ALERT chain_unverified gmail: bad {"reason":"x"}'),
-        (logging.INFO, "eemwatchd.alerts", "ALERT refresh_succeeded r1: ok {}"),
+        (logging.WARNING, "eemwatchd.alerts", "ALERT chain_unverified gmail: bad"),
+        (logging.INFO, "eemwatchd.alerts", "ALERT refresh_succeeded r1: ok"),
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="eemwatchd.alerts"):  # the facts, on request
+        await LogSink().send([alert("chain_unverified", "gmail", "bad", reason="x")])
+    assert [r.getMessage() for r in caplog.records] == [
+        "ALERT chain_unverified gmail: bad",
+        'ALERT chain_unverified gmail details: {"reason":"x"}',
     ]
 
 
