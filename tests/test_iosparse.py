@@ -17,6 +17,7 @@ from eemwatchd.core.iosparse import (
     parse_show_crypto_pki_certificates,
     parse_show_crypto_pki_certificates_pem,
     parse_show_crypto_pki_trustpoints,
+    parse_shown_date,
 )
 from eemwatchd.errors import ParseError
 from tests.transcripts import transcript
@@ -619,3 +620,20 @@ def test_certificate_fixture_sanity() -> None:
     b = parse_running_config(transcript(CISCOCONFPARSE))[0][1].ca_certificates[0]
     assert isinstance(a, Certificate)
     assert a == b
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("00:34:52 UTC Nov 20 2015", datetime(2015, 11, 20, 0, 34, 52, tzinfo=UTC)),
+        ("00:34:52 XYZ Nov 20 2015", None),  # a zone the router's config does not define
+    ],
+    ids=["utc", "unknown-zone"],
+)
+def test_shown_date(text: str, expected: datetime | None) -> None:
+    assert parse_shown_date(text) == expected
+
+
+def test_impossible_shown_date_is_a_parse_error_naming_the_line() -> None:
+    with pytest.raises(ParseError, match=r"not a valid date.*Feb 30 2015"):
+        parse_shown_date("00:34:52 UTC Feb 30 2015")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 from eemwatchd.core.certificate import Certificate, load_pem_certificates
 from eemwatchd.core.iosformat import parse_hex_lines
@@ -418,19 +418,7 @@ def parse_show_clock(text: str, *, zones: Mapping[str, timedelta] = DEFAULT_ZONE
         if month is None:
             raise ParseError(SHOW_CLOCK, "unknown month", line=line)
         frac = (match.group("frac") or "0").ljust(6, "0")
-        try:
-            return datetime(
-                int(match.group("year")),
-                month,
-                int(match.group("day")),
-                int(match.group("h")),
-                int(match.group("m")),
-                int(match.group("s")),
-                int(frac),
-                tzinfo=zone,
-            )
-        except ValueError as exc:
-            raise ParseError(SHOW_CLOCK, f"not a valid date ({exc})", line=line) from exc
+        return _moment(match, month, zone, micro=int(frac), what=SHOW_CLOCK, line=line)
     raise ParseError(
         SHOW_CLOCK,
         "expected a line like '*22:04:31.123 UTC Thu Nov 26 2026'",
@@ -484,15 +472,20 @@ def parse_shown_date(text: str, *, zones: Mapping[str, timedelta] = DEFAULT_ZONE
     month = _MONTHS.get(match.group("mon"))
     if zone is None or month is None:
         return None
-    return datetime(
-        int(match.group("year")),
-        month,
-        int(match.group("day")),
-        int(match.group("h")),
-        int(match.group("m")),
-        int(match.group("s")),
-        tzinfo=zone,
-    )
+    return _moment(match, month, zone, what=SHOW_CERTIFICATES, line=text)
+
+
+def _moment(
+    match: re.Match[str], month: int, zone: tzinfo, *, micro: int = 0, what: str, line: str
+) -> datetime:
+    """The datetime of a matched IOS time (groups year, day, h, m, s); an impossible date is a ParseError."""
+    try:
+        return datetime(
+            int(match.group("year")), month, int(match.group("day")),
+            int(match.group("h")), int(match.group("m")), int(match.group("s")), micro, tzinfo=zone,
+        )
+    except ValueError as exc:
+        raise ParseError(what, f"not a valid date ({exc})", line=line) from exc
 
 
 def _rdn_lines(lines: Iterable[str]) -> tuple[str, ...]:
