@@ -130,8 +130,29 @@ class CommandFailed(RouterError):
     def __init__(self, router: str, command: str, output: str) -> None:
         self.command = command
         self.output = output
-        first = next((ln.strip() for ln in output.splitlines() if ln.strip()), "(no output)")
-        super().__init__(router, f"command {command!r} failed: {first}")
+        super().__init__(router, f"command {command!r} failed: {device_words(output, command)}")
+
+
+class CommandRefused(CommandFailed):
+    """The router refused to run a command (AAA command authorization); nothing was changed by it."""
+
+    def __init__(self, router: str, command: str, output: str) -> None:
+        self.command = command
+        self.output = output
+        RouterError.__init__(
+            self, router, f"the router refused {command!r}: {device_words(output, command)} (AAA command "
+            "authorization: give the eemwatchd user this command, see docs/deploy.md)")
+
+
+def device_words(output: str, command: str = "") -> str:
+    """The router's own message, whole: its lines without the echoed command and the caret line, joined."""
+    lines = []
+    for line in output.splitlines():
+        text = line.strip()
+        if not text or (command and text.endswith(command)) or set(text) <= {"^"}:
+            continue
+        lines.append(text)
+    return " / ".join(lines)[:400] or "(no output)"
 
 
 # --- state, alerts ---------------------------------------------------------------------------------

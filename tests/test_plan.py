@@ -11,7 +11,7 @@ import pytest
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.desired import DesiredTrust, SeenChain, TrustPolicy, compute_desired
 from eemwatchd.core.ios_trust import validate_as_ios
-from eemwatchd.core.plan import plan_router, trustpoint_name
+from eemwatchd.core.plan import managed_trust, plan_router, trustpoint_name
 from eemwatchd.lab.pki import GmailShapedPki, make_intermediate, make_leaf, make_root
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -161,7 +161,8 @@ CASES: dict[str, Case] = {
 @pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
 def test_plan(case: Case) -> None:
     plan = plan_router(
-        case.trustpoints, case.desired, policy=POLICY, adopt=case.adopt, now=NOW, unneeded_since=case.unneeded
+        case.trustpoints, case.desired, policy=POLICY, adopt=case.adopt, now=NOW, unneeded_since=case.unneeded,
+        proven=managed_trust(case.trustpoints, prefix=POLICY.trustpoint_prefix),
     )
     got = [(a.kind, NAMES.get(a.sha256, a.sha256)) for a in plan.actions]
     assert got == case.actions
@@ -252,7 +253,8 @@ def test_pending_chain_makes_the_router_not_in_sync_only_when_it_cannot_accept_i
     desired = _pending(SERVED2, [LEAF2.cert, INTER2.cert, NEW_ROOT])
     held_certs = (NEW_ROOT, INTER) if held == "twin+inter" else (OLD_ROOT,)
     trustpoints = {tp(c): [c] for c in held_certs}
-    plan = plan_router(trustpoints, desired, policy=POLICY, now=NOW, unneeded_since={})
+    plan = plan_router(trustpoints, desired, policy=POLICY, now=NOW, unneeded_since={},
+                       proven=managed_trust(trustpoints, prefix=POLICY.trustpoint_prefix))
     assert all(a.sha256 not in {LEAF2.cert.sha256, INTER2.cert.sha256} for a in plan.actions)  # not yet
     assert bool(plan.waiting) is (not accepts)
     if not accepts:
@@ -260,3 +262,41 @@ def test_pending_chain_makes_the_router_not_in_sync_only_when_it_cannot_accept_i
     pending = [r.message for r in plan.reports if r.kind == "pending"]
     assert len(pending) == 1
     assert ("not accepted by the router yet" in pending[0]) is (not accepts)
+
+
+# --- states that keep a router out of "in sync" without any action (issue 8: positive evidence only) ------
+
+SERIALS = {name: [c.serial_ios for c in certs] for name, certs in FULL.items()}
+
+
+@pytest.mark.parametrize(
+    ("proven", "saved", "desired", "state"),
+    [
+        pytest.param("held", "same", ORIGINAL, "in-sync", id="proven-and-saved-is-in-sync"),
+        pytest.param(None, "same", ORIGINAL, "unproven", id="never-test-fired-is-unproven"),
+        pytest.param("one-less", "same", ORIGINAL, "unproven", id="trust-added-after-the-last-proof"),
+        pytest.param("held", None, ORIGINAL, "in-sync", id="startup-not-read-is-not-a-difference"),
+        pytest.param("held", "missing-one", ORIGINAL, "unsaved", id="trustpoint-missing-from-startup"),
+        pytest.param("held", "extra-one", ORIGINAL, "unsaved", id="retired-but-still-in-startup"),
+        pytest.param("held", "same", DesiredTrust(certificates=(), unconfirmed=("smtp",)), "unconfirmed",
+                     id="a-server-without-confirmed-chain-is-never-in-sync"),
+    ],
+)
+def test_states_without_actions(proven: str | None, saved: str | None, desired: DesiredTrust, state: str) -> None:
+    held = managed_trust(FULL, prefix=POLICY.trustpoint_prefix)
+    proofs = {"held": held, "one-less": held - {sorted(held)[0]}, None: None}
+    names = sorted(SERIALS)
+    startup = {
+        "same": SERIALS,
+        "missing-one": {n: SERIALS[n] for n in names[1:]},
+        "extra-one": {**SERIALS, "EEMW-0123456789": ["01"]},
+        None: None,
+    }
+    plan = plan_router(FULL, desired, policy=POLICY, now=NOW, unneeded_since={}, proven=proofs[proven],
+                       saved=startup[saved])
+    assert [a for a in plan.actions if a.kind == "add"] == []
+    assert plan.state == state
+    assert plan.in_sync is (state == "in-sync")
+    assert plan.needs_test_fire is (state in ("unproven", "unsaved"))
+    if state != "in-sync":
+        assert state in {r.kind for r in plan.reports}

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import re
 import secrets
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,10 +26,12 @@ from scrapli.exceptions import (
 )
 
 from eemwatchd.core.certificate import Certificate
+from eemwatchd.core.ios_token import check_ios_token
 from eemwatchd.core.iosparse import (
-    SHOW_LOGGING,
+    HistoryEvent,
     LogLine,
     parse_clock_zones,
+    parse_event_history,
     parse_log_lines,
     parse_running_config,
     parse_show_clock,
@@ -39,6 +40,7 @@ from eemwatchd.core.router_state import RouterSnapshot, Trustpoint
 from eemwatchd.errors import (
     AuthenticationFailed,
     CommandFailed,
+    CommandRefused,
     HostKeyRejected,
     ParseError,
     RouterError,
@@ -57,6 +59,7 @@ if logging.getLogger("scrapli").level == logging.NOTSET:
 # Prompts as scrapli's IOS XE driver defines them; `(ca-trustpoint)#` is a configuration prompt.
 _CONFIG_PROMPT = re.compile(r"^[\w.\-@/:]{1,63}\([\w.\-@/:+]{0,32}\)#\s*$", re.M)
 _EXEC_PROMPT = re.compile(r"^[\w.\-@/:]{1,63}[#>]\s*$", re.M)
+_EXEC_PROMPT_END = re.compile(r"(?:^|\n)[\w.\-@/:]{1,63}[#>]\s*$")
 # `crypto pki authenticate` with `enrollment terminal`
 # (crypto_pki_authenticate_terminal_paste__gh_qytang_c8kv).
 _PASTE_BANNER = re.compile(r'End with a blank line or the word "quit" on a line by itself')
@@ -65,8 +68,18 @@ _SHA1_SHOWN = re.compile(r"Fingerprint SHA1:\s*(?P<fp>(?:[0-9A-Fa-f]{8}\s*){5})"
 _IMPORTED = ("Certificate successfully imported", "Trustpoint CA certificate accepted")
 # `no crypto pki trustpoint` (no_crypto_pki_trustpoint__genielibs_wsim_c9800).
 _REMOVE_QUESTION = re.compile(r"Are you sure you want to do this\? \[yes/no\]:\s*$", re.M)
-# `event manager run` refusal (event_manager_run_error_not_event_none__gh_netmiko_comment).
-_RUN_REFUSED = ("not registered with event none", "% ", "Invalid input", "No such policy")
+# AAA command authorization refusals (tests/transcripts/ and docs/lab-router.md cite their sources): the exec
+# refusal has no `%`. Checked in the output of EVERY command before it is parsed, so a refused
+# `show running-config` is an error naming the command, never an empty router.
+_REFUSALS = ("Command authorization failed", "% Authorization failed")
+# scrapli's IOS XE failure strings plus the refusals; a command whose output holds one of them failed.
+_FAILED_WHEN_CONTAINS = ["% Ambiguous command", "% Incomplete command", "% Invalid input detected",
+                         "% Unknown command", *_REFUSALS]
+SHOW_HISTORY = "show event manager history events"
+# SHA-1 algorithms are off unless a router sets legacy_algorithms (old IOS images).
+_SHA1_KEX = ("diffie-hellman-group14-sha1", "diffie-hellman-group-exchange-sha1", "diffie-hellman-group1-sha1")
+_SHA1_MAC = ("hmac-sha1", "hmac-sha1-etm@openssh.com")
+_SHA1_SIG = ("ssh-rsa",)
 
 
 @dataclass(frozen=True)
@@ -77,7 +90,7 @@ class RouterTimeouts:
     command: float = 30.0
     running_config: float = 60.0
     change: float = 90.0
-    poll_interval: float = 1.0
+    poll_interval: float = 1.0  # the longest wait between two looks at the EEM history
     fire_grace: float = 5.0
 
 
@@ -94,6 +107,7 @@ class RouterTarget:
     enable_secret: str | None = field(default=None, repr=False)
     known_hosts: Path | None = None
     trust_on_first_use: bool = False
+    legacy_algorithms: bool = False
     timeouts: RouterTimeouts = field(default_factory=RouterTimeouts)
 
     @property
@@ -108,12 +122,15 @@ class RouterTarget:
 
 @dataclass(frozen=True)
 class FireResult:
-    """Outcome of a test-fire: ``lines`` are the router's HA_EM log lines after the marker."""
+    """Outcome of a test-fire. ``ok`` only on positive evidence; ``evidence`` says what was seen (the
+    history row of this run, the applet's success line) or the router's words refusing the run.
+    ``lines`` are the router's HA_EM log lines after the marker (empty when the log does not keep them)."""
 
     ok: bool
     marker: str
     lines: tuple[str, ...]
     reason: str = ""
+    evidence: str = ""
 
 
 # --- host keys -------------------------------------------------------------------------------------
@@ -244,6 +261,7 @@ class RouterSession:
             # password attempt when no password is configured (a failed login in the router's log).
             "client_keys": [client_key] if client_key is not None else None,
             "password": t.password,
+            **_algorithms(legacy=t.legacy_algorithms),
         }
         longest = max(t.timeouts.command, t.timeouts.running_config, t.timeouts.change)
         return _Driver(
@@ -259,6 +277,7 @@ class RouterSession:
             timeout_socket=t.timeouts.connect,
             timeout_transport=longest + 5.0,
             timeout_ops=t.timeouts.command,
+            failed_when_contains=list(_FAILED_WHEN_CONTAINS),
         )
 
     async def open(self) -> None:
@@ -376,11 +395,14 @@ class RouterSession:
         conn = self._live()
         wait = timeout or self.target.timeouts.command
         response = await self._guard(command, conn.send_command(command, timeout_ops=wait), wait + 1.0)
+        output = str(response.result)
+        _check_refused(self.name, command, output)
         if response.failed:
-            raise CommandFailed(self.name, command, response.result)
-        return str(response.result)
+            raise CommandFailed(self.name, command, output)
+        return output
 
     async def _configure(self, lines: Sequence[str]) -> None:
+        await self._enter_config()
         conn = self._live()
         wait = self.target.timeouts.command
         responses = await self._guard(
@@ -389,18 +411,32 @@ class RouterSession:
             wait * (len(lines) + 2),
         )
         for response in responses:
+            _check_refused(self.name, response.channel_input, str(response.result))
             if response.failed:
                 raise CommandFailed(self.name, response.channel_input, response.result)
 
     async def _enter_config(self) -> None:
         conn = self._live()
-        await self._guard(
-            "configure terminal", conn.acquire_priv("configuration"), self.target.timeouts.command
-        )
+        if _CONFIG_PROMPT.search(await self._guard("prompt", conn.get_prompt(), self.target.timeouts.command)):
+            return
+        # Sent by hand (not scrapli's acquire_priv) so a refusal is read, not retried until a timeout.
+        self._write("configure terminal\n")
+        key, output = await self._expect([("config", _CONFIG_PROMPT), ("exec", _EXEC_PROMPT_END)],
+                                         step="configure terminal", timeout=self.target.timeouts.command)
+        if key != "config":
+            _check_refused(self.name, "configure terminal", output)
+            raise CommandFailed(self.name, "configure terminal", output)
+        conn._current_priv_level = conn.privilege_levels["configuration"]  # keep scrapli's view in step
 
     async def _leave_config(self) -> None:
         conn = self._live()
         await self._guard("end", conn.acquire_priv("privilege_exec"), self.target.timeouts.command)
+
+    def _require_token(self, value: str, *, what: str) -> None:
+        """A name read from the router or the config goes into a command only as one IOS token."""
+        problem = check_ios_token(value, what=what)
+        if problem is not None:
+            raise CommandFailed(self.name, f"(not sent) {what}", f"% {problem}; nothing was sent to the router")
 
     def _write(self, text: str) -> None:
         self._live().channel.write(text)
@@ -444,6 +480,17 @@ class RouterSession:
             hostname=hostname, trustpoints=trustpoints, environment=environment, applets=applets, clock=clock
         )
 
+    async def read_saved_trustpoints(self) -> dict[str, tuple[str, ...]]:
+        """Trustpoint name -> the serials of its certificates, as the startup-config holds them.
+
+        Serials, because a startup-config may list `nvram:` file references instead of the certificates
+        (show_startup-config_crypto_pki_nvram_refs__gh_ie_switch_17_3). No startup-config: {}.
+        """
+        text = await self._command("show startup-config | section crypto pki",
+                                   timeout=self.target.timeouts.running_config)
+        trustpoints, _env, _applets, _host = parse_running_config(text)
+        return {tp.name: tuple(h.serial for h in tp.certificates if h.kind == "ca") for tp in trustpoints}
+
     async def _read_trustpoint(self, name: str) -> Trustpoint | None:
         trustpoints, _env, _applets, _host = parse_running_config(await self.read_running_config())
         return next((tp for tp in trustpoints if tp.name == name), None)
@@ -457,6 +504,7 @@ class RouterSession:
         trustpoint holding a CA refuses a second one, field notes sec. 5).
         """
         command = f"crypto pki authenticate {trustpoint}"
+        self._require_token(trustpoint, what="trustpoint name")
         existing = await self._read_trustpoint(trustpoint)
         if existing is not None:
             raise CommandFailed(
@@ -584,6 +632,7 @@ class RouterSession:
 
     async def retire_trustpoint(self, name: str) -> None:
         """Remove trustpoint ``name`` and its certificates; verified by reading the config back."""
+        self._require_token(name, what="trustpoint name")
         await self._remove_trustpoint(name)
         await self._leave_config()
         if await self._read_trustpoint(name) is not None:
@@ -611,79 +660,154 @@ class RouterSession:
     async def fire_applet(
         self, applet: str, *, maxrun: float, success_messages: Sequence[str] = ()
     ) -> FireResult:
-        """Run ``applet`` and judge it from the log lines after a unique marker.
+        """Run ``applet`` and judge it on positive evidence only.
 
-        Failure: an `FMPD_ERROR` naming the applet, or any `FMPD_*` line (`FMPD_SMTP` does not name its
-        applet). Success: one of ``success_messages`` (the applet's own `syslog msg` after its mail
-        action, `$variables` matching anything) logged by the applet, or no failure within
-        ``maxrun`` plus a grace period.
+        Success: this run's row in `show event manager history events` with status `success` (the applet
+        ran to its end, so its mail action completed), or one of ``success_messages`` (a `syslog msg` the
+        applet logs after its mail action) after our log marker. Failure: any output from `event manager
+        run` (IOS prints nothing when it starts the job: the output is a refusal, given in the router's
+        words), a row with another status, an `FMPD_*` error after the marker, or no evidence within
+        ``maxrun`` plus a grace period ("could not prove mail works"). The verdict comes as soon as the
+        router shows the job ended, not after maxrun.
         """
+        self._require_token(applet, what="EEM applet name")
+        baseline = max((e.job_id for e in await self._history()), default=0)
         marker = f"eemwatchd-test-fire-{secrets.token_hex(6)}"
         await self._command(f"send log 6 {marker}")
-        started = time.monotonic()
-        run_output = await self._command(f"event manager run {applet}")
-        if any(text in run_output for text in _RUN_REFUSED):
-            lines = tuple(ln.strip() for ln in run_output.splitlines() if ln.strip())
-            logger.info(
-                "router %s: test-fire of %s refused: %s",
-                self.name,
-                applet,
-                lines[:1],
-                extra={"event": "applet_fired", "router": self.name, "applet": applet, "ok": False},
-            )
-            return FireResult(False, marker, lines, reason="the router refused to run the applet")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        command = f"event manager run {applet}"
+        words = _device_text(await self._command(command), command, empty="")
+        if words:
+            lines = tuple(words.splitlines())
+            return self._fired(applet, FireResult(False, marker, lines, reason=f"the router refused to run the "
+                                                  f"applet: {' / '.join(lines)}", evidence=" / ".join(lines)))
         success = [_message_pattern(applet, text) for text in success_messages]
         deadline = started + maxrun + self.target.timeouts.fire_grace
-        result: FireResult | None = None
-        while result is None:
-            await asyncio.sleep(self.target.timeouts.poll_interval)
-            log_text = await self._command("show logging")
-            try:
-                entries = parse_log_lines(log_text, marker=marker)
-            except ParseError as exc:
-                raise CommandFailed(
-                    self.name,
-                    SHOW_LOGGING,
-                    f"% {exc.reason}; buffered logging must keep informational messages "
-                    "(`logging buffered 64000 informational`)",
-                ) from exc
-            result = _judge(applet, marker, entries, success, timed_out=time.monotonic() >= deadline)
+        pause = min(0.1, self.target.timeouts.poll_interval)
+        while True:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, self.target.timeouts.poll_interval)
+            job = _job_after(await self._history(), applet, baseline)
+            timed_out = loop.time() >= deadline
+            if job is None and not success and not timed_out:
+                continue
+            entries = await self._log_after(marker)
+            result = _judge(applet, marker, job, entries, success, timed_out=timed_out,
+                            waited=loop.time() - started)
+            if result is not None:
+                return self._fired(applet, result)
+
+    def _fired(self, applet: str, result: FireResult) -> FireResult:
         logger.info(
             "router %s: test-fire of %s %s",
             self.name,
             applet,
-            "succeeded" if result.ok else f"failed: {result.reason}",
+            f"proved mail works ({result.evidence})" if result.ok else f"failed: {result.reason}",
             extra={"event": "applet_fired", "router": self.name, "applet": applet, "ok": result.ok},
         )
         return result
+
+    async def _history(self) -> list[HistoryEvent]:
+        text = await self._command(SHOW_HISTORY)
+        try:
+            return parse_event_history(text)
+        except ParseError as exc:
+            raise CommandFailed(self.name, SHOW_HISTORY, f"% {exc.reason}") from exc
+
+    async def _log_after(self, marker: str) -> list[LogLine] | None:
+        """The log lines after ``marker``; None when the buffer does not hold the marker."""
+        text = await self._command("show logging")
+        try:
+            return parse_log_lines(text, marker=marker)
+        except ParseError:
+            return None
+
+
+def _job_after(events: Sequence[HistoryEvent], applet: str, baseline: int) -> HistoryEvent | None:
+    """This run's history row: the first job of ``applet`` newer than the newest before the run."""
+    ours = [e for e in events if e.name == applet and e.job_id > baseline]
+    return min(ours, key=lambda e: e.job_id) if ours else None
 
 
 def _judge(
     applet: str,
     marker: str,
-    entries: Sequence[LogLine],
+    job: HistoryEvent | None,
+    entries: Sequence[LogLine] | None,
     success: Sequence[re.Pattern[str]],
     *,
     timed_out: bool,
+    waited: float,
 ) -> FireResult | None:
-    """The verdict on the log lines so far, or None to keep waiting."""
-    ours = [e for e in entries if e.facility == "HA_EM"]
-    failures = [
-        e
-        for e in ours
-        if e.mnemonic.startswith("FMPD_")
-        and (e.mnemonic != "FMPD_ERROR" or f"applet {applet} " in e.message + " ")
-    ]
+    """The verdict on what the router shows so far, or None to keep waiting. Success needs evidence."""
+    ours = [e for e in entries or () if e.facility == "HA_EM"]
     lines = tuple(str(e) for e in ours)
-    if any(e.mnemonic == "FMPD_ERROR" for e in failures) or (failures and timed_out):
-        return FireResult(
-            False, marker, tuple(str(e) for e in failures), reason=failures[0].message.splitlines()[0]
-        )
-    if not failures and any(p.match(e.message) for p in success for e in ours if e.mnemonic == "LOG"):
-        return FireResult(True, marker, lines, reason="the applet logged its success line")
-    if timed_out:
-        return FireResult(True, marker, lines, reason="no mail error within the applet's maxrun")
-    return None
+    failures = [
+        e for e in ours
+        if e.mnemonic.startswith("FMPD_") and (e.mnemonic != "FMPD_ERROR" or f"applet {applet} " in e.message + " ")
+    ]
+    said = [e for e in ours if e.mnemonic == "LOG" and any(p.match(e.message) for p in success)]
+    if job is not None and job.status.lower() != "success":
+        detail = failures[0].message.splitlines()[0] if failures else "no mail error in the log"
+        return FireResult(False, marker, tuple(str(e) for e in failures) or lines,
+                          reason=f"job {job.job_id} of {applet} ended with status {job.status!r}: {detail}",
+                          evidence=_row(job))
+    if any(e.mnemonic == "FMPD_ERROR" for e in failures):
+        return FireResult(False, marker, tuple(str(e) for e in failures),
+                          reason=failures[0].message.splitlines()[0], evidence=str(failures[0]))
+    if job is not None:
+        evidence = _row(job) + (f"; {said[0]}" if said else "")
+        return FireResult(True, marker, lines, reason="the applet ran to its end after its mail action",
+                          evidence=evidence)
+    if said and not failures:
+        return FireResult(True, marker, lines, reason="the applet logged its success line", evidence=str(said[0]))
+    if not timed_out:
+        return None
+    why = f"no history row for this run and no success line within {waited:.0f}s"
+    if failures:
+        why = failures[0].message.splitlines()[0]
+    elif entries is None:
+        why += ("; the log buffer does not hold our marker either (buffered logging must keep informational "
+                "messages: `logging buffered 64000 informational`)")
+    return FireResult(False, marker, lines, reason=f"could not prove mail works: {why}")
+
+
+def _row(job: HistoryEvent) -> str:
+    return f"{SHOW_HISTORY}: job {job.job_id} {job.status} {job.time_text} {job.event_type} applet: {job.name}"
+
+
+def _check_refused(router: str, command: str, output: str) -> None:
+    """AAA refusals are errors wherever they appear; nothing is parsed from a refused command."""
+    if any(text in output for text in _REFUSALS):
+        raise CommandRefused(router, command, output)
+
+
+def _algorithms(*, legacy: bool) -> dict[str, list[str]]:
+    """asyncssh algorithm lists without SHA-1 key exchange, MACs and `ssh-rsa` signatures (unless legacy)."""
+    from asyncssh.kex import get_default_kex_algs, get_kex_algs
+    from asyncssh.mac import get_default_mac_algs, get_mac_algs
+    from asyncssh.public_key import get_default_public_key_algs
+
+    kex = [a.decode() for a in get_default_kex_algs()]
+    mac = [a.decode() for a in get_default_mac_algs()]
+    sig = [a.decode() for a in get_default_public_key_algs()]
+    if legacy:
+        known_kex = {a.decode() for a in get_kex_algs()}
+        known_mac = {a.decode() for a in get_mac_algs()}
+        return {
+            "kex_algs": kex + [a for a in _SHA1_KEX if a in known_kex and a not in kex],
+            "mac_algs": mac + [a for a in _SHA1_MAC if a in known_mac and a not in mac],
+            "signature_algs": sig,
+            "server_host_key_algs": sig,
+        }
+    strict_sig = [a for a in sig if a not in _SHA1_SIG]
+    return {
+        "kex_algs": [a for a in kex if not a.endswith("-sha1")],
+        "mac_algs": [a for a in mac if a not in _SHA1_MAC],
+        "signature_algs": strict_sig,
+        "server_host_key_algs": strict_sig,
+    }
 
 
 def _message_pattern(applet: str, text: str) -> re.Pattern[str]:
@@ -693,7 +817,7 @@ def _message_pattern(applet: str, text: str) -> re.Pattern[str]:
     return re.compile(rf"{re.escape(applet)}\s*:\s*{body}\s*$", re.S)
 
 
-def _device_text(output: str, command: str) -> str:
+def _device_text(output: str, command: str, *, empty: str = "(no output)") -> str:
     """The device's own lines: without the echoed command, prompts and blank lines."""
     lines = []
     for line in output.splitlines():
@@ -706,7 +830,7 @@ def _device_text(output: str, command: str) -> str:
         ):
             continue
         lines.append(stripped)
-    return "\n".join(lines) or "(no output)"
+    return "\n".join(lines) or empty
 
 
 def _drop_transport(conn: AsyncIOSXEDriver) -> None:

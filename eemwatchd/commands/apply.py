@@ -7,7 +7,14 @@ import asyncio
 import sys
 from typing import Any
 
-from eemwatchd.commands.plan import add_common_arguments, emit, load, open_store, print_report, run_reconcile
+from eemwatchd.adapters.lock import StateLock
+from eemwatchd.adapters.store import Store
+from eemwatchd.commands.plan import add_common_arguments
+from eemwatchd.config import Config
+from eemwatchd.errors import StateLocked
+from eemwatchd.reconcile import Reason, Reconciler, RunReport
+from eemwatchd.report import emit, exit_code, print_report
+from eemwatchd.runtime import EXIT_LOCKED, StopSignals, load, open_store
 
 
 def register(sub: Any) -> None:
@@ -25,28 +32,52 @@ def confirm(prompt: str) -> bool:
     return answer in ("y", "yes")
 
 
+def _say(text: str) -> None:
+    print(f"eemwatchd apply: {text}", file=sys.stderr, flush=True)
+
+
+async def _apply(config: Config, store: Store, *, router: str | None, observe: bool) -> tuple[RunReport, int | None]:
+    reconciler = Reconciler(config, store)
+    signals = StopSignals(reconciler.request_stop, announce=_say)
+    signals.install(asyncio.current_task())
+    try:
+        report = await reconciler.run(apply=True, router=router, observe=observe)
+    finally:
+        signals.remove()
+    return report, signals.exit_code
+
+
 def run(args: argparse.Namespace) -> int:
     config = load(args)
     if config is None:
         return 2
     if not args.yes and not sys.stdin.isatty():
-        print(
-            "apply: stdin is not a terminal; run `eemwatchd plan` to review, then `apply --yes`",
-            file=sys.stderr,
-        )
+        _say("stdin is not a terminal; run `eemwatchd plan` to review, then `apply --yes`")
         return 2
-    with open_store(config) as store:
+    try:
+        lock = StateLock(config.state_path, purpose="apply").acquire()
+    except StateLocked as exc:
+        _say(str(exc))
+        return EXIT_LOCKED
+    with lock, open_store(config) as store:
         observe = True
         if not args.yes:
-            preview = asyncio.run(run_reconcile(config, store, apply=False, router=args.router))
+            preview = asyncio.run(Reconciler(config, store).run(apply=False, router=args.router, notify=False))
             print_report(preview, out=sys.stderr)
             if all(r.in_sync for r in preview.routers):
                 emit(preview, as_json=args.json)
-                return 0
+                return exit_code(preview)
             if not confirm("Apply these changes? [y/N] "):
-                print("apply: nothing changed", file=sys.stderr)
+                _say("nothing changed")
                 return 1
             observe = False  # the preview observed already; observing again would count a sighting twice
-        report = asyncio.run(run_reconcile(config, store, apply=True, router=args.router, observe=observe))
+        report, stopped = asyncio.run(_apply(config, store, router=args.router, observe=observe))
     emit(report, as_json=args.json)
-    return 0 if report.routers and all(r.applied for r in report.routers) else 1
+    if stopped is not None:
+        for result in report.routers:
+            if result.reason is Reason.INTERRUPTED or not result.in_sync:
+                print(f"router {result.name}: interrupted: {result.result}"
+                      f"{'; nothing unproven was saved' if any(s.kind != 'observed' for s in result.steps) else ''}",
+                      file=sys.stderr)
+        return stopped
+    return exit_code(report)

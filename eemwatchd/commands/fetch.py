@@ -10,27 +10,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from eemwatchd.adapters.aia import AiaLimits, complete_chain
 from eemwatchd.adapters.smtp import (
     DEFAULT_PORTS,
     MODES,
     FetchTimeouts,
     Mode,
-    fetch_server,
     format_endpoint,
     is_ip_literal,
 )
 from eemwatchd.adapters.truststore import load_anchors
 from eemwatchd.core.certificate import Certificate
-from eemwatchd.core.chain import (
-    ChainObservation,
-    Verification,
-    certificate_facts,
-    issuer_common_name,
-    role,
-    verify_chain,
-)
-from eemwatchd.errors import AiaError
+from eemwatchd.core.chain import ChainObservation, certificate_facts, issuer_common_name, role
+from eemwatchd.reconcile.observe import observe_server
 
 
 def parse_target(text: str) -> tuple[str, int | None]:
@@ -94,53 +85,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--timeout", metavar="S", type=_positive_seconds, default=30.0,
                         help="seconds allowed per address for the whole fetch (default 30)")
     parser.set_defaults(func=run)
-
-
-async def observe_server(
-    host: str,
-    port: int,
-    *,
-    mode: Mode,
-    anchors: Sequence[Certificate],
-    now: datetime,
-    servername: str | None = None,
-    aia: bool = True,
-    timeouts: FetchTimeouts = FetchTimeouts(),  # noqa: B008 - frozen dataclass
-    max_concurrency: int = 10,
-) -> list[ChainObservation]:
-    """Fetch from every address and judge each chain; completes missing issuers via AIA when allowed.
-
-    Raises ResolveError when the name has no address; every other failure is in its observation.
-    """
-    bare = host.strip("[]")
-    hostname = servername or bare
-    results = await fetch_server(bare, port, mode=mode, servername=servername, timeouts=timeouts,
-                                 max_concurrency=max_concurrency)
-
-    async def judge(address: str, chain: tuple[Certificate, ...]) -> ChainObservation:
-        verification = verify_chain(chain, hostname=hostname, anchors=anchors, now=now)
-        fetched: tuple[Certificate, ...] = ()
-        if not verification.verified and aia:
-            try:
-                fetched = await complete_chain(chain, anchors=anchors, limits=AiaLimits())
-            except AiaError as exc:
-                verification = Verification(
-                    False, verification.hostname, error=f"{verification.error}; AIA: {exc}"
-                )
-            else:
-                if fetched:
-                    completed = verify_chain((*chain, *fetched), hostname=hostname, anchors=anchors, now=now)
-                    if completed.verified:
-                        verification = completed
-        return ChainObservation(address, port, chain, verification, aia_fetched=fetched)
-
-    observations: list[ChainObservation] = []
-    for result in results:
-        if result.error is not None:
-            observations.append(ChainObservation(result.address, port, error=str(result.error)))
-        else:
-            observations.append(await judge(result.address, result.chain))
-    return observations
 
 
 def run(args: argparse.Namespace) -> int:

@@ -97,6 +97,7 @@ class DesiredTrust:
     pending_chains: tuple[tuple[Certificate, ...], ...] = ()  # those chains, as served (same order)
     holds: tuple[str, ...] = ()  # reasons that forbid retiring anything in this run
     chains_in_use: tuple[tuple[Certificate, ...], ...] = ()  # recent verified chains, as served
+    unconfirmed: tuple[str, ...] = ()  # servers with no confirmed verified chain seen recently
 
     @property
     def sha256s(self) -> frozenset[str]:
@@ -279,9 +280,9 @@ def compute_desired(
         in_use.append(obs.chain)
         for cert, role, reason in desired_from_chain(obs, policy=policy, anchors=anchors, extra=extra):
             collector.add(cert, role, reason)
-    for server in servers:
-        if server not in confirmed_servers:
-            holds.append(f"{server}: no confirmed verified chain seen recently")
+    unconfirmed = tuple(s for s in servers if s not in confirmed_servers)
+    for server in unconfirmed:
+        holds.append(f"{server}: no confirmed verified chain seen recently")
     return DesiredTrust(
         certificates=collector.result(),
         events=tuple(events),
@@ -289,4 +290,5 @@ def compute_desired(
         pending_chains=tuple(pending_chains),
         holds=tuple(dict.fromkeys(holds)),
         chains_in_use=tuple(dict.fromkeys(in_use)),
+        unconfirmed=unconfirmed,
     )

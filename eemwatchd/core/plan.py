@@ -13,7 +13,12 @@ from eemwatchd.core.desired import DesiredTrust, TrustPolicy
 from eemwatchd.core.ios_trust import validate_as_ios
 
 ActionKind = Literal["add", "retire"]
-ReportKind = Literal["unmanaged", "expired", "expiring", "held", "kept", "unneeded", "event", "pending"]
+ReportKind = Literal[
+    "unmanaged", "expired", "expiring", "held", "kept", "unneeded", "event", "pending", "unconfirmed",
+    "unproven", "unsaved",
+]
+# Why a router is or is not in sync; one small vocabulary shared by output, metrics labels, alerts, audit.
+PlanState = Literal["in-sync", "drift", "waiting", "unconfirmed", "unproven", "unsaved"]
 
 # IOS trustpoint names: keep to letters, digits, - and _, at most 32 characters.
 MAX_TRUSTPOINT_NAME = 32
@@ -60,10 +65,39 @@ class RouterPlan:
     # Verified chains a server sends now that the router does not accept yet, waiting for confirmation:
     # nothing to do in this run, but the router is not in sync (its mail may fail meanwhile).
     waiting: tuple[str, ...] = ()
+    # Servers this router mails through that have no confirmed verified chain: nothing proves what the
+    # router needs, so it is never "in sync" (its mail may fail and we could not tell what to install).
+    unconfirmed: tuple[str, ...] = ()
+    # The managed trust it holds was never proven by a successful test-fire (e.g. added, then the session
+    # dropped): apply test-fires before calling the router in sync.
+    unproven: bool = False
+    # Managed trustpoints whose running-config differs from the startup-config (a `write memory` that
+    # did not happen or did not finish): apply test-fires, then saves.
+    unsaved: tuple[str, ...] = ()
 
     @property
     def in_sync(self) -> bool:
-        return not self.actions and not self.waiting
+        return self.state == "in-sync"
+
+    @property
+    def state(self) -> PlanState:
+        """The first reason, in order of what matters most, that the router is not in sync."""
+        if self.actions:
+            return "drift"
+        if self.unconfirmed:
+            return "unconfirmed"
+        if self.waiting:
+            return "waiting"
+        if self.unproven:
+            return "unproven"
+        if self.unsaved:
+            return "unsaved"
+        return "in-sync"
+
+    @property
+    def needs_test_fire(self) -> bool:
+        """Apply has something to prove: changes to make, or trust (or a config) not yet proven."""
+        return bool(self.actions) or self.unproven or bool(self.unsaved)
 
     @property
     def adds(self) -> tuple[Action, ...]:
@@ -226,6 +260,8 @@ def plan_router(
     now: datetime,
     unneeded_since: Mapping[str, datetime],
     validate: ChainValidator | None = is_accepted_strict,
+    proven: Collection[str] | None = frozenset(),
+    saved: Mapping[str, Sequence[str]] | None = None,
 ) -> RouterPlan:
     """Plan one router: add what is desired and not held, retire managed trust unneeded beyond retention.
 
@@ -233,6 +269,12 @@ def plan_router(
     twice). Unmanaged trustpoints are only reported. Nothing is retired while ``desired.holds`` names a
     reason, nor when ``validate`` says the router would stop accepting a chain it uses (checked against the
     trustpoints as they will be after the adds). ``unneeded_since`` is keyed by certificate SHA-256.
+
+    ``proven``: the SHA-256 of every managed certificate the router held at its last successful test-fire
+    (None: never proven). The router is "unproven" unless that equals what it holds now.
+    ``saved``: trustpoint name -> its certificates' IOS serials as the startup-config lists them (serials,
+    because a startup-config may show `nvram:` references instead of the certificate; None: not read).
+    Any difference from the running-config makes the router "unsaved".
     """
     reports: list[Report] = []
     actions = _plan_adds(trustpoints, desired, prefix=policy.trustpoint_prefix, adopt=adopt, reports=reports)
@@ -281,7 +323,35 @@ def plan_router(
         else:
             reports.append(Report("pending", None, f"new chain not yet confirmed: {text}"))
     reports.extend(_expiry_reports(trustpoints, policy, now))
-    return RouterPlan(tuple(actions), tuple(reports), unneeded, tuple(waiting))
+    for server in desired.unconfirmed:
+        reports.append(Report("unconfirmed", None, f"{server}: no confirmed verified chain seen recently; "
+                                                   "the router cannot be called in sync"))
+    managed = managed_trust(trustpoints, prefix=policy.trustpoint_prefix)
+    unproven = proven is None or frozenset(proven) != managed
+    if unproven and not actions:
+        reports.append(Report("unproven", None, "the trust it holds was never proven by a successful "
+                                                "test-fire; apply test-fires it"))
+    unsaved = _unsaved(trustpoints, saved, prefix=policy.trustpoint_prefix)
+    for name in unsaved:
+        reports.append(Report("unsaved", name, f"trustpoint {name} differs between the running-config and "
+                                               "the startup-config; apply test-fires, then saves"))
+    return RouterPlan(tuple(actions), tuple(reports), unneeded, tuple(waiting), desired.unconfirmed,
+                      unproven, unsaved)
+
+
+def managed_trust(trustpoints: Mapping[str, Sequence[Certificate]], *, prefix: str) -> frozenset[str]:
+    """The SHA-256 of every certificate in trustpoints named with our prefix (what a test-fire proves)."""
+    return frozenset(c.sha256 for name, certs in trustpoints.items() if name.startswith(prefix) for c in certs)
+
+
+def _unsaved(
+    trustpoints: Mapping[str, Sequence[Certificate]], saved: Mapping[str, Sequence[str]] | None, *, prefix: str
+) -> tuple[str, ...]:
+    if saved is None:
+        return ()
+    running = {n: sorted(c.serial_ios for c in certs) for n, certs in trustpoints.items() if n.startswith(prefix)}
+    stored = {n: sorted(shas) for n, shas in saved.items() if n.startswith(prefix)}
+    return tuple(sorted(n for n in running.keys() | stored.keys() if running.get(n) != stored.get(n)))
 
 
 def _human(seconds: float) -> str:

@@ -1,0 +1,37 @@
+"""Reason codes: why a router is where it is. One vocabulary for output, metrics labels, alerts and the audit."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why a router is where it is: one vocabulary for output, metrics labels, alerts and the audit."""
+
+    IN_SYNC = "in-sync"
+    APPLIED = "applied"  # apply made its changes, proved them by a test-fire and saved them
+    DRIFT = "drift"  # changes are needed (plan)
+    WAITING = "waiting"  # a new chain awaits confirmation and the router does not accept it yet
+    UNCONFIRMED = "unconfirmed"  # a server it mails through has no confirmed verified chain
+    UNPROVEN = "unproven"  # its trust was never proven by a successful test-fire
+    UNSAVED = "unsaved"  # managed trustpoints differ between running- and startup-config
+    UNREACHABLE = "unreachable"
+    AUTH_FAILED = "auth-failed"
+    HOST_KEY_REJECTED = "host-key-rejected"
+    TIMEOUT = "timeout"
+    REFUSED = "refused"  # the router refused a command (AAA authorization, invalid input)
+    COMMAND_FAILED = "command-failed"
+    PARSE_ERROR = "parse-error"
+    TESTFIRE_FAILED = "testfire-failed"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"  # anything else (a bug: see the log)
+
+    @property
+    def is_error(self) -> bool:
+        return self in _ERRORS
+
+
+_ERRORS = frozenset({
+    Reason.UNREACHABLE, Reason.AUTH_FAILED, Reason.HOST_KEY_REJECTED, Reason.TIMEOUT, Reason.REFUSED,
+    Reason.COMMAND_FAILED, Reason.PARSE_ERROR, Reason.TESTFIRE_FAILED, Reason.INTERRUPTED, Reason.FAILED,
+})

@@ -1,0 +1,121 @@
+"""The alerts a reconcile run calls for: chains that changed or are not trusted, drift, refreshes, expiry."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from eemwatchd.adapters.alerts import Alert
+from eemwatchd.reconcile.results import AddressOutcome, RouterResult, RunReport
+
+
+def build_alerts(report: RunReport, *, at: datetime) -> list[Alert]:
+    """The alerts a run calls for: chains that changed or do not verify, drift, refresh results, expiry."""
+    alerts: list[Alert] = []
+    for server in report.servers:
+        for address in server.addresses:
+            alert = _chain_alert(server.name, address, at)
+            if alert is not None:
+                alerts.append(alert)
+    for result in report.routers:
+        alerts.extend(_router_alerts(result, at))
+    return alerts
+
+
+def _chain_alert(server: str, address: AddressOutcome, at: datetime) -> Alert | None:
+    if not address.chain:  # nothing was served (fetch failed): not a chain event
+        return None
+    facts: dict[str, Any] = {"server": server, "address": address.address, "chain_sha256": list(address.chain)}
+    if not address.verified or not address.pinned:
+        reason = (address.error or "did not verify against the trust store") if not address.verified else (
+            "no certificate matches the configured pins")
+        return Alert(
+            event="chain_unverified",
+            subject=server,
+            summary=f"SECURITY: {server} {address.address} sent a chain that is not trusted ({reason}); "
+            "nothing changed",
+            details={**facts, "reason": reason},
+            at=at,
+        )
+    if address.changed_from:
+        return Alert(
+            event="chain_changed",
+            subject=server,
+            summary=f"{server} {address.address} now sends chain {_short(address.chain)} "
+            f"(was {_short(address.changed_from)})",
+            details={**facts, "previous_chain_sha256": list(address.changed_from)},
+            at=at,
+        )
+    return None
+
+
+def _short(chain: Sequence[str]) -> str:
+    return "/".join(sha[:8].upper() for sha in chain)
+
+
+def _router_alerts(result: RouterResult, at: datetime) -> list[Alert]:
+    name = result.name
+    mode = "apply" if result.result is not None else "plan"
+    out: list[Alert] = []
+    if result.error is not None:
+        failed = [
+            {"kind": s.kind, "trustpoint": s.trustpoint, "sha256": s.sha256, "detail": s.detail}
+            for s in result.steps
+            if not s.ok
+        ]
+        what = str(result.reason) if not result.reachable else f"{mode} failed ({result.reason})"
+        out.append(Alert(
+            event="refresh_failed",
+            subject=name,
+            summary=f"router {name}: {what}: {result.error.splitlines()[0]}",
+            details={"router": name, "mode": mode, "reachable": result.reachable, "error": result.error,
+                     "reason": str(result.reason), "result": result.result, "failed_steps": failed},
+            at=at,
+        ))
+    plan = result.plan
+    if plan is not None and (plan.actions or plan.waiting or plan.unconfirmed):
+        summary = f"router {name} needs {len(plan.adds)} add(s) and {len(plan.retires)} retire(s)"
+        if plan.waiting:
+            summary += f"; it does not accept {len(plan.waiting)} new chain(s) yet (awaiting confirmation)"
+        if plan.unconfirmed:
+            summary += f"; no confirmed verified chain for {', '.join(plan.unconfirmed)}"
+        out.append(Alert(
+            event="router_drift",
+            subject=name,
+            summary=summary,
+            details={"router": name, "mode": mode, "reason": plan.state, "waiting": list(plan.waiting),
+                     "unconfirmed": list(plan.unconfirmed), "actions": [
+                {"kind": a.kind, "trustpoint": a.trustpoint, "sha256": a.sha256, "reason": a.reason}
+                for a in plan.actions
+            ]},
+            at=at,
+        ))
+    changes = [s for s in result.steps if s.ok and s.kind in ("add", "retire")]
+    fired = [s for s in result.steps if s.kind == "test-fire"]
+    if result.result is not None and result.applied and changes and fired and all(s.ok for s in fired):
+        out.append(Alert(
+            event="refresh_succeeded",
+            subject=name,
+            summary=f"router {name}: {len(changes)} change(s) applied; test mail sent",
+            details={"router": name, "changes": [
+                {"kind": s.kind, "trustpoint": s.trustpoint, "sha256": s.sha256} for s in changes
+            ], "test_fire": fired[-1].detail, "evidence": fired[-1].evidence},
+            at=at,
+        ))
+    expiring = [r for r in (plan.reports if plan is not None else ()) if r.kind in ("expired", "expiring")]
+    if expiring:
+        expired = sum(1 for r in expiring if r.kind == "expired")
+        out.append(Alert(
+            event="expiry",
+            subject=name,
+            summary=f"router {name}: {expired} expired and {len(expiring) - expired} expiring certificate(s) "
+            f"({expiring[0].trustpoint}: {expiring[0].message})",
+            details={"router": name, "certificates": [
+                {"kind": r.kind, "trustpoint": r.trustpoint, "message": r.message} for r in expiring
+            ]},
+            at=at,
+        ))
+    return out
+
+

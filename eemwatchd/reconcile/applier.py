@@ -1,0 +1,165 @@
+"""Apply one router's plan, blue-green: add and confirm, test-fire, only then retire; save only proven changes.
+
+Until the retirements the router holds everything it held before, so a failure, a signal or a crash there
+leaves it sending mail as before. A failed test-fire after retirements puts the retired certificates back.
+Nothing is saved (`write memory`) that a successful test-fire did not prove: unproven changes stay in the
+running-config only, and the next run sees them as "unproven"/"unsaved", test-fires and saves them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from eemwatchd.adapters.router import FireResult
+from eemwatchd.config import RouterConfig
+from eemwatchd.core.plan import Action, RouterPlan
+from eemwatchd.errors import EemwatchdError
+from eemwatchd.reconcile.connect import RouterSessionLike
+from eemwatchd.reconcile.results import AppliedStep, ApplyFailed, Reason, RouterResult
+
+log = logging.getLogger("eemwatchd.reconcile")
+
+
+class AuditWriter:
+    """Where apply writes its audit rows and proofs (the service binds it to the store and the clock)."""
+
+    def change(self, action: str, *, trustpoint: str | None = None, before: str | None = None,
+               after: str | None = None, reason: str) -> None:
+        raise NotImplementedError
+
+    def test_fire(self, ok: bool, *, detail: str, evidence: str | None, reason: str,
+                  trust: frozenset[str]) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class Applier:
+    """Apply one plan over one open session. ``checkpoint(step)`` raises Interrupted to stop between steps."""
+
+    session: RouterSessionLike
+    router: RouterConfig
+    result: RouterResult
+    audit: AuditWriter
+    checkpoint: Callable[[str], None]
+    held: set[str]  # SHA-256 of the managed certificates the router holds now (kept current)
+    maxrun: float
+    success_messages: Sequence[str] = ()
+
+    async def apply(self, plan: RouterPlan) -> None:
+        changed = False
+        proven = True  # no change since the last successful test-fire
+        empties = [a for a in plan.retires if a.certificate is None]
+        retires = [a for a in plan.retires if a.certificate is not None]
+        try:
+            # Empty trustpoints hold no trust; removing them first frees their names for the adds.
+            for action in empties:
+                self.checkpoint(f"retire {action.trustpoint}")
+                await self._retire(action)
+                changed = True
+            for action in plan.adds:
+                self.checkpoint(f"add {action.trustpoint}")
+                await self._add(action)
+                changed, proven = True, False
+            self.checkpoint("test-fire")
+            why = (f"after {len(plan.adds)} add(s), before {len(retires)} retire(s)" if plan.actions
+                   else "prove the trust the router holds" + (" before saving" if plan.unsaved else ""))
+            if not await self._fire(why):
+                if retires:
+                    self.result.steps.append(AppliedStep(
+                        "retire", None, None, False, "retirements skipped: the test-fire failed; old trust kept"))
+                raise ApplyFailed("test-fire failed: could not prove mail works; nothing retired",
+                                  reason=Reason.TESTFIRE_FAILED)
+            proven = True
+            retired: list[Action] = []
+            for action in retires:
+                self.checkpoint(f"retire {action.trustpoint}")
+                await self._retire(action)
+                changed, proven = True, False
+                retired.append(action)
+            if retired:
+                if not await self._fire(f"after {len(retired)} retire(s)"):
+                    await self._rollback(retired)
+                    raise ApplyFailed("test-fire failed after retiring; retired trust put back",
+                                      reason=Reason.TESTFIRE_FAILED)
+                proven = True
+        finally:
+            if (changed or plan.unsaved) and proven:
+                await self._save()
+            elif changed:
+                self.result.steps.append(AppliedStep(
+                    "save", None, None, False,
+                    "not saved: the changes were not proven by a successful test-fire; they stay in the "
+                    "running-config only (the next run test-fires and saves them)"))
+
+    async def _fire(self, why: str) -> bool:
+        outcome: FireResult = await self.session.fire_applet(
+            self.router.applet, maxrun=self.maxrun, success_messages=self.success_messages)
+        detail = fire_detail(outcome)
+        evidence = outcome.evidence or None
+        self.result.steps.append(AppliedStep("test-fire", None, None, outcome.ok, detail, evidence))
+        self.audit.test_fire(outcome.ok, detail=detail, evidence=evidence, reason=why,
+                             trust=frozenset(self.held))
+        return outcome.ok
+
+    async def _retire(self, action: Action) -> None:
+        try:
+            await self.session.retire_trustpoint(action.trustpoint)
+        except EemwatchdError as exc:
+            self.result.steps.append(AppliedStep("retire", action.trustpoint, action.sha256 or None, False, str(exc)))
+            self.audit.change("retire-failed", trustpoint=action.trustpoint, before=action.sha256 or None,
+                              reason=f"{exc} (for: {action.reason})")
+            raise
+        if action.sha256:
+            self.held.discard(action.sha256)
+        self.result.steps.append(AppliedStep("retire", action.trustpoint, action.sha256 or None, True, action.reason))
+        self.audit.change("retire", trustpoint=action.trustpoint, before=action.sha256 or None, reason=action.reason)
+
+    async def _add(self, action: Action) -> None:
+        assert action.certificate is not None
+        try:
+            await self.session.install_certificate(action.trustpoint, action.certificate)
+        except EemwatchdError as exc:
+            self.result.steps.append(AppliedStep("add", action.trustpoint, action.sha256, False, str(exc)))
+            self.audit.change("add-failed", trustpoint=action.trustpoint, after=action.sha256,
+                              reason=f"{exc} (for: {action.reason})")
+            raise
+        self.held.add(action.sha256)
+        self.result.steps.append(AppliedStep("add", action.trustpoint, action.sha256, True, action.reason))
+        self.audit.change("add", trustpoint=action.trustpoint, after=action.sha256, reason=action.reason)
+
+    async def _rollback(self, retired: Sequence[Action]) -> None:
+        for action in retired:
+            if action.certificate is None:
+                continue
+            try:
+                await self.session.install_certificate(action.trustpoint, action.certificate)
+            except EemwatchdError as exc:
+                self.result.steps.append(AppliedStep("rollback", action.trustpoint, action.sha256, False, str(exc)))
+                continue
+            self.held.add(action.sha256)
+            self.result.steps.append(AppliedStep("rollback", action.trustpoint, action.sha256, True, "put back"))
+            self.audit.change("rollback", trustpoint=action.trustpoint, after=action.sha256,
+                              reason="test-fire failed after retiring")
+
+    async def _save(self) -> None:
+        try:
+            await self.session.save_config()
+        except EemwatchdError as exc:
+            self.result.steps.append(AppliedStep("save", None, None, False, str(exc)))
+            self.audit.change("save-failed", reason=str(exc))
+            if self.result.error is None:
+                self.result.error = f"saving the configuration failed: {exc}"
+                self.result.error_reason = Reason.COMMAND_FAILED
+            return
+        self.result.steps.append(AppliedStep("save", None, None, True, "write memory"))
+        self.audit.change("save", reason="configuration saved after a successful test-fire")
+
+
+def fire_detail(outcome: FireResult) -> str:
+    if outcome.reason:
+        return outcome.reason
+    if outcome.lines:
+        return "; ".join(outcome.lines)[:500]
+    return "mail sent" if outcome.ok else "failed"

@@ -1,0 +1,239 @@
+"""What reconcile jobs produce: per-address, per-server and per-router outcomes, with a reason code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from eemwatchd.adapters.alerts import Alert
+from eemwatchd.core.certificate import Certificate
+from eemwatchd.core.lint import Finding
+from eemwatchd.core.plan import RouterPlan
+from eemwatchd.core.reason import Reason
+from eemwatchd.errors import (
+    AuthenticationFailed,
+    CommandFailed,
+    CommandRefused,
+    EemwatchdError,
+    HostKeyRejected,
+    ParseError,
+    RouterTimeout,
+    RouterUnreachable,
+)
+
+
+class ApplyFailed(EemwatchdError):
+    """A step of apply failed; what was done so far is in the router's steps."""
+
+    reason = Reason.FAILED
+
+    def __init__(self, message: str, *, reason: Reason = Reason.FAILED) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Interrupted(ApplyFailed):
+    """Apply stopped between two steps: a signal, or the router's `timeouts.total` ran out."""
+
+    def __init__(self, message: str, *, reason: Reason = Reason.INTERRUPTED) -> None:
+        super().__init__(message, reason=reason)
+
+
+def reason_for(exc: BaseException) -> Reason:
+    """The reason code of an error that ended a router's job (order: most specific first)."""
+    if isinstance(exc, ApplyFailed):
+        return exc.reason
+    for kind, reason in (
+        (HostKeyRejected, Reason.HOST_KEY_REJECTED),
+        (AuthenticationFailed, Reason.AUTH_FAILED),
+        (RouterTimeout, Reason.TIMEOUT),
+        (RouterUnreachable, Reason.UNREACHABLE),
+        (CommandRefused, Reason.REFUSED),
+        (CommandFailed, Reason.COMMAND_FAILED),
+        (ParseError, Reason.PARSE_ERROR),
+    ):
+        if isinstance(exc, kind):
+            return reason
+    return Reason.FAILED
+
+
+@dataclass(frozen=True)
+class AddressOutcome:
+    address: str
+    chain: tuple[str, ...]
+    verified: bool
+    error: str | None
+    times_seen: int = 0
+    pinned: bool = True  # False: verified, but no certificate matches the server's pins (a security event)
+    changed_from: tuple[str, ...] = ()  # the last verified chain before this one, when this one is new here
+    certificates: tuple[Certificate, ...] = ()  # the chain as sent (for status pages and metrics)
+
+
+@dataclass(frozen=True)
+class ServerOutcome:
+    name: str
+    addresses: tuple[AddressOutcome, ...]
+    error: str | None = None
+
+    @property
+    def trusted(self) -> bool:
+        """Every address answered with a verified chain that matches the pins."""
+        return self.error is None and bool(self.addresses) and all(
+            a.verified and a.pinned for a in self.addresses
+        )
+
+
+@dataclass(frozen=True)
+class AppliedStep:
+    kind: str  # add | retire | test-fire | rollback | save | observed
+    trustpoint: str | None
+    sha256: str | None
+    ok: bool
+    detail: str
+    evidence: str | None = None  # test-fire: what proved it (or the router's words refusing it)
+
+
+@dataclass
+class RouterResult:
+    """Everything one router's job produced. ``result`` is set by apply only."""
+
+    name: str
+    reachable: bool = False
+    error: str | None = None
+    error_reason: Reason | None = None
+    trustpoints: list[tuple[str, bool, tuple[Certificate, ...]]] = field(default_factory=list)
+    plan: RouterPlan | None = None
+    lint: list[Finding] = field(default_factory=list)
+    steps: list[AppliedStep] = field(default_factory=list)
+    result: str | None = None
+
+    @property
+    def reason(self) -> Reason:
+        """Where the router stands after this job."""
+        if self.error is not None:
+            return self.error_reason or Reason.FAILED
+        if self.plan is None:
+            return Reason.FAILED
+        planned = Reason(self.plan.state)
+        if self.result is None or not self.plan.needs_test_fire:
+            return planned
+        # apply made changes (or proved and saved what was there) and every step succeeded
+        if self.plan.unconfirmed:
+            return Reason.UNCONFIRMED
+        if self.plan.waiting:
+            return Reason.WAITING
+        return Reason.APPLIED
+
+    @property
+    def in_sync(self) -> bool:
+        """After this job: nothing to change, the trust proven by a test-fire, saved, every chain confirmed."""
+        return self.reason in (Reason.IN_SYNC, Reason.APPLIED)
+
+    @property
+    def applied(self) -> bool:
+        """Apply reached its goal: no error and every step succeeded."""
+        return self.error is None and self.plan is not None and all(s.ok for s in self.steps)
+
+    @property
+    def last_test_fire(self) -> AppliedStep | None:
+        fired = [s for s in self.steps if s.kind == "test-fire"]
+        return fired[-1] if fired else None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "reachable": self.reachable,
+            "error": self.error,
+            "reason": self.reason.value,
+            "trustpoints": [
+                {
+                    "name": name,
+                    "managed": managed,
+                    "certs": [
+                        {"sha256": c.sha256, "not_after": c.not_after.isoformat(), "subject": c.subject}
+                        for c in certs
+                    ],
+                }
+                for name, managed, certs in self.trustpoints
+            ],
+            "actions": [
+                {"kind": a.kind, "trustpoint": a.trustpoint, "sha256": a.sha256, "reason": a.reason}
+                for a in (self.plan.actions if self.plan else ())
+            ],
+            "reports": [
+                {"kind": r.kind, "trustpoint": r.trustpoint, "message": r.message}
+                for r in (self.plan.reports if self.plan else ())
+            ],
+            "in_sync": self.in_sync,
+            "lint": [
+                {"rule": f.rule, "severity": f.severity, "message": f.message, "fix": f.fix}
+                for f in self.lint
+            ],
+        }
+        if self.result is not None:
+            out["result"] = self.result
+            out["steps"] = [
+                {
+                    "kind": s.kind,
+                    "trustpoint": s.trustpoint,
+                    "sha256": s.sha256,
+                    "ok": s.ok,
+                    "detail": s.detail,
+                    "evidence": s.evidence,
+                }
+                for s in self.steps
+            ]
+        return out
+
+
+@dataclass
+class RunReport:
+    servers: list[ServerOutcome]
+    routers: list[RouterResult]
+    events: list[str]
+    alerts: list[Alert] = field(default_factory=list)  # as sent: de-duplicated, scrubbed of secrets
+    alert_errors: list[str] = field(default_factory=list)  # one line per sink that could not deliver
+
+    @property
+    def untrusted_servers(self) -> list[str]:
+        """Servers with an address that sent a chain we do not trust (possible interception)."""
+        return [s.name for s in self.servers if any(a.chain and not (a.verified and a.pinned) for a in s.addresses)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "routers": [r.to_json() for r in self.routers],
+            "servers": [
+                {
+                    "name": s.name,
+                    "error": s.error,
+                    "addresses": [
+                        {
+                            "address": a.address,
+                            "chain": list(a.chain),
+                            "verified": a.verified,
+                            "pinned": a.pinned,
+                            "error": a.error,
+                            "times_seen": a.times_seen,
+                        }
+                        for a in s.addresses
+                    ],
+                }
+                for s in self.servers
+            ],
+            "events": list(self.events),
+            "alerts": [a.to_json() for a in self.alerts],
+            "alert_errors": list(self.alert_errors),
+        }
+
+
+def summarize(result: RouterResult) -> str:
+    """The one word apply prints per router (`result`): what happened, never more than happened."""
+    if not result.reachable:
+        return "unreachable" if result.error_reason in (None, Reason.UNREACHABLE) else str(result.reason)
+    if result.plan is None:
+        return str(result.reason)
+    if result.error is not None:
+        done = sum(1 for s in result.steps if s.ok and s.kind in ("add", "retire"))
+        word = "interrupted" if result.reason is Reason.INTERRUPTED else "failed"
+        return f"{word} after {done} change(s)" if done else word
+    return str(result.reason)

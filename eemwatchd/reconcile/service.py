@@ -1,0 +1,415 @@
+"""The reconcile service: job-sized entry points (observe one server, reconcile one router) and a whole run.
+
+`plan`, `apply`, the lab and the daemon all drive this one service; the daemon only schedules its jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+
+from eemwatchd.adapters.alerts import Alerter
+from eemwatchd.adapters.store import AuditEntry, Store
+from eemwatchd.adapters.truststore import load_anchors
+from eemwatchd.config import Config, RouterConfig, ServerConfig
+from eemwatchd.core.audit_replay import AuditedChange, expected_holdings, observed_differences
+from eemwatchd.core.certificate import Certificate, unique
+from eemwatchd.core.chain import ChainObservation
+from eemwatchd.core.desired import DesiredTrust, SeenChain, TrustPolicy, compute_desired, is_pinned_match
+from eemwatchd.core.ios_trust import validate_as_ios
+from eemwatchd.core.lint import KnownServer, lint_router
+from eemwatchd.core.plan import ChainValidator, is_managed, managed_trust, plan_router
+from eemwatchd.core.router_state import DEFAULT_MAXRUN, MailServer, RouterSnapshot
+from eemwatchd.errors import EemwatchdError, ResolveError
+from eemwatchd.reconcile.alerting import build_alerts
+from eemwatchd.reconcile.applier import Applier, AuditWriter
+from eemwatchd.reconcile.connect import (
+    RouterConnector,
+    RouterSessionLike,
+    ServerFetcher,
+    default_connector,
+    default_fetcher,
+)
+from eemwatchd.reconcile.observe import judge_results
+from eemwatchd.reconcile.results import (
+    AddressOutcome,
+    AppliedStep,
+    Interrupted,
+    Reason,
+    RouterResult,
+    RunReport,
+    ServerOutcome,
+    reason_for,
+    summarize,
+)
+
+log = logging.getLogger("eemwatchd.reconcile")
+
+
+def trust_policy(config: Config) -> TrustPolicy:
+    p = config.policy
+    return TrustPolicy(
+        install=p.install,
+        include_leaf=p.include_leaf,
+        confirmations=p.confirmations,
+        recent=timedelta(seconds=p.recent),
+        retention=timedelta(seconds=p.retention),
+        expiry_warning=timedelta(seconds=p.expiry_warning),
+        trustpoint_prefix=p.trustpoint_prefix,
+    )
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def config_secrets(config: Config) -> list[str]:
+    """Every secret value in the config, so the store can scrub them from anything it writes."""
+    secrets = getattr(config, "secrets", None)
+    if callable(secrets):
+        return list(secrets())
+    out: list[str] = []
+    for router in config.routers:
+        for secret in (router.password, router.enable_secret):
+            if secret is not None:
+                out.append(secret.reveal())
+    for alert in config.alerts:
+        if alert.password is not None:
+            out.append(alert.password.reveal())
+    return out
+
+
+class _StoreAudit(AuditWriter):
+    """Audit rows and proofs for one router, in the store, stamped by the service's clock."""
+
+    def __init__(self, store: Store, router: str, clock: Callable[[], datetime]) -> None:
+        self.store, self.router, self.clock = store, router, clock
+
+    def change(self, action: str, *, trustpoint: str | None = None, before: str | None = None,
+               after: str | None = None, reason: str) -> None:
+        self.store.append_audit(AuditEntry(at=self.clock(), router=self.router, action=action, trustpoint=trustpoint,
+                                           sha256_before=before, sha256_after=after, test_fire=None, reason=reason))
+
+    def test_fire(self, ok: bool, *, detail: str, evidence: str | None, reason: str,
+                  trust: frozenset[str]) -> None:
+        at = self.clock()
+        self.store.append_audit(AuditEntry(at=at, router=self.router, action="test-fire", trustpoint=None,
+                                           sha256_before=None, sha256_after=None,
+                                           test_fire="ok" if ok else f"failed: {detail}", reason=reason,
+                                           evidence=evidence))
+        self.store.record_proof(self.router, at=at, ok=ok, evidence=evidence or detail, trust=trust)
+
+
+class Reconciler:
+    """Observe servers and reconcile routers. One job per router at a time, a bounded number at once."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        connect: RouterConnector | None = None,
+        fetch: ServerFetcher | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        alerter: Alerter | None = None,
+        readonly: bool = False,
+    ) -> None:
+        """``readonly``: write nothing to the store (another process holds the writer lock): chains are
+        judged against what is stored, nothing is recorded, and apply is refused."""
+        self.config = config
+        self.readonly = readonly
+        self.alerter = alerter or Alerter.from_config(config.alerts, secrets=config_secrets(config))
+        self._router_secrets: set[str] = set()  # mail passwords read from routers, kept out of alerts
+        self.store = store
+        self.policy = trust_policy(config)
+        self._connect = connect or default_connector
+        self._fetch = fetch or default_fetcher
+        self._clock = clock
+        self._extra: list[Certificate] = []  # issuers fetched via AIA (twin candidates)
+        self._anchor_cache: dict[str, list[Certificate]] = {}
+        self._gate = asyncio.Semaphore(config.policy.max_parallel_routers)
+        self._router_locks: dict[str, asyncio.Lock] = {}
+        self._stop_reason: str | None = None
+
+    # --- stopping -------------------------------------------------------------------------------
+
+    def request_stop(self, reason: str) -> None:
+        """Stop between steps: the step under way finishes, nothing new starts, nothing unproven is saved."""
+        self._stop_reason = self._stop_reason or reason
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_reason is not None
+
+    # --- servers ---------------------------------------------------------------------------------
+
+    def anchors_for(self, server: ServerConfig) -> list[Certificate]:
+        source = str(server.ca_file) if server.ca_file is not None else self.config.policy.trust_store
+        if source not in self._anchor_cache:
+            self._anchor_cache[source] = load_anchors(source)
+        return self._anchor_cache[source]
+
+    async def observe(self, names: Collection[str] | None = None) -> list[ServerOutcome]:
+        """Fetch and verify every address of the named servers (all by default) and record each chain."""
+        servers = [s for s in self.config.servers if names is None or s.name in names]
+        return list(await asyncio.gather(*(self.observe_server(s) for s in servers)))
+
+    async def observe_server(self, server: ServerConfig) -> ServerOutcome:
+        """The server job: fetch every address, judge each chain, record it. Never raises EemwatchdError."""
+        try:
+            results = await self._fetch(server)
+            anchors = self.anchors_for(server)
+        except EemwatchdError as exc:  # FetchError/ResolveError, or an unreadable trust store (ConfigError)
+            log.warning("server %s: %s", server.name, exc)
+            return ServerOutcome(server.name, (), str(exc).splitlines()[0])
+        if not results:
+            return ServerOutcome(server.name, (), str(ResolveError(f"{server.host}: no address")))
+        now = self._clock()
+        observations = await judge_results(results, hostname=server.servername or server.host, anchors=anchors,
+                                           now=now, aia=self.config.policy.aia)
+        return ServerOutcome(server.name, tuple(self._record(server, o, now) for o in observations))
+
+    def _record(self, server: ServerConfig, obs: ChainObservation, now: datetime) -> AddressOutcome:
+        if obs.error is not None or not obs.chain:
+            log.warning("server %s %s: %s", server.name, obs.address, obs.reason)
+            return AddressOutcome(obs.address, (), False, obs.reason)
+        self._extra.extend(c for c in obs.aia_fetched if c not in self._extra)
+        verification = obs.verification
+        verified = obs.verified
+        path = verification.path if verification is not None and verified else ()
+        error = verification.error if verification is not None else "not verified"
+        changed_from = self._changed_from(server, obs.address, obs.chain, now) if verified else ()
+        if self.readonly:
+            key = ",".join(c.sha256 for c in obs.chain)
+            stored = self.store.observations(servers=[server.name], address=obs.address, chain=key)
+            seen = stored[0] if stored else SeenChain(server=server.name, address=obs.address, chain=obs.chain,
+                                                        path=path, verified=verified, error=error, first_seen=now,
+                                                        last_seen=now, times_seen=0)
+        else:
+            seen = self.store.record_observation(
+                server=server.name, address=obs.address, chain=obs.chain, verified=verified, path=path,
+                error=None if verified else error, now=now,
+                min_spacing=timedelta(seconds=server.interval / 2),
+            )
+        if not verified:
+            log.warning("SECURITY: server %s %s sent a chain that does not verify (%s); nothing changes",
+                        server.name, obs.address, error)
+        pinned = is_pinned_match(seen, server.pins)
+        return AddressOutcome(
+            obs.address, tuple(c.sha256 for c in obs.chain), verified, None if verified else error, seen.times_seen,
+            pinned=pinned, changed_from=changed_from if pinned else (), certificates=obs.chain,
+        )
+
+    def _changed_from(
+        self, server: ServerConfig, address: str, chain: Sequence[Certificate], now: datetime
+    ) -> tuple[str, ...]:
+        """The last verified chain of ``address`` when ``chain`` differs from it, else ().
+
+        Call before recording ``chain``. A chain this address already presented, verified, within
+        ``recent`` is no change: a provider may serve old and new chains side by side during a rollout,
+        and alternating between them must not alert on every run. The very first sighting is no change.
+        """
+        last = self.store.last_verified(server=server.name, address=address)
+        key = tuple(c.sha256 for c in chain)
+        if last is None or tuple(c.sha256 for c in last.chain) == key:
+            return ()
+        earlier = self.store.observations(servers=[server.name], address=address, chain=",".join(key))
+        if any(e.verified and e.last_seen >= now - self.policy.recent for e in earlier):
+            return ()
+        return tuple(c.sha256 for c in last.chain)
+
+    # --- desired and plan ---------------------------------------------------------------------------
+
+    def desired_for(self, router: RouterConfig, now: datetime) -> DesiredTrust:
+        servers = [self.config.server(n) for n in router.servers]
+        anchors = unique(c for s in servers for c in self.anchors_for(s))
+        observations = self.store.observations(servers=router.servers, since=now - self.policy.recent)
+        return compute_desired(
+            observations,
+            servers=router.servers,
+            policy=self.policy,
+            anchors=anchors,
+            extra=self._extra,
+            pins={s.name: s.pins for s in servers},
+            now=now,
+        )
+
+    def _validator(self) -> ChainValidator:
+        lenient = not self.config.policy.strict_ios_validation
+
+        def validate(
+            chain: Sequence[Certificate], trustpoints: Mapping[str, Sequence[Certificate]], now: datetime
+        ) -> bool:
+            return validate_as_ios(chain, trustpoints, now, lenient=lenient).ok
+
+        return validate
+
+    def _known_servers(self) -> list[KnownServer]:
+        return [
+            KnownServer(s.host, s.effective_port, "starttls" if s.mode == "starttls" else "tls")
+            for s in self.config.servers
+        ]
+
+    # --- runs ---------------------------------------------------------------------------------------
+
+    def _routers(self, only: str | None) -> list[RouterConfig]:
+        if only is None:
+            return list(self.config.routers)
+        return [self.config.router(only)]
+
+    async def run(
+        self, *, apply: bool, router: str | None = None, observe: bool = True, notify: bool = True
+    ) -> RunReport:
+        """Observe the routers' servers, then plan (and with ``apply`` change) every selected router."""
+        if apply and self.readonly:
+            raise ValueError("a read-only reconciler cannot apply")
+        routers = self._routers(router)
+        needed = {name for r in routers for name in r.servers}
+        servers = await self.observe(needed) if observe else []
+        results = await asyncio.gather(*(self.reconcile_router(r, apply=apply) for r in routers))
+        events: list[str] = []
+        for result in results:
+            for report in result.plan.reports if result.plan else ():
+                if report.kind == "event" and report.message not in events:
+                    events.append(report.message)
+        run_report = RunReport(servers, list(results), events)
+        if notify:
+            await self.notify(run_report)
+        return run_report
+
+    async def notify(self, report: RunReport) -> None:
+        """Send the alerts ``report`` calls for; the one place alerts leave a run (failures land in the report)."""
+        alerts = build_alerts(report, at=self._clock())
+        secrets = set(self._router_secrets)
+        report.alerts = self.alerter.prepare(alerts, secrets=secrets)
+        errors = await self.alerter.send(report.alerts, secrets=secrets)
+        report.alert_errors = [str(e) for e in errors]
+
+    async def reconcile_router(self, router: RouterConfig, *, apply: bool) -> RouterResult:
+        """The router job (plan, or apply with ``apply``). The one place that turns a router's exception
+        into its result: one bad router never stops a run. Never two jobs on one router at once."""
+        result = RouterResult(router.name)
+        lock = self._router_locks.setdefault(router.name, asyncio.Lock())
+        async with lock, self._gate:
+            if self._stop_reason is not None:
+                result.error, result.error_reason = f"not started: {self._stop_reason}", Reason.INTERRUPTED
+            else:
+                await self._guarded(router, result, apply=apply)
+        if apply:
+            result.result = summarize(result)
+            try:
+                self.store.record_outcome(router.name, at=self._clock(), ok=result.in_sync, summary=result.result,
+                                          error=result.error)
+            except EemwatchdError as exc:
+                log.warning("router %s: outcome not stored: %s", router.name, exc)
+        if result.error:
+            log.info("router %s: %s", router.name, _without_prefix(result.error, router.name))
+        return result
+
+    async def _guarded(self, router: RouterConfig, result: RouterResult, *, apply: bool) -> None:
+        total = router.timeouts.total
+        deadline = asyncio.get_running_loop().time() + total
+
+        def checkpoint(step: str) -> None:
+            if self._stop_reason is not None:
+                raise Interrupted(f"interrupted ({self._stop_reason}) before {step}")
+            if asyncio.get_running_loop().time() > deadline:
+                raise Interrupted(f"timeouts.total ({total:g}s) exceeded before {step}", reason=Reason.TIMEOUT)
+
+        try:
+            # A hard bound one step beyond the soft one: a step under way normally finishes first.
+            async with asyncio.timeout(total + router.timeouts.step):
+                await self._run_router(router, result, apply=apply, checkpoint=checkpoint)
+        except TimeoutError:
+            result.error = f"timeouts.total ({total:g}s) exceeded; the session was closed"
+            result.error_reason = Reason.TIMEOUT
+        except EemwatchdError as exc:
+            result.error, result.error_reason = str(exc), reason_for(exc)
+        except Exception as exc:
+            log.exception("router %s: unexpected error", router.name)
+            result.error, result.error_reason = f"unexpected error: {exc!r}", Reason.FAILED
+
+    async def _run_router(
+        self, router: RouterConfig, result: RouterResult, *, apply: bool, checkpoint: Callable[[str], None]
+    ) -> None:
+        prefix = self.policy.trustpoint_prefix
+        async with self._connect(router) as session:
+            snapshot = await session.read_snapshot()
+            result.reachable = True
+            self._router_secrets.update(mail_passwords(snapshot))
+            saved = await session.read_saved_trustpoints()
+            now = self._clock()
+            trustpoints = {tp.name: tp.ca_certificates for tp in snapshot.trustpoints}
+            result.trustpoints = [
+                (name, is_managed(name, prefix=prefix, adopt=router.adopt), certs)
+                for name, certs in trustpoints.items()
+            ]
+            self._explain_differences(router, trustpoints, result)
+            proof = self.store.last_proof(router.name, ok_only=True)
+            plan = plan_router(
+                trustpoints,
+                self.desired_for(router, now),
+                policy=self.policy,
+                adopt=router.adopt,
+                now=now,
+                unneeded_since=self.store.unneeded_since(router.name),
+                validate=self._validator(),
+                proven=proof.trust if proof is not None else None,
+                saved=saved,
+            )
+            result.plan = plan
+            result.lint = lint_router(snapshot, servers=self._known_servers(), applet_name=router.applet, now=now,
+                                      our_clock=now, soon=self.policy.expiry_warning)
+            if self.readonly:
+                return
+            self.store.set_unneeded(router.name, plan.unneeded)
+            if apply and plan.needs_test_fire:
+                await self._apply(session, router, snapshot, result, checkpoint=checkpoint,
+                                  held=set(managed_trust(trustpoints, prefix=prefix)))
+
+    async def _apply(self, session: RouterSessionLike, router: RouterConfig, snapshot: RouterSnapshot,
+                     result: RouterResult, *, checkpoint: Callable[[str], None], held: set[str]) -> None:
+        assert result.plan is not None
+        applet = snapshot.applet(router.applet)
+        applier = Applier(
+            session=session, router=router, result=result, audit=_StoreAudit(self.store, router.name, self._clock),
+            checkpoint=checkpoint, held=held,
+            maxrun=applet.effective_maxrun if applet is not None else DEFAULT_MAXRUN,
+            success_messages=applet.syslog_messages_after_mail() if applet is not None else (),
+        )
+        await applier.apply(result.plan)
+
+    def _explain_differences(
+        self, router: RouterConfig, trustpoints: Mapping[str, Sequence[Certificate]], result: RouterResult
+    ) -> None:
+        """Audit rows for every difference between what the audit says the router holds and what it holds."""
+        prefix = self.policy.trustpoint_prefix
+        rows = [AuditedChange(e.action, e.trustpoint, e.sha256_before, e.sha256_after)
+                for e in self.store.audit(router=router.name)]
+        actual = {name: tuple(c.sha256 for c in certs) for name, certs in trustpoints.items()}
+        audit = _StoreAudit(self.store, router.name, self._clock)
+        for diff in observed_differences(expected_holdings(rows, prefix=prefix), actual, prefix=prefix):
+            if not self.readonly:
+                audit.change(diff.action, trustpoint=diff.trustpoint, before=diff.sha256_before,
+                             after=diff.sha256_after, reason=diff.reason)
+            result.steps.append(AppliedStep("observed", diff.trustpoint, diff.sha256_after or diff.sha256_before,
+                                            True, f"{diff.action}: {diff.reason}"))
+
+
+def _without_prefix(error: str, name: str) -> str:
+    prefix = f"router {name}: "
+    return error[len(prefix):] if error.startswith(prefix) else error
+
+
+def mail_passwords(snapshot: RouterSnapshot) -> set[str]:
+    """The SMTP passwords a router's applets use (``_email_server`` and mail actions), to scrub from alerts."""
+    texts = [snapshot.environment.get("_email_server", "")]
+    texts += [snapshot.expand(m.server)[0] for a in snapshot.applets for m in a.mail_actions]
+    out: set[str] = set()
+    for text in texts:
+        password = MailServer.from_text(text).password if text else None
+        if password:
+            out.add(password)
+    return out

@@ -1,0 +1,84 @@
+"""A reconcile run for people: the text report of `plan` and `apply`, their JSON and their exit code."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TextIO
+
+from eemwatchd.reconcile import Reason, RouterResult, RunReport
+
+_WORDS = {
+    Reason.IN_SYNC: "in sync",
+    Reason.APPLIED: "applied and proven by a test-fire",
+    Reason.WAITING: "waiting: a new chain is not confirmed yet",
+    Reason.UNCONFIRMED: "not in sync: a server has no confirmed verified chain",
+    Reason.UNPROVEN: "not in sync: trust not proven by a test-fire yet",
+    Reason.UNSAVED: "not in sync: changes not saved to the startup-config",
+}
+
+
+def print_report(report: RunReport, *, out: TextIO = sys.stdout) -> None:
+    """Per server address, then per router its actions, reports and lint."""
+    for server in report.servers:
+        if server.error:
+            print(f"server {server.name}: {server.error}", file=out)
+        for addr in server.addresses:
+            state = "verified" if addr.verified else f"NOT verified: {addr.error}"
+            if addr.verified and not addr.pinned:
+                state = "verified but matches NO pin"
+            chain = "/".join(s[:8].upper() for s in addr.chain) or "-"
+            seen = f", seen {addr.times_seen}x" if addr.times_seen else ""
+            print(f"server {server.name} {addr.address}: chain {chain} {state}{seen}", file=out)
+    for event in report.events:
+        print(f"SECURITY: {event}", file=out)
+    for router in report.routers:
+        print_router(router, out=out)
+
+
+def print_router(router: RouterResult, *, out: TextIO) -> None:
+    if router.error is not None and not router.reachable:
+        print(f"router {router.name}: {router.reason}: {_strip(router.error, router.name)}", file=out)
+        return
+    plan = router.plan
+    if plan is not None and plan.actions:
+        state = f"{len(plan.actions)} action(s)"
+    else:
+        state = _WORDS.get(router.reason, str(router.reason))
+    print(f"router {router.name}: {len(router.trustpoints)} trustpoint(s), {state}", file=out)
+    for action in plan.actions if plan else ():
+        short = action.sha256[:8].upper() or "-"
+        print(f"  {action.kind:<6} {action.trustpoint:<24} {short}  {action.reason}", file=out)
+    for report in plan.reports if plan else ():
+        if report.kind != "event":
+            print(f"  note   {report.kind}: {report.message}", file=out)
+    for finding in router.lint:
+        print(f"  lint   {finding.severity} {finding.rule}: {finding.message}", file=out)
+        print(f"         fix: {finding.fix}", file=out)
+    for step in router.steps:
+        mark = "ok" if step.ok else "FAILED"
+        evidence = f" [evidence: {step.evidence}]" if step.evidence else ""
+        print(f"  done   {step.kind} {step.trustpoint or ''} {mark}: {step.detail}{evidence}", file=out)
+    if router.error is not None:
+        print(f"  error ({router.reason}): {_strip(router.error, router.name)}", file=out)
+    if router.result is not None:
+        print(f"  result: {router.result}", file=out)
+
+
+def emit(report: RunReport, *, as_json: bool, out: TextIO = sys.stdout) -> None:
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2), file=out)
+    else:
+        print_report(report, out=out)
+
+
+def exit_code(report: RunReport) -> int:
+    """0 only when every router is in sync (proven, saved, every chain confirmed) and every chain trusted."""
+    if report.untrusted_servers:
+        return 1
+    return 0 if report.routers and all(r.in_sync for r in report.routers) else 1
+
+
+def _strip(error: str, name: str) -> str:
+    prefix = f"router {name}: "
+    return error[len(prefix):] if error.startswith(prefix) else error

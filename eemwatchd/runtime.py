@@ -1,0 +1,77 @@
+"""What the commands and the daemon share to run: the config, the store, the writer lock, stop signals."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Callable
+
+from eemwatchd.adapters.store import Store
+from eemwatchd.config import Config, load_config
+from eemwatchd.errors import ConfigError
+from eemwatchd.reconcile import config_secrets
+
+# Exit codes: 75 (EX_TEMPFAIL) another writer holds the state; 128 + signal number when stopped by one.
+EXIT_LOCKED = 75
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def load(args: argparse.Namespace) -> Config | None:
+    """The configuration, warnings on stderr; None (after a message) when it or --router is unusable."""
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    config = loaded.config
+    name = getattr(args, "router", None)
+    if name is not None and name not in {r.name for r in config.routers}:
+        known = ", ".join(r.name for r in config.routers) or "(none)"
+        print(f"unknown router {name!r}; known: {known}", file=sys.stderr)
+        return None
+    return config
+
+
+def open_store(config: Config) -> Store:
+    return Store.open(config.state_path, secrets=config_secrets(config))
+
+
+class StopSignals:
+    """SIGINT/SIGTERM while a run is under way: the first asks ``on_stop`` to stop between steps (the step
+    under way finishes; nothing unproven is saved); a second one cancels ``task`` outright."""
+
+    def __init__(self, on_stop: Callable[[str], None], *, announce: Callable[[str], None] | None = None) -> None:
+        self._on_stop = on_stop
+        self._announce = announce
+        self.received: signal.Signals | None = None
+        self._task: asyncio.Task[object] | None = None
+
+    def install(self, task: asyncio.Task[object] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        self._task = task
+        for sig in EXIT_SIGNAL:
+            loop.add_signal_handler(sig, self._handle, sig)
+
+    def remove(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in EXIT_SIGNAL:
+            loop.remove_signal_handler(sig)
+
+    def _handle(self, sig: signal.Signals) -> None:
+        if self.received is not None:
+            if self._task is not None:
+                self._task.cancel()
+            return
+        self.received = sig
+        if self._announce is not None:
+            self._announce(f"{sig.name} received: finishing the step under way, then stopping "
+                           "(nothing that was not test-fired is saved); send it again to abort at once")
+        self._on_stop(sig.name)
+
+    @property
+    def exit_code(self) -> int | None:
+        return EXIT_SIGNAL.get(self.received) if self.received is not None else None
