@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from eemwatchd.lab.router import eem, pki
-from eemwatchd.lab.router.device import NVRAM_SIZE, Device, User, log_timestamp
+from eemwatchd.lab.router import clock, eem, pki
+from eemwatchd.lab.router.device import NVRAM_SIZE, Device, User
 
 CONFIG_BANNER = "Enter configuration commands, one per line.  End with CNTL/Z."  # two spaces, IOS
 INVALID = "% Invalid input detected at '^' marker."
@@ -460,8 +460,7 @@ def _end_of_args(c: Call) -> None:
 
 async def h_show_clock(s: Session, c: Call) -> bool:
     _end_of_args(c)
-    now = s.device.now()
-    await s.emit([f"*{now:%H:%M:%S}.{now.microsecond // 1000:03d} UTC {now:%a %b} {now.day} {now:%Y}"])
+    await s.emit([clock.show_clock(s.device.now(), s.device.zone)])
     return True
 
 
@@ -640,7 +639,8 @@ async def h_show_certificates(s: Session, c: Call) -> bool:
         only = words[0][0]
         if len(words) > 1:
             raise CommandError("invalid", words[1][1])
-    await s.emit(pki.show_certificates(list(s.device.trustpoints.values()), verbose=verbose, only=only))
+    await s.emit(pki.show_certificates(list(s.device.trustpoints.values()), verbose=verbose, only=only,
+                                         zone=s.device.zone))
     return True
 
 
@@ -673,13 +673,13 @@ async def h_show_env(s: Session, c: Call) -> bool:
 
 async def h_show_policy(s: Session, c: Call) -> bool:
     _end_of_args(c)
-    await s.emit(eem.show_policy_registered(list(s.device.applets.values())))
+    await s.emit(eem.show_policy_registered(list(s.device.applets.values()), s.device.zone))
     return True
 
 
 async def h_show_history(s: Session, c: Call) -> bool:
     _end_of_args(c)
-    await s.emit(eem.show_history(s.device.history))
+    await s.emit(eem.show_history(s.device.history, s.device.zone))
     return True
 
 
@@ -1020,4 +1020,4 @@ def _build_tables() -> dict[str, CommandTable]:
 MODE_TABLES = _build_tables()
 EXEC = MODE_TABLES["exec"]
 
-__all__ = ["CommandTable", "Session", "log_timestamp"]
+__all__ = ["CommandTable", "Session"]

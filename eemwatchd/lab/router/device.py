@@ -14,6 +14,7 @@ from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.iosformat import parse_hex_lines
 from eemwatchd.errors import CertificateError, StateError
 from eemwatchd.lab.router import eem
+from eemwatchd.lab.router.clock import UTC_ZONE, Clock, Zone, config_time, log_timestamp, wall_clock
 from eemwatchd.lab.router.faults import Faults
 from eemwatchd.lab.router.mailer import MailOutcome
 from eemwatchd.lab.router.pki import (
@@ -45,7 +46,12 @@ class User:
 
 @dataclass
 class DeviceSpec:
-    """How to build one lab router. ``port`` 0 lets the OS choose (read the bound port from the device)."""
+    """How to build one lab router. ``port`` 0 lets the OS choose (read the bound port from the device).
+
+    ``clock`` is the time source (default: the wall clock); the device reads ``clock() + clock_offset`` for
+    everything it shows or checks (log, `show clock`, EEM, config headers, the mailer's validity check).
+    Tests pin it (clock.ticking_clock) so no output depends on today's date.
+    """
 
     name: str
     state_dir: Path
@@ -53,6 +59,7 @@ class DeviceSpec:
     users: tuple[User, ...] = (User("admin", "admin"),)
     enable_secret: str | None = None
     lenient: bool = False
+    clock: Clock | None = None
     clock_offset: timedelta = timedelta(0)
     faults: Faults = field(default_factory=Faults)
     host: str = "127.0.0.1"
@@ -71,14 +78,6 @@ class DeviceSpec:
         return f"DeviceSpec({self.name!r}, state_dir={str(self.state_dir)!r}, port={self.port})"
 
 
-def log_timestamp(moment: datetime) -> str:
-    """`*Dec  6 20:17:37.657` (service timestamps log datetime msec, clock not NTP-synced)."""
-    return f"*{moment:%b} {moment.day:>2} {moment:%H:%M:%S}.{moment.microsecond // 1000:03d}"
-
-
-def config_time(moment: datetime) -> str:
-    """`12:17:34 UTC Thu Oct 19 2023` (show_running-config_head__gh_ansible_facts_csr1000v_17_3.txt)."""
-    return f"{moment:%H:%M:%S} UTC {moment:%a %b} {moment.day} {moment:%Y}"
 
 
 class Device:
@@ -96,6 +95,7 @@ class Device:
         self.mail_outcomes: list[tuple[str, MailOutcome]] = []
         self.last_change: tuple[datetime, str] | None = None
         self.last_saved: datetime | None = None
+        self.zone: Zone = UTC_ZONE
         self._jobs: set[asyncio.Task[None]] = set()
         self._next_job = 1
         self._reset_running()
@@ -104,10 +104,14 @@ class Device:
     # --- clock and log ---------------------------------------------------------------------------
 
     def now(self) -> datetime:
-        return datetime.now(UTC) + self.spec.clock_offset
+        """The device's current instant (UTC), from the spec's clock plus its offset."""
+        moment = (self.spec.clock or wall_clock)()
+        if moment.tzinfo is None:
+            raise ValueError(f"lab device {self.spec.name}: the clock must return timezone-aware datetimes")
+        return moment.astimezone(UTC) + self.spec.clock_offset
 
     def log(self, message: str) -> None:
-        self.log_lines.append(f"{log_timestamp(self.now())}: {message}")
+        self.log_lines.append(f"{log_timestamp(self.now(), self.zone)}: {message}")
         while sum(len(x) + 1 for x in self.log_lines) > LOG_BUFFER_BYTES:
             self.log_lines.pop(0)
 
@@ -130,9 +134,9 @@ class Device:
         lines = ["!"]
         if self.last_change is not None:
             at, user = self.last_change
-            lines.append(f"! Last configuration change at {config_time(at)} by {user}")
+            lines.append(f"! Last configuration change at {config_time(at, self.zone)} by {user}")
         if self.last_saved is not None:
-            lines.append(f"! NVRAM config last updated at {config_time(self.last_saved)}")
+            lines.append(f"! NVRAM config last updated at {config_time(self.last_saved, self.zone)}")
         if len(lines) > 1:
             lines.append("!")
         lines += [
