@@ -9,7 +9,9 @@ import pytest
 from eemwatchd.core.certificate import Certificate, load_pem_certificates
 from eemwatchd.core.iosformat import render_certificate_block
 from eemwatchd.core.iosparse import (
+    HistoryEvent,
     parse_clock_zones,
+    parse_event_history,
     parse_log_lines,
     parse_mail_action,
     parse_running_config,
@@ -637,3 +639,64 @@ def test_shown_date(text: str, expected: datetime | None) -> None:
 def test_impossible_shown_date_is_a_parse_error_naming_the_line() -> None:
     with pytest.raises(ParseError, match=r"not a valid date.*Feb 30 2015"):
         parse_shown_date("00:34:52 UTC Feb 30 2015")
+
+
+# --- show event manager history events -----------------------------------------------------------------
+
+HISTORY = "show_event_manager_history_events__gh_rolling_pcap_iosxe.txt"
+CML_IOL = "show_logging_seqno_and_event_history__gh_cml_iol.txt"
+
+
+def test_event_history_real_transcripts() -> None:
+    # command echo, blank lines around the header and the row (as published)
+    assert parse_event_history(transcript(HISTORY)) == [
+        HistoryEvent(1, 72991, "Actv", "success", "Wed Mar10 13:22:46 2021", "timer watchdog", "rolling-pcap"),
+    ]
+    table = transcript(CML_IOL).split("\n\n")[-1]
+    rows = parse_event_history(table)
+    assert [(r.number, r.job_id, r.status, r.time_text, r.event_type, r.name) for r in rows] == [
+        (1, 1, "success", "Sun May17 18:06:42 2026", "syslog", "P09_EEM_LOOP99_DOWN"),
+        (2, 2, "success", "Sun May17 23:44:16 2026", "syslog", "P09_EEM_LOOP99_DOWN"),
+    ]
+
+
+HEADER = "No.  Job Id Proc Status   Time of Event            Event Type        Name"
+
+
+@pytest.mark.parametrize(("row", "time_text", "status", "event_type", "name", "kind"), [
+    ("3    12     Actv success  Tue Dec 1 23:49:35 2026  none              applet: CERTCHECK",
+     "Tue Dec 1 23:49:35 2026", "success", "none", "CERTCHECK", "applet"),
+    ("3    12     Actv abort    Tue Dec1 23:49:35 2026  none              applet: CERTCHECK",
+     "Tue Dec1 23:49:35 2026", "abort", "none", "CERTCHECK", "applet"),
+    ("3    12     Actv success  Thu Dec10 08:05:00 2026  timer watchdog    applet: with space",
+     "Thu Dec10 08:05:00 2026", "success", "timer watchdog", "with space", "applet"),
+    ("3    12     Actv success  Thu Dec10 08:05:00 2026  syslog            script: tm_crash.tcl",
+     "Thu Dec10 08:05:00 2026", "success", "syslog", "tm_crash.tcl", "script"),
+], ids=["one-digit-day-padded", "one-digit-day-unpadded", "two-word-event-type", "script"])
+def test_event_history_row_variants(
+    row: str, time_text: str, status: str, event_type: str, name: str, kind: str
+) -> None:
+    text = f"R1#show event manager history events\r\n{HEADER}\r\n{row}\r\nR1#"
+    (event,) = parse_event_history(text)
+    assert (event.number, event.job_id, event.time_text, event.status) == (3, 12, time_text, status)
+    assert (event.event_type, event.name, event.kind) == (event_type, name, kind)
+
+
+@pytest.mark.parametrize("text", ["", "R1#show event manager history events\nR1#", HEADER,
+                                  f"\n{HEADER}\n\n", "No EEM events in history"],
+                         ids=["empty", "echo-only", "header-only", "header-blank-lines", "no-history-words"])
+def test_event_history_empty(text: str) -> None:
+    assert parse_event_history(text) == []
+
+
+@pytest.mark.parametrize("text", [
+    f"{HEADER}\n1    1      Actv success  Tue Dec 1 23:49 2026  none  applet: X",
+    f"{HEADER}\n1    x      Actv success  Tue Dec 1 23:49:35 2026  none  applet: X",
+    f"{HEADER}\n1    1      Actv success  Tue Dec 1 23:49:35 2026  none  policy X",
+    "Command authorization failed.",
+    "% Authorization failed.",
+    "                    ^\n% Invalid input detected at '^' marker.",
+], ids=["short-time", "job-not-a-number", "no-kind-prefix", "aaa-refusal", "aaa-percent-refusal", "invalid-input"])
+def test_event_history_bad_lines_are_errors(text: str) -> None:
+    with pytest.raises(ParseError, match="show event manager history events"):
+        parse_event_history(text)

@@ -751,3 +751,67 @@ def _log_line(parts: Mapping[str, str]) -> LogLine:
         mnemonic=parts["mnemonic"],
         message=parts["message"].rstrip(),
     )
+
+
+# --- show event manager history events ---------------------------------------------------------------
+
+SHOW_HISTORY = "show event manager history events"
+_HISTORY_HEADER = re.compile(r"^No\.\s+Job Id\s+Proc\s+Status\s+Time of Event\s+Event Type\s+Name$")
+# `1    72991  Actv success  Wed Mar10 13:22:46 2021  timer watchdog    applet: rolling-pcap`
+# (show_event_manager_history_events__gh_rolling_pcap_iosxe.txt). The day follows the month directly
+# when it has two digits; a one-digit day is space-padded (`Tue Dec 1`) or, tolerated, unpadded (`Dec1`).
+_HISTORY_ROW = re.compile(
+    r"^(?P<number>\d+)\s+(?P<job>\d+)\s+(?P<proc>\S+)\s+(?P<status>\S+)\s+"
+    r"(?P<time>[A-Z][a-z]{2} [A-Z][a-z]{2} ?\d{1,2} \d{2}:\d{2}:\d{2} \d{4})\s+"
+    r"(?P<event>\S(?:.*?\S)?)\s+(?P<kind>applet|script|callback):\s*(?P<name>\S.*)$"
+)
+_ROW_START = re.compile(r"^\d+\s")
+
+
+def _is_echo(line: str, command: str) -> bool:
+    """The command echoed without its prompt, possibly abbreviated (`sh ev man hist ev`)."""
+    words = line.split("|")[0].split()
+    full = command.split()
+    return len(words) == len(full) and all(f.startswith(w.lower()) for w, f in zip(words, full, strict=True))
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    """One row of `show event manager history events`; ``name`` without its `applet: ` prefix."""
+
+    number: int
+    job_id: int
+    proc: str
+    status: str
+    time_text: str
+    event_type: str
+    name: str
+    kind: str = "applet"
+
+
+def parse_event_history(text: str) -> list[HistoryEvent]:
+    """The rows of `show event manager history events`, oldest first (as shown).
+
+    Blank lines, the command echo and prompts are skipped; an empty table (or a `No ...` line) gives [].
+    A line that looks like a row but does not parse, or any other unexpected line (a refusal such as
+    `Command authorization failed.`), is a ParseError: a test-fire must never read "no rows" from it.
+    """
+    out: list[HistoryEvent] = []
+    for raw in text.splitlines():
+        line = _clean(raw).strip()
+        if not line or _HISTORY_HEADER.match(line) or _PROMPT_LINE.match(line) or _is_echo(line, SHOW_HISTORY):
+            continue
+        match = _HISTORY_ROW.match(line)
+        if match:
+            out.append(HistoryEvent(
+                number=int(match.group("number")), job_id=int(match.group("job")), proc=match.group("proc"),
+                status=match.group("status"), time_text=match.group("time"),
+                event_type=match.group("event"), name=match.group("name").strip(), kind=match.group("kind"),
+            ))
+        elif _ROW_START.match(line):
+            raise ParseError(SHOW_HISTORY, "a history row that does not parse", line=line)
+        elif re.match(r"^No\b.*\bhistory\b", line, re.IGNORECASE):
+            continue  # inferred: an empty history may say so in words
+        else:
+            raise ParseError(SHOW_HISTORY, "unexpected line (not a history row or header)", line=line)
+    return out
