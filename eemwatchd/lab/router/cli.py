@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from eemwatchd.lab.router import clock, eem, pki
-from eemwatchd.lab.router.device import NVRAM_SIZE, Device, User
+from eemwatchd.lab.router.device import HISTORY_SIZE, NVRAM_SIZE, Device, User
 
 CONFIG_BANNER = "Enter configuration commands, one per line.  End with CNTL/Z."  # two spaces, IOS
 INVALID = "% Invalid input detected at '^' marker."
@@ -855,6 +855,31 @@ async def h_no_environment(s: Session, c: Call) -> bool:
     return True
 
 
+async def h_history_size(s: Session, c: Call) -> bool:
+    """`event manager history size events <1-50>` (traps are accepted and ignored)."""
+    words = _words(c)
+    if len(words) < 2:
+        raise CommandError("incomplete")
+    kind = [k for k in ("events", "traps") if k.startswith(words[0].lower())]
+    if len(kind) != 1:
+        raise CommandError("invalid", c.args[0][1])
+    if not words[1].isdigit() or not 1 <= int(words[1]) <= 50:
+        raise CommandError("invalid", c.args[1][1])
+    if len(words) > 2:
+        raise CommandError("invalid", c.args[2][1])
+    if kind[0] == "events":
+        s.device.set_history_size(int(words[1]))
+    s.changed()
+    return True
+
+
+async def h_no_history_size(s: Session, c: Call) -> bool:
+    if c.args and "events".startswith(c.args[0][0].lower()):
+        s.device.history_size = HISTORY_SIZE
+    s.changed()
+    return True
+
+
 async def h_applet(s: Session, c: Call) -> bool:
     if not c.args:
         raise CommandError("incomplete")
@@ -994,6 +1019,8 @@ def _build_tables() -> dict[str, CommandTable]:
     config.add("event manager applet", h_applet, args=True)
     config.add("no event manager environment", h_no_environment, args=True)
     config.add("no event manager applet", h_no_applet, args=True)
+    config.add("event manager history size", h_history_size, args=True)
+    config.add("no event manager history size", h_no_history_size, args=True)
 
     trustpoint = CommandTable()
     trustpoint.add("end", h_end)

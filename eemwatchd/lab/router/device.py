@@ -29,6 +29,9 @@ STARTUP_FILE = "startup-config"
 HOST_KEY_FILE = "ssh_host_ed25519_key"
 NVRAM_SIZE = 33554432  # show_startup-config_crypto_pki_nvram_refs__gh_ie_switch_17_3.txt
 LOG_BUFFER_BYTES = 102400  # inferred: the IOS XE default `logging buffered` size
+# `event manager history size events` default; the EEM command reference gives 10 (range 1-50); freeztp's
+# README configures `event manager history size events 50` (event_manager_run_syslog_msg__gh_freeztp_c3850).
+HISTORY_SIZE = 10
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class Device:
         self.applets: dict[str, eem.Applet] = {}
         self.log_lines: list[str] = []
         self.history: list[eem.HistoryEntry] = []
+        self.history_size = HISTORY_SIZE
         self.mail_outcomes: list[tuple[str, MailOutcome]] = []
         self.last_change: tuple[datetime, str] | None = None
         self.last_saved: datetime | None = None
@@ -121,6 +125,7 @@ class Device:
         self.trustpoints = {SLA_TRUSTPOINT: default_sla_trustpoint(self.started_at)}
         self.env = {}
         self.applets = {}
+        self.history_size = HISTORY_SIZE
 
     def mark_changed(self, user: str) -> None:
         self.last_change = (self.now(), user)
@@ -164,6 +169,8 @@ class Device:
         lines += ["!", "!", "line con 0", " stopbits 1", "line vty 0 4", " login local", " transport input ssh", "!"]
         for name, value in self.env.items():
             lines.append(f"event manager environment {name} {value}")
+        if self.history_size != HISTORY_SIZE:
+            lines.append(f"event manager history size events {self.history_size}")
         for applet in self.applets.values():
             lines += applet.config_lines()
         lines += ["!", "end"]
@@ -238,6 +245,8 @@ class Device:
             elif line.startswith("event manager environment "):
                 parts = line.split(None, 4)
                 self.env[parts[3]] = parts[4] if len(parts) > 4 else ""
+            elif line.startswith("event manager history size events "):
+                self.history_size = int(line.split()[5])
             elif line.startswith("event manager applet "):
                 self._load_applet(line, children)
             i = j
@@ -289,12 +298,26 @@ class Device:
 
         async def job() -> None:
             status = await eem.run_applet(applet, ctx)
-            self.history.append(eem.HistoryEntry(job_id, status, started, "none", name))
+            # The row appears when the job ENDS (a running job has none), oldest rows beyond the
+            # configured size are dropped.
+            self.add_history(eem.HistoryEntry(job_id, status, started, "none", name))
 
         task = asyncio.get_running_loop().create_task(job(), name=f"eem-{self.spec.name}-{name}")
         self._jobs.add(task)
         task.add_done_callback(self._jobs.discard)
         return None
+
+    def add_history(self, entry: eem.HistoryEntry) -> None:
+        self.history.append(entry)
+        del self.history[: max(0, len(self.history) - self.history_size)]
+
+    def set_history_size(self, size: int) -> None:
+        self.history_size = size
+        del self.history[: max(0, len(self.history) - size)]
+
+    @property
+    def running_jobs(self) -> int:
+        return len(self._jobs)
 
     async def wait_for_jobs(self, timeout: float | None = None) -> None:
         """Wait until every running applet finished (tests, shutdown)."""
