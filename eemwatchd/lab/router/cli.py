@@ -14,6 +14,14 @@ from eemwatchd.lab.router.device import HISTORY_SIZE, NVRAM_SIZE, Device, User
 CONFIG_BANNER = "Enter configuration commands, one per line.  End with CNTL/Z."  # two spaces, IOS
 INVALID = "% Invalid input detected at '^' marker."
 INCOMPLETE = "% Incomplete command."
+# AAA refusals. Neither is in a captured transcript; both are matched verbatim by independent tools that
+# drive IOS over SSH (see docs/lab-router.md "AAA"): the command refusal has no `%`, the exec (session)
+# refusal has one.
+AUTHORIZATION_FAILED = "Command authorization failed."
+EXEC_AUTHORIZATION_FAILED = "% Authorization failed."
+# Leaving a mode is never refused in the lab (inferred: IOS authorizes these privilege-0 commands only
+# with `aaa authorization commands 0`, which is rare).
+_NEVER_AUTHORIZED = frozenset({("exit",), ("logout",), ("end",), ("disable",)})
 MORE = " --More-- "
 # inferred: IOS erases the --More-- marker with backspaces, spaces, backspaces after a key.
 MORE_ERASE = "\b" * len(MORE) + " " * len(MORE) + "\b" * len(MORE)
@@ -37,6 +45,12 @@ class Call:
     rest: str
     rest_column: int
     line: str
+    keywords: tuple[str, ...] = ()
+
+    @property
+    def command(self) -> str:
+        """The command as AAA sees it: keywords expanded, arguments as typed (`show running-config`)."""
+        return " ".join([*self.keywords, *(w for w, _ in self.args)])
 
 
 Handler = Callable[["Session", Call], Awaitable[bool | None]]
@@ -68,25 +82,40 @@ class CommandTable:
     def match(self, line: str, base: int, priv: int) -> tuple[Handler, Call]:
         words = [(m.group(0), m.start()) for m in re.finditer(r"\S+", line)]
         node = self.root
+        path: list[str] = []
         for index, (word, column) in enumerate(words):
             low = word.lower()
             visible = {k: v for k, v in node.children.items() if v.priv <= priv}
             if low in visible:
                 node = visible[low]
+                path.append(low)
                 continue
             hits = [k for k in visible if k.startswith(low)]
             if len(hits) == 1:
                 node = visible[hits[0]]
+                path.append(hits[0])
                 continue
             if node.handler is not None and node.takes_args:
                 args = [(w, base + col) for w, col in words[index:]]
-                return node.handler, Call(args, line[column:], base + column, line)
+                return node.handler, Call(args, line[column:], base + column, line, tuple(path))
             if len(hits) > 1:
                 raise CommandError("ambiguous")
             raise CommandError("invalid", base + column)
         if node.handler is None:
             raise CommandError("incomplete")
-        return node.handler, Call([], "", base + len(line), line)
+        return node.handler, Call([], "", base + len(line), line, tuple(path))
+
+
+def is_command_allowed(user: User, keywords: tuple[str, ...], command: str) -> bool:
+    """True when ``user`` has no command rules, or one rule is the command or a word-prefix of it."""
+    if user.allowed_commands is None or keywords in _NEVER_AUTHORIZED:
+        return True
+    text = " ".join(command.lower().split())
+    for rule in user.allowed_commands:
+        prefix = " ".join(rule.lower().split())
+        if text == prefix or text.startswith(prefix + " "):
+            return True
+    return False
 
 
 def _words(call: Call) -> list[str]:
@@ -316,6 +345,8 @@ class Session:
         try:
             command = self._split_pipe(line, base)
             handler, call = self._match(command, base)
+            if not await self.authorize(call):
+                return True
             return await handler(self, call)
         except CommandError as exc:
             await self._report(exc, line)
@@ -374,6 +405,14 @@ class Session:
             await self.write_lines([INCOMPLETE, ""])
         else:
             await self.write_lines([f'% Ambiguous command:  "{line.strip()}"', ""])  # inferred blank line
+
+    async def authorize(self, call: Call) -> bool:
+        """AAA command authorization: a parsed command the user's rules do not allow is refused, and
+        nothing runs. The refusal has no `%`: `Command authorization failed.` (see docs/lab-router.md)."""
+        if is_command_allowed(self.user, call.keywords, call.command):
+            return True
+        await self.write_lines([AUTHORIZATION_FAILED, ""])  # inferred: blank line as after other errors
+        return False
 
     async def ask(self, question: str) -> str | None:
         await self.write(question)
@@ -778,6 +817,8 @@ async def h_do(s: Session, c: Call) -> bool | None:
         handler, call = EXEC.match(c.rest, c.rest_column, s.priv)
         if handler in (h_configure, h_exit):
             raise CommandError("invalid", c.rest_column)
+        if not await s.authorize(call):  # `do X` is authorized as X
+            return True
         return await handler(s, call)
     finally:
         if s.mode == "exec":

@@ -34,17 +34,32 @@ LOG_BUFFER_BYTES = 102400  # inferred: the IOS XE default `logging buffered` siz
 HISTORY_SIZE = 10
 
 
+# A user who may look but not change: every `show` and `terminal` command, nothing else.
+READ_ONLY_COMMANDS = ("show", "terminal")
+
+
 @dataclass(frozen=True)
 class User:
-    """A local user; ``public_keys`` are OpenSSH public key lines (`ssh-ed25519 AAAA... comment`)."""
+    """A local user; ``public_keys`` are OpenSSH public key lines (`ssh-ed25519 AAAA... comment`).
+
+    ``allowed_commands``: AAA command authorization (None: off). Each rule is a command or a word-prefix
+    of one, with keywords spelled out (`show running-config`, `crypto pki`, `show`); any other command,
+    exec or configuration, is refused with `Command authorization failed.` and changes nothing. `exit`,
+    `logout`, `end` and `disable` are always allowed. READ_ONLY_COMMANDS makes a read-only user.
+    ``exec_authorized=False``: the session is refused right after login with `% Authorization failed.`
+    (`aaa authorization exec` denied).
+    """
 
     name: str
     password: str | None = None
     public_keys: tuple[str, ...] = ()
     privilege: int = 15
+    allowed_commands: tuple[str, ...] | None = None
+    exec_authorized: bool = True
 
     def __repr__(self) -> str:  # never show the password
-        return f"User({self.name!r}, privilege={self.privilege}, keys={len(self.public_keys)})"
+        rules = "" if self.allowed_commands is None else f", allowed_commands={self.allowed_commands!r}"
+        return f"User({self.name!r}, privilege={self.privilege}, keys={len(self.public_keys)}{rules})"
 
 
 @dataclass
