@@ -612,8 +612,8 @@ def test_log_continuation_and_pri() -> None:
     (pri,) = parse_log_lines(
         "<188>233: *Sep 13 09:18:12.291: %SYS-4-USERLOG_WARNING: Message from tty0(user id: ): X"
     )
-    assert pri.timestamp == "233: *Sep 13 09:18:12.291"
-    assert str(pri) == "233: *Sep 13 09:18:12.291: %SYS-4-USERLOG_WARNING: Message from tty0(user id: ): X"
+    assert (pri.sequence, pri.timestamp) == (233, "*Sep 13 09:18:12.291")
+    assert str(pri) == "000233: *Sep 13 09:18:12.291: %SYS-4-USERLOG_WARNING: Message from tty0(user id: ): X"
 
 
 def test_certificate_fixture_sanity() -> None:
@@ -700,3 +700,45 @@ def test_event_history_empty(text: str) -> None:
 def test_event_history_bad_lines_are_errors(text: str) -> None:
     with pytest.raises(ParseError, match="show event manager history events"):
         parse_event_history(text)
+
+
+def test_log_sequence_numbers_and_a_table_after_the_buffer() -> None:
+    """The CML IOL capture: `001908: May 17 23:44:16.407 UTC:` lines, then the EEM history table."""
+    lines = parse_log_lines(transcript(CML_IOL))
+    assert [(x.sequence, x.timestamp, x.tag) for x in lines][:2] == [
+        (1908, "May 17 23:44:16.407 UTC", "%LINEPROTO-5-UPDOWN"),
+        (1909, "May 17 23:44:16.407 UTC", "%LINK-5-CHANGED"),
+    ]
+    assert len(lines) == 5
+    # the history rows after the log are not glued onto the last message
+    assert lines[-1].message == "Interface Loopback99, changed state to up"
+    assert lines[2].moment(year=2026) == datetime(2026, 5, 17, 23, 44, 16, 410000, tzinfo=UTC)
+    assert lines[2].zone == "UTC" and lines[2].is_synchronised is True
+    # even without a blank line between them
+    glued = "\n".join(ln for ln in transcript(CML_IOL).splitlines() if ln.strip())
+    assert parse_log_lines(glued)[-1].message == "Interface Loopback99, changed state to up"
+
+
+CEST = {"CET": timedelta(hours=1), "CEST": timedelta(hours=2)}
+
+
+@pytest.mark.parametrize(("line", "sequence", "timestamp", "synced", "zone", "moment"), [
+    ("001850: May 17 18:06:42.919 UTC: %SYS-5-CONFIG_I: x", 1850, "May 17 18:06:42.919 UTC", True, "UTC",
+     datetime(2026, 5, 17, 18, 6, 42, 919000, tzinfo=UTC)),
+    ("000012: *May 17 20:06:42.919 CEST: %SYS-5-CONFIG_I: x", 12, "*May 17 20:06:42.919 CEST", False, "CEST",
+     datetime(2026, 5, 17, 18, 6, 42, 919000, tzinfo=UTC)),
+    (".May  7 03:00:00.000 CET: %SYS-5-CONFIG_I: x", None, ".May  7 03:00:00.000 CET", None, "CET",
+     datetime(2026, 5, 7, 2, 0, tzinfo=UTC)),
+    ("*Oct 11 2018 17:02:22.999 PDT: %HA_EM-6-LOG: x", None, "*Oct 11 2018 17:02:22.999 PDT", False, "PDT", None),
+    ("*Dec  1 23:49:35.120: %HA_EM-6-LOG: x", None, "*Dec  1 23:49:35.120", False, None, None),
+    ("000007: %SYS-5-CONFIG_I: x", 7, "", None, None, None),
+    ("May 31 03:29:35: %PKI-3-CRL_FETCH_FAIL: x", None, "May 31 03:29:35", True, None, None),
+], ids=["seq-utc", "seq-unsynced-dst-zone", "dot-mark-other-zone", "year-unknown-zone", "no-zone", "seq-only",
+        "no-msec"])
+def test_log_timestamp_styles(line: str, sequence: int | None, timestamp: str, synced: bool | None,
+                              zone: str | None, moment: datetime | None) -> None:
+    (entry,) = parse_log_lines(line)
+    assert (entry.sequence, entry.timestamp, entry.is_synchronised, entry.zone) == (sequence, timestamp, synced,
+                                                                                   zone)
+    assert entry.message == "x"
+    assert entry.moment(year=2026, zones={**CEST, "UTC": timedelta(0)}) == moment

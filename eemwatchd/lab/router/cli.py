@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from eemwatchd.lab.router import clock, eem, pki
+from eemwatchd.lab.router import clock, eem, pki, settings
+from eemwatchd.lab.router.clock import Zone
 from eemwatchd.lab.router.device import HISTORY_SIZE, NVRAM_SIZE, Device, User
 
 CONFIG_BANNER = "Enter configuration commands, one per line.  End with CNTL/Z."  # two spaces, IOS
@@ -595,7 +596,7 @@ async def h_show_version(s: Session, c: Call) -> bool:
 
 async def h_show_logging(s: Session, c: Call) -> bool:
     _end_of_args(c)
-    count = len(s.device.log_lines)
+    count = s.device.logbuf.total
     # Header inferred from IOS XE; the `Buffer logging:` and `Log Buffer (N bytes):` lines follow
     # send_log_severity_userlog__gh_rt01_iol.txt.
     lines = [
@@ -612,8 +613,7 @@ async def h_show_logging(s: Session, c: Call) -> bool:
         "    Console logging: disabled",
         "    Monitor logging: level debugging, 0 messages logged, xml disabled,",
         "                     filtering disabled",
-        f"    Buffer logging:  level debugging, {count} messages logged, xml disabled,",
-        "                    filtering disabled",
+        *s.device.logbuf.header(),
         "    Exception Logging: size (4096 bytes)",
         "    Count and timestamp logging messages: disabled",
         "    Persistent logging: disabled",
@@ -623,10 +623,9 @@ async def h_show_logging(s: Session, c: Call) -> bool:
         f"    Trap logging: level informational, {count} message lines logged",
         "        Logging Source-Interface:       VRF Name:",
         "",
-        "Log Buffer (102400 bytes):",
-        "",
-        *s.device.log_lines,
     ]
+    if s.device.logbuf.enabled:  # inferred: no buffer section while buffered logging is off
+        lines += [f"Log Buffer ({s.device.logbuf.size} bytes):", "", *s.device.log_lines]
     await s.emit(lines)
     return True
 
@@ -1017,6 +1016,47 @@ async def h_applet_maxrun(s: Session, c: Call) -> bool:
     return True
 
 
+def _setting(apply: Callable[[Session, list[tuple[str, int]]], None]) -> Handler:
+    async def handler(s: Session, c: Call) -> bool:
+        try:
+            apply(s, c.args)
+        except settings.SettingError as exc:
+            raise CommandError("incomplete" if exc.column < 0 else "invalid", exc.column) from None
+        s.changed()
+        return True
+
+    return handler
+
+
+def _set_timezone(s: Session, args: list[tuple[str, int]]) -> None:
+    zone = settings.clock_timezone(args)
+    old = s.device.zone
+    s.device.zone = Zone(zone.name, zone.offset, old.summer_name, old.summer_start, old.summer_end, old.summer_extra)
+
+
+def _set_summer(s: Session, args: list[tuple[str, int]]) -> None:
+    s.device.zone, s.device.summer_text = settings.clock_summer_time(s.device.zone, args)
+
+
+def _no_timezone(s: Session, args: list[tuple[str, int]]) -> None:
+    old = s.device.zone
+    s.device.zone = Zone("UTC", timedelta(0), old.summer_name, old.summer_start, old.summer_end, old.summer_extra)
+
+
+def _no_summer(s: Session, args: list[tuple[str, int]]) -> None:
+    s.device.zone = Zone(s.device.zone.name, s.device.zone.offset)
+    s.device.summer_text = None
+
+
+def _set_sequence_numbers(on: bool) -> Callable[[Session, list[tuple[str, int]]], None]:
+    def apply(s: Session, args: list[tuple[str, int]]) -> None:
+        if args:
+            raise settings.SettingError(args[0][1])
+        s.device.logbuf.sequence_numbers = on
+
+    return apply
+
+
 async def h_ignore(s: Session, c: Call) -> bool:
     return True
 
@@ -1061,6 +1101,16 @@ def _build_tables() -> dict[str, CommandTable]:
     config.add("no event manager environment", h_no_environment, args=True)
     config.add("no event manager applet", h_no_applet, args=True)
     config.add("event manager history size", h_history_size, args=True)
+    config.add("logging buffered", _setting(lambda s, a: settings.logging_buffered(s.device.logbuf, a)), args=True)
+    config.add("no logging buffered", _setting(lambda s, a: s.device.logbuf.disable()), args=True)
+    config.add("service timestamps", _setting(lambda s, a: settings.service_timestamps(s.device.logbuf, a)),
+               args=True)
+    config.add("service sequence-numbers", _setting(_set_sequence_numbers(True)), args=True)
+    config.add("no service sequence-numbers", _setting(_set_sequence_numbers(False)), args=True)
+    config.add("clock timezone", _setting(_set_timezone), args=True)
+    config.add("clock summer-time", _setting(_set_summer), args=True)
+    config.add("no clock timezone", _setting(_no_timezone), args=True)
+    config.add("no clock summer-time", _setting(_no_summer), args=True)
     config.add("no event manager history size", h_no_history_size, args=True)
 
     trustpoint = CommandTable()

@@ -14,8 +14,9 @@ from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.iosformat import parse_hex_lines
 from eemwatchd.errors import CertificateError, StateError
 from eemwatchd.lab.router import eem
-from eemwatchd.lab.router.clock import UTC_ZONE, Clock, Zone, config_time, log_timestamp, wall_clock
+from eemwatchd.lab.router.clock import UTC_ZONE, Clock, Zone, config_time, wall_clock
 from eemwatchd.lab.router.faults import Faults
+from eemwatchd.lab.router.logbuffer import LogBuffer
 from eemwatchd.lab.router.mailer import MailOutcome
 from eemwatchd.lab.router.pki import (
     SLA_TRUSTPOINT,
@@ -24,11 +25,11 @@ from eemwatchd.lab.router.pki import (
     apply_trustpoint_command,
     default_sla_trustpoint,
 )
+from eemwatchd.lab.router.settings import replay_setting
 
 STARTUP_FILE = "startup-config"
 HOST_KEY_FILE = "ssh_host_ed25519_key"
 NVRAM_SIZE = 33554432  # show_startup-config_crypto_pki_nvram_refs__gh_ie_switch_17_3.txt
-LOG_BUFFER_BYTES = 102400  # inferred: the IOS XE default `logging buffered` size
 # `event manager history size events` default; the EEM command reference gives 10 (range 1-50); freeztp's
 # README configures `event manager history size events 50` (event_manager_run_syslog_msg__gh_freeztp_c3850).
 HISTORY_SIZE = 10
@@ -108,7 +109,8 @@ class Device:
         self.trustpoints: dict[str, Trustpoint] = {}
         self.env: dict[str, str] = {}
         self.applets: dict[str, eem.Applet] = {}
-        self.log_lines: list[str] = []
+        self.logbuf = LogBuffer()
+        self.summer_text: str | None = None  # `clock summer-time` arguments as configured
         self.history: list[eem.HistoryEntry] = []
         self.history_size = HISTORY_SIZE
         self.mail_outcomes: list[tuple[str, MailOutcome]] = []
@@ -129,10 +131,13 @@ class Device:
             raise ValueError(f"lab device {self.spec.name}: the clock must return timezone-aware datetimes")
         return moment.astimezone(UTC) + self.spec.clock_offset
 
+    @property
+    def log_lines(self) -> list[str]:
+        """The lines in the log buffer, oldest first (what `show logging` prints after its header)."""
+        return self.logbuf.lines
+
     def log(self, message: str) -> None:
-        self.log_lines.append(f"{log_timestamp(self.now(), self.zone)}: {message}")
-        while sum(len(x) + 1 for x in self.log_lines) > LOG_BUFFER_BYTES:
-            self.log_lines.pop(0)
+        self.logbuf.add(self.now(), self.zone, message)
 
     # --- config ---------------------------------------------------------------------------------------
 
@@ -141,6 +146,8 @@ class Device:
         self.env = {}
         self.applets = {}
         self.history_size = HISTORY_SIZE
+        self.zone = UTC_ZONE
+        self.summer_text = None
 
     def mark_changed(self, user: str) -> None:
         self.last_change = (self.now(), user)
@@ -162,7 +169,7 @@ class Device:
         lines += [
             f"version {int(major)}.{int(minor)}",
             "service timestamps debug datetime msec",
-            "service timestamps log datetime msec",
+            *self.logbuf.service_lines(),
             "platform qfp utilization monitor load 80",
             "platform punt-keepalive disable-kernel-core",
             "platform console virtual",
@@ -172,8 +179,10 @@ class Device:
             "boot-start-marker",
             "boot-end-marker",
             "!",
+            *self.logbuf.logging_lines(),
             "!",
             "no aaa new-model",
+            *self.clock_lines(),
             "!",
         ]
         for tp in self.trustpoints.values():
@@ -189,6 +198,18 @@ class Device:
         for applet in self.applets.values():
             lines += applet.config_lines()
         lines += ["!", "end"]
+        return lines
+
+    def clock_lines(self) -> list[str]:
+        lines = []
+        if self.zone.name != "UTC" or self.zone.offset:
+            hours, rest = divmod(int(self.zone.offset.total_seconds()) // 60, 60)
+            if self.zone.offset.total_seconds() < 0 and rest:
+                hours, rest = hours + 1, 60 - rest
+            lines.append(f"clock timezone {self.zone.name} {hours} {rest}")
+        if self.zone.summer_name is not None:
+            lines.append(f"clock summer-time {self.zone.summer_name} recurring"
+                         + (f" {self.summer_text}" if self.summer_text else ""))
         return lines
 
     def running_config(self) -> list[str]:
@@ -260,6 +281,8 @@ class Device:
             elif line.startswith("event manager environment "):
                 parts = line.split(None, 4)
                 self.env[parts[3]] = parts[4] if len(parts) > 4 else ""
+            elif line.startswith(("clock ", "logging ", "no logging ", "service ")):
+                replay_setting(self, line)
             elif line.startswith("event manager history size events "):
                 self.history_size = int(line.split()[5])
             elif line.startswith("event manager applet "):
