@@ -56,7 +56,7 @@ class Transition:
 
 
 # `clock summer-time NAME recurring` with no dates uses the US rule (2nd Sunday in March 02:00 to 1st Sunday
-# in November 02:00); Cisco's command reference documents this default.
+# in November 02:00), as recalled from Cisco's `clock summer-time` reference (inferred: not in the corpus).
 US_SUMMER = (Transition(2, 6, 3, 120), Transition(1, 6, 11, 120))
 
 

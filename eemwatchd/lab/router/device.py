@@ -30,8 +30,8 @@ from eemwatchd.lab.router.settings import replay_setting
 STARTUP_FILE = "startup-config"
 HOST_KEY_FILE = "ssh_host_ed25519_key"
 NVRAM_SIZE = 33554432  # show_startup-config_crypto_pki_nvram_refs__gh_ie_switch_17_3.txt
-# `event manager history size events` default; the EEM command reference gives 10 (range 1-50); freeztp's
-# README configures `event manager history size events 50` (event_manager_run_syslog_msg__gh_freeztp_c3850).
+# `event manager history size events` default 10, range 1-50: as recalled from Cisco's EEM command
+# reference, not found in the searchable sources (inferred); freeztp's README configures 50.
 HISTORY_SIZE = 10
 
 
