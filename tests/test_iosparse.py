@@ -9,7 +9,9 @@ import pytest
 from eemwatchd.core.certificate import Certificate, load_pem_certificates
 from eemwatchd.core.iosformat import render_certificate_block
 from eemwatchd.core.iosparse import (
+    HistoryEvent,
     parse_clock_zones,
+    parse_event_history,
     parse_log_lines,
     parse_mail_action,
     parse_running_config,
@@ -610,8 +612,8 @@ def test_log_continuation_and_pri() -> None:
     (pri,) = parse_log_lines(
         "<188>233: *Sep 13 09:18:12.291: %SYS-4-USERLOG_WARNING: Message from tty0(user id: ): X"
     )
-    assert pri.timestamp == "233: *Sep 13 09:18:12.291"
-    assert str(pri) == "233: *Sep 13 09:18:12.291: %SYS-4-USERLOG_WARNING: Message from tty0(user id: ): X"
+    assert (pri.sequence, pri.timestamp) == (233, "*Sep 13 09:18:12.291")
+    assert str(pri) == "000233: *Sep 13 09:18:12.291: %SYS-4-USERLOG_WARNING: Message from tty0(user id: ): X"
 
 
 def test_certificate_fixture_sanity() -> None:
@@ -637,3 +639,106 @@ def test_shown_date(text: str, expected: datetime | None) -> None:
 def test_impossible_shown_date_is_a_parse_error_naming_the_line() -> None:
     with pytest.raises(ParseError, match=r"not a valid date.*Feb 30 2015"):
         parse_shown_date("00:34:52 UTC Feb 30 2015")
+
+
+# --- show event manager history events -----------------------------------------------------------------
+
+HISTORY = "show_event_manager_history_events__gh_rolling_pcap_iosxe.txt"
+CML_IOL = "show_logging_seqno_and_event_history__gh_cml_iol.txt"
+
+
+def test_event_history_real_transcripts() -> None:
+    # command echo, blank lines around the header and the row (as published)
+    assert parse_event_history(transcript(HISTORY)) == [
+        HistoryEvent(1, 72991, "Actv", "success", "Wed Mar10 13:22:46 2021", "timer watchdog", "rolling-pcap"),
+    ]
+    table = transcript(CML_IOL).split("\n\n")[-1]
+    rows = parse_event_history(table)
+    assert [(r.number, r.job_id, r.status, r.time_text, r.event_type, r.name) for r in rows] == [
+        (1, 1, "success", "Sun May17 18:06:42 2026", "syslog", "P09_EEM_LOOP99_DOWN"),
+        (2, 2, "success", "Sun May17 23:44:16 2026", "syslog", "P09_EEM_LOOP99_DOWN"),
+    ]
+
+
+HEADER = "No.  Job Id Proc Status   Time of Event            Event Type        Name"
+
+
+@pytest.mark.parametrize(("row", "time_text", "status", "event_type", "name", "kind"), [
+    ("3    12     Actv success  Tue Dec 1 23:49:35 2026  none              applet: CERTCHECK",
+     "Tue Dec 1 23:49:35 2026", "success", "none", "CERTCHECK", "applet"),
+    ("3    12     Actv abort    Tue Dec1 23:49:35 2026  none              applet: CERTCHECK",
+     "Tue Dec1 23:49:35 2026", "abort", "none", "CERTCHECK", "applet"),
+    ("3    12     Actv success  Thu Dec10 08:05:00 2026  timer watchdog    applet: with space",
+     "Thu Dec10 08:05:00 2026", "success", "timer watchdog", "with space", "applet"),
+    ("3    12     Actv success  Thu Dec10 08:05:00 2026  syslog            script: tm_crash.tcl",
+     "Thu Dec10 08:05:00 2026", "success", "syslog", "tm_crash.tcl", "script"),
+], ids=["one-digit-day-padded", "one-digit-day-unpadded", "two-word-event-type", "script"])
+def test_event_history_row_variants(
+    row: str, time_text: str, status: str, event_type: str, name: str, kind: str
+) -> None:
+    text = f"R1#show event manager history events\r\n{HEADER}\r\n{row}\r\nR1#"
+    (event,) = parse_event_history(text)
+    assert (event.number, event.job_id, event.time_text, event.status) == (3, 12, time_text, status)
+    assert (event.event_type, event.name, event.kind) == (event_type, name, kind)
+
+
+@pytest.mark.parametrize("text", ["", "R1#show event manager history events\nR1#", HEADER,
+                                  f"\n{HEADER}\n\n", "No EEM events in history"],
+                         ids=["empty", "echo-only", "header-only", "header-blank-lines", "no-history-words"])
+def test_event_history_empty(text: str) -> None:
+    assert parse_event_history(text) == []
+
+
+@pytest.mark.parametrize("text", [
+    f"{HEADER}\n1    1      Actv success  Tue Dec 1 23:49 2026  none  applet: X",
+    f"{HEADER}\n1    x      Actv success  Tue Dec 1 23:49:35 2026  none  applet: X",
+    f"{HEADER}\n1    1      Actv success  Tue Dec 1 23:49:35 2026  none  policy X",
+    "Command authorization failed.",
+    "% Authorization failed.",
+    "                    ^\n% Invalid input detected at '^' marker.",
+], ids=["short-time", "job-not-a-number", "no-kind-prefix", "aaa-refusal", "aaa-percent-refusal", "invalid-input"])
+def test_event_history_bad_lines_are_errors(text: str) -> None:
+    with pytest.raises(ParseError, match="show event manager history events"):
+        parse_event_history(text)
+
+
+def test_log_sequence_numbers_and_a_table_after_the_buffer() -> None:
+    """The CML IOL capture: `001908: May 17 23:44:16.407 UTC:` lines, then the EEM history table."""
+    lines = parse_log_lines(transcript(CML_IOL))
+    assert [(x.sequence, x.timestamp, x.tag) for x in lines][:2] == [
+        (1908, "May 17 23:44:16.407 UTC", "%LINEPROTO-5-UPDOWN"),
+        (1909, "May 17 23:44:16.407 UTC", "%LINK-5-CHANGED"),
+    ]
+    assert len(lines) == 5
+    # the history rows after the log are not glued onto the last message
+    assert lines[-1].message == "Interface Loopback99, changed state to up"
+    assert lines[2].moment(year=2026) == datetime(2026, 5, 17, 23, 44, 16, 410000, tzinfo=UTC)
+    assert lines[2].zone == "UTC" and lines[2].is_synchronised is True
+    # even without a blank line between them
+    glued = "\n".join(ln for ln in transcript(CML_IOL).splitlines() if ln.strip())
+    assert parse_log_lines(glued)[-1].message == "Interface Loopback99, changed state to up"
+
+
+CEST = {"CET": timedelta(hours=1), "CEST": timedelta(hours=2)}
+
+
+@pytest.mark.parametrize(("line", "sequence", "timestamp", "synced", "zone", "moment"), [
+    ("001850: May 17 18:06:42.919 UTC: %SYS-5-CONFIG_I: x", 1850, "May 17 18:06:42.919 UTC", True, "UTC",
+     datetime(2026, 5, 17, 18, 6, 42, 919000, tzinfo=UTC)),
+    ("000012: *May 17 20:06:42.919 CEST: %SYS-5-CONFIG_I: x", 12, "*May 17 20:06:42.919 CEST", False, "CEST",
+     datetime(2026, 5, 17, 18, 6, 42, 919000, tzinfo=UTC)),
+    (".May  7 03:00:00.000 CET: %SYS-5-CONFIG_I: x", None, ".May  7 03:00:00.000 CET", None, "CET",
+     datetime(2026, 5, 7, 2, 0, tzinfo=UTC)),
+    ("*Oct 11 2018 17:02:22.999 PDT: %HA_EM-6-LOG: x", None, "*Oct 11 2018 17:02:22.999 PDT", False, "PDT", None),
+    ("*Dec  1 23:49:35.120: %HA_EM-6-LOG: x", None, "*Dec  1 23:49:35.120", False, None, None),
+    ("000007: %SYS-5-CONFIG_I: x", 7, "", None, None, None),
+    ("May 31 03:29:35: %PKI-3-CRL_FETCH_FAIL: x", None, "May 31 03:29:35", True, None, None),
+], ids=["seq-utc", "seq-unsynced-dst-zone", "dot-mark-other-zone", "year-unknown-zone", "no-zone", "seq-only",
+        "no-msec"])
+def test_log_timestamp_styles(line: str, sequence: int | None, timestamp: str, synced: bool | None,
+                              zone: str | None, moment: datetime | None) -> None:
+    (entry,) = parse_log_lines(line)
+    assert (entry.sequence, entry.timestamp, entry.is_synchronised, entry.zone) == (sequence, timestamp, synced,
+                                                                                   zone)
+    assert entry.message == "x"
+    assert entry.moment(year=2026, zones={**CEST, "UTC": timedelta(0)}) == moment

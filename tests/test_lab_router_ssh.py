@@ -19,10 +19,13 @@ from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.iosformat import render_certificate_block
 from eemwatchd.lab.pki import GmailShapedPki
 from eemwatchd.lab.router import DeviceSpec, Faults, Fleet, LabDevice, User
+from eemwatchd.lab.router.clock import ticking_clock
 from eemwatchd.lab.smtp import LabSmtpServer
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
 PASSWORD = "lab-Pass-1"
+# The router's clock in every test here: a one-digit day (the history column pads it), never today's date.
+PINNED = datetime(2026, 12, 1, 23, 49, 35, tzinfo=UTC)
 SMTP_PASSWORD = "app-secret-77"
 
 
@@ -85,7 +88,7 @@ async def lab(tmp_path: Path) -> AsyncIterator[LabDevice]:
     spec = DeviceSpec(
         "r1", tmp_path / "r1", hostname="R1",
         users=(User("admin", PASSWORD), User("oper", "oper-pw", privilege=1)),
-        enable_secret="en-secret",
+        enable_secret="en-secret", clock=ticking_clock(PINNED),
     )
     async with Fleet([spec]) as fleet:
         yield fleet["r1"]
@@ -109,7 +112,7 @@ async def test_echo_after_prompt_and_abbreviations(lab: LabDevice) -> None:
     c = await login(lab)
     assert await c.cmd("term len 0") == "term len 0\r\nR1#"
     out = await c.cmd("sh clock")
-    assert re.fullmatch(r"sh clock\r\n\*\d\d:\d\d:\d\d\.\d{3} UTC \w{3} \w{3} \d{1,2} \d{4}\r\nR1#", out)
+    assert re.fullmatch(r"sh clock\r\n\*23:49:\d\d\.\d{3} UTC Tue Dec 1 2026\r\nR1#", out)
     assert await c.cmd("conf t") == (
         "conf t\r\nEnter configuration commands, one per line.  End with CNTL/Z.\r\nR1(config)#"
     )
@@ -174,7 +177,8 @@ async def test_user_exec_enable_and_secret(lab: LabDevice) -> None:
 async def test_public_key_login_and_persistent_host_key(tmp_path: Path) -> None:
     key = asyncssh.generate_private_key("ssh-ed25519")
     public = key.export_public_key().decode().strip()
-    spec = DeviceSpec("k1", tmp_path / "k1", hostname="R1", users=(User("robot", public_keys=(public,)),))
+    spec = DeviceSpec("k1", tmp_path / "k1", hostname="R1", users=(User("robot", public_keys=(public,)),),
+                      clock=ticking_clock(PINNED))
     async with Fleet([spec]) as fleet:
         lab = fleet["k1"]
         known = tmp_path / "known_hosts"
@@ -235,7 +239,7 @@ async def test_authenticate_paste_dialogue_is_the_c8kv_transcript(lab: LabDevice
 
 
 async def test_running_config_shows_hex_and_sla_block_like_csr1000v(lab: LabDevice) -> None:
-    pki = GmailShapedPki.create()
+    pki = GmailShapedPki.create(now=PINNED)
     c = await login(lab)
     await c.cmd("terminal length 0")
     await _configure_tp(c, "CA-OLD")
@@ -267,7 +271,7 @@ async def test_running_config_shows_hex_and_sla_block_like_csr1000v(lab: LabDevi
 
 
 async def test_authenticate_refusals_and_errors(lab: LabDevice) -> None:
-    pki = GmailShapedPki.create()
+    pki = GmailShapedPki.create(now=PINNED)
     c = await login(lab)
     await _configure_tp(c, "T1")
     out = await c.cmd("crypto pki authenticate NOPE")
@@ -295,7 +299,7 @@ async def test_authenticate_refusals_and_errors(lab: LabDevice) -> None:
 
 
 async def test_configured_fingerprint_skips_the_question(lab: LabDevice) -> None:
-    pki = GmailShapedPki.create()
+    pki = GmailShapedPki.create(now=PINNED)
     c = await login(lab)
     await _configure_tp(c, "FP", f"fingerprint {pki.old_root.cert.sha1_hex}")
     c.send("crypto pki authenticate FP\n" + pki.old_root.cert.pem + "\n")
@@ -307,7 +311,7 @@ async def test_configured_fingerprint_skips_the_question(lab: LabDevice) -> None
 
 
 async def test_no_trustpoint_dialogue_is_the_c9800_transcript(lab: LabDevice) -> None:
-    pki = GmailShapedPki.create()
+    pki = GmailShapedPki.create(now=PINNED)
     c = await login(lab)
     await _configure_tp(c, "manual_certs")
     c.send("crypto pki authenticate manual_certs\n" + pki.old_root.cert.pem + "\n")
@@ -369,7 +373,7 @@ async def test_show_crypto_pki_renderers_match_genie_layout(lab: LabDevice) -> N
 
 
 async def test_write_memory_survives_a_reload_and_unsaved_changes_do_not(lab: LabDevice) -> None:
-    pki = GmailShapedPki.create()
+    pki = GmailShapedPki.create(now=PINNED)
     c = await login(lab)
     await _configure_tp(c, "SAVED")
     c.send("crypto pki authenticate SAVED\n" + pki.old_root.cert.pem + "\n")
@@ -436,7 +440,7 @@ async def _run_and_wait(c: RawClient, lab: LabDevice) -> list[str]:
 
 @pytest.fixture
 async def smtp() -> AsyncIterator[tuple[LabSmtpServer, GmailShapedPki]]:
-    pki = GmailShapedPki.create()
+    pki = GmailShapedPki.create(now=PINNED)
     server = LabSmtpServer(mode="starttls", certs=pki.served, key=pki.leaf.key,
                            username="user@lab.example", password=SMTP_PASSWORD)
     async with server:
@@ -502,14 +506,14 @@ async def test_self_signed_twin_alone_fails_with_the_real_fmpd_lines(
     assert real_smtp.replace("10.3.3.3", "127.0.0.1") == log[0].split(": ", 1)[1]
     shown = await c.cmd("show logging | include MARKER-1|FMPD")
     assert re.search(
-        r"\*\w{3} [ \d]\d \d\d:\d\d:\d\d\.\d{3}: %SYS-6-USERLOG_INFO: Message from tty2\(user id: admin\): MARKER-1",
+        r"\*Dec  1 23:49:\d\d\.\d{3}: %SYS-6-USERLOG_INFO: Message from tty2\(user id: admin\): MARKER-1",
         shown,
     )
     full = await c.cmd("terminal length 0") + await c.cmd("show logging")
     assert SMTP_PASSWORD not in full
     history = lines_of(await c.cmd("show event manager history events"))
     assert history[1] == "No.  Job Id Proc Status   Time of Event            Event Type        Name"
-    assert re.fullmatch(r"1    1      Actv abort    \w{3} \w{3}\d{1,2} \d\d:\d\d:\d\d \d{4}  none              "
+    assert re.fullmatch(r"1    1      Actv abort    Tue Dec 1 23:49:\d\d 2026  none              "
                         r"applet: CERTCHECK", history[2])
     await c.close()
 
@@ -550,7 +554,7 @@ async def test_unreachable_server_and_maxrun(lab: LabDevice) -> None:
     policy = lines_of(await c.cmd("show event manager policy registered"))
     assert policy[1] == transcript("show_event_manager_policy_registered_applets_cron__gh_switch.txt")[1]
     assert re.fullmatch(
-        r"1    applet    user    none                Off   \w{3} \w{3} \d{1,2} [\d:]{8} \d{4} +CERTCHECK", policy[2]
+        r"1    applet    user    none                Off   Tue Dec 1 23:49:\d\d 2026   CERTCHECK", policy[2]
     )
     assert policy[3] == " maxrun 1.000"
     env = lines_of(await c.cmd("show event manager environment all"))
@@ -568,7 +572,8 @@ async def test_unreachable_server_and_maxrun(lab: LabDevice) -> None:
 async def test_faults(tmp_path: Path) -> None:
     faults = Faults(drop_at_command="show version", command_errors={"show clock": "% Clock is broken"},
                     output_delay=0.05)
-    spec = DeviceSpec("f1", tmp_path / "f1", hostname="R1", users=(User("admin", PASSWORD),), faults=faults)
+    spec = DeviceSpec("f1", tmp_path / "f1", hostname="R1", users=(User("admin", PASSWORD),), faults=faults,
+                      clock=ticking_clock(PINNED))
     async with Fleet([spec]) as fleet:
         lab = fleet["f1"]
         c = await login(lab)
@@ -638,4 +643,3 @@ async def test_netmiko_full_flow(lab: LabDevice, smtp: tuple[LabSmtpServer, Gmai
     assert "\n".join(render_certificate_block(pki.old_root.cert)[1:3]) in running
     assert smtp_user.messages[0].tls
     assert (lab.spec.state_dir / "startup-config").exists()
-    assert datetime.now(UTC).year >= 2024

@@ -693,23 +693,82 @@ _LOG_LINE = re.compile(
 _PROMPT_LINE = re.compile(r"^[\w.\-@/:]{1,63}(?:\([\w.\-@/:+]{0,32}\))?[#>]")
 
 
+# `001850: May 17 18:06:42.919 UTC` (service sequence-numbers + show-timezone; the CML IOL capture),
+# `*Dec  6 20:17:37.657` (`*`: clock never set/synchronised), `.May 17 ...` (was synchronised, now is not),
+# `*Oct 11 2018 17:02:22.999 PDT` (`year`; freeztp C3850), `May 31 03:29:35` (no msec; dnac switch).
+_LOG_SEQUENCE = re.compile(r"^(?P<seq>\d+):\s*(?P<rest>.*)$")
+_LOG_TIMESTAMP = re.compile(
+    r"^(?P<mark>[*.])?(?P<mon>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})(?:\s+(?P<year>\d{4}))?\s+"
+    r"(?P<h>\d{1,2}):(?P<m>\d{2}):(?P<s>\d{2})(?:\.(?P<frac>\d{1,6}))?(?:\s+(?P<zone>[A-Za-z][A-Za-z0-9+\-]*))?$"
+)
+
+
 @dataclass(frozen=True)
 class LogLine:
-    """One syslog message; ``message`` includes continuation lines joined with newlines."""
+    """One syslog message; ``message`` includes continuation lines joined with newlines.
+
+    ``timestamp`` is the router's time text without the sequence number (`*May 17 18:06:42.919 UTC`);
+    ``sequence`` is the `service sequence-numbers` counter when the line has one.
+    """
 
     timestamp: str
     facility: str
     severity: int
     mnemonic: str
     message: str
+    sequence: int | None = None
 
     @property
     def tag(self) -> str:
         return f"%{self.facility}-{self.severity}-{self.mnemonic}"
 
+    @property
+    def is_synchronised(self) -> bool | None:
+        """False for `*` (never set/synced), True for a plain time, None for `.` or no timestamp."""
+        match = _LOG_TIMESTAMP.match(self.timestamp)
+        if match is None or match.group("mark") == ".":
+            return None
+        return match.group("mark") != "*"
+
+    @property
+    def zone(self) -> str | None:
+        """The zone name shown with `show-timezone` (`UTC`, `CEST`, ...), else None."""
+        match = _LOG_TIMESTAMP.match(self.timestamp)
+        return match.group("zone") if match else None
+
+    def moment(self, *, year: int, zones: Mapping[str, timedelta] = DEFAULT_ZONES) -> datetime | None:
+        """The instant of the message (IOS omits the year unless `year` is configured: pass the router's).
+        None when the time has no zone or an unknown one: without `show-timezone` the zone is not known."""
+        match = _LOG_TIMESTAMP.match(self.timestamp)
+        if match is None or match.group("zone") is None:
+            return None
+        zone = _zone(match.group("zone"), zones)
+        month = _MONTHS.get(match.group("mon"))
+        if zone is None or month is None:
+            return None
+        shown_year = match.group("year")
+        frac = (match.group("frac") or "0").ljust(6, "0")
+        try:
+            return datetime(int(shown_year) if shown_year else year, month, int(match.group("day")),
+                            int(match.group("h")), int(match.group("m")), int(match.group("s")), int(frac),
+                            tzinfo=zone)
+        except ValueError as exc:
+            raise ParseError(SHOW_LOGGING, f"not a valid date ({exc})", line=self.timestamp) from exc
+
     def __str__(self) -> str:
-        head = f"{self.timestamp}: " if self.timestamp else ""
+        head = f"{self.sequence:06d}: " if self.sequence is not None else ""
+        if self.timestamp:
+            head += f"{self.timestamp}: "
         return f"{head}{self.tag}: {self.message}"
+
+
+def _ends_message(line: str) -> bool:
+    """A line that cannot continue a syslog message: a prompt, or another table printed after the log
+    buffer in the same capture (the EEM history header and rows)."""
+    stripped = line.strip()
+    return bool(
+        _PROMPT_LINE.match(line) or _HISTORY_HEADER.match(stripped) or _HISTORY_ROW.match(stripped)
+    )
 
 
 def parse_log_lines(text: str, *, marker: str | None = None) -> list[LogLine]:
@@ -717,6 +776,8 @@ def parse_log_lines(text: str, *, marker: str | None = None) -> list[LogLine]:
 
     With ``marker``, only the lines after the LAST line containing it; ParseError when it is absent
     (the buffer wrapped, or buffered logging excludes the marker's severity).
+    A message continues on the following non-blank lines (`$_cli_result` in a syslog msg, `Reason :`);
+    a blank line, a prompt or a table header/row ends it, and nothing after that is glued onto it.
     """
     lines = [_clean(raw) for raw in text.splitlines()]
     if marker is not None:
@@ -726,13 +787,17 @@ def parse_log_lines(text: str, *, marker: str | None = None) -> list[LogLine]:
         lines = lines[index + 1 :]
     out: list[LogLine] = []
     pending: dict[str, str] | None = None
+    open_message = False
     for line in lines:
         match = _LOG_LINE.match(line)
         if match:
             if pending is not None:
                 out.append(_log_line(pending))
             pending = match.groupdict()
-        elif pending is not None and line.strip() and not _PROMPT_LINE.match(line):
+            open_message = True
+        elif not line.strip() or _ends_message(line):
+            open_message = False
+        elif pending is not None and open_message:
             # A multi-line message continues on the following lines, indented or not: `$_cli_result` in
             # a syslog msg (eem_applet_mail_fmpd_smtp_error__gh_iosv), `Reason :` (gh_dnac_switch).
             pending["message"] += "\n" + line.strip()
@@ -744,10 +809,83 @@ def parse_log_lines(text: str, *, marker: str | None = None) -> list[LogLine]:
 def _log_line(parts: Mapping[str, str]) -> LogLine:
     prefix = parts["prefix"].strip()
     prefix = re.sub(r"^<\d+>\s*", "", prefix)  # syslog PRI of a forwarded copy
+    prefix = prefix.rstrip(": ").strip()
+    sequence: int | None = None
+    numbered = _LOG_SEQUENCE.match(prefix)
+    if prefix.isdigit():  # sequence numbers without timestamps (`000007: %SYS-...`)
+        sequence, prefix = int(prefix), ""
+    elif numbered and (not numbered.group("rest") or _LOG_TIMESTAMP.match(numbered.group("rest").rstrip(": "))):
+        sequence = int(numbered.group("seq"))
+        prefix = numbered.group("rest").rstrip(": ").strip()
     return LogLine(
-        timestamp=prefix.rstrip(": ").strip(),
+        timestamp=prefix,
         facility=parts["facility"],
         severity=int(parts["severity"]),
         mnemonic=parts["mnemonic"],
         message=parts["message"].rstrip(),
+        sequence=sequence,
     )
+
+
+# --- show event manager history events ---------------------------------------------------------------
+
+SHOW_HISTORY = "show event manager history events"
+_HISTORY_HEADER = re.compile(r"^No\.\s+Job Id\s+Proc\s+Status\s+Time of Event\s+Event Type\s+Name$")
+# `1    72991  Actv success  Wed Mar10 13:22:46 2021  timer watchdog    applet: rolling-pcap`
+# (show_event_manager_history_events__gh_rolling_pcap_iosxe.txt). The day follows the month directly
+# when it has two digits; a one-digit day is space-padded (`Tue Dec 1`) or, tolerated, unpadded (`Dec1`).
+_HISTORY_ROW = re.compile(
+    r"^(?P<number>\d+)\s+(?P<job>\d+)\s+(?P<proc>\S+)\s+(?P<status>\S+)\s+"
+    r"(?P<time>[A-Z][a-z]{2} [A-Z][a-z]{2} ?\d{1,2} \d{2}:\d{2}:\d{2} \d{4})\s+"
+    r"(?P<event>\S(?:.*?\S)?)\s+(?P<kind>applet|script|callback):\s*(?P<name>\S.*)$"
+)
+_ROW_START = re.compile(r"^\d+\s")
+
+
+def _is_echo(line: str, command: str) -> bool:
+    """The command echoed without its prompt, possibly abbreviated (`sh ev man hist ev`)."""
+    words = line.split("|")[0].split()
+    full = command.split()
+    return len(words) == len(full) and all(f.startswith(w.lower()) for w, f in zip(words, full, strict=True))
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    """One row of `show event manager history events`; ``name`` without its `applet: ` prefix."""
+
+    number: int
+    job_id: int
+    proc: str
+    status: str
+    time_text: str
+    event_type: str
+    name: str
+    kind: str = "applet"
+
+
+def parse_event_history(text: str) -> list[HistoryEvent]:
+    """The rows of `show event manager history events`, oldest first (as shown).
+
+    Blank lines, the command echo and prompts are skipped; an empty table (or a `No ...` line) gives [].
+    A line that looks like a row but does not parse, or any other unexpected line (a refusal such as
+    `Command authorization failed.`), is a ParseError: a test-fire must never read "no rows" from it.
+    """
+    out: list[HistoryEvent] = []
+    for raw in text.splitlines():
+        line = _clean(raw).strip()
+        if not line or _HISTORY_HEADER.match(line) or _PROMPT_LINE.match(line) or _is_echo(line, SHOW_HISTORY):
+            continue
+        match = _HISTORY_ROW.match(line)
+        if match:
+            out.append(HistoryEvent(
+                number=int(match.group("number")), job_id=int(match.group("job")), proc=match.group("proc"),
+                status=match.group("status"), time_text=match.group("time"),
+                event_type=match.group("event"), name=match.group("name").strip(), kind=match.group("kind"),
+            ))
+        elif _ROW_START.match(line):
+            raise ParseError(SHOW_HISTORY, "a history row that does not parse", line=line)
+        elif re.match(r"^No\b.*\bhistory\b", line, re.IGNORECASE):
+            continue  # inferred: an empty history may say so in words
+        else:
+            raise ParseError(SHOW_HISTORY, "unexpected line (not a history row or header)", line=line)
+    return out

@@ -8,12 +8,21 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from eemwatchd.lab.router import eem, pki
-from eemwatchd.lab.router.device import NVRAM_SIZE, Device, User, log_timestamp
+from eemwatchd.lab.router import clock, eem, pki, settings
+from eemwatchd.lab.router.clock import Zone
+from eemwatchd.lab.router.device import HISTORY_SIZE, NVRAM_SIZE, Device, User
 
 CONFIG_BANNER = "Enter configuration commands, one per line.  End with CNTL/Z."  # two spaces, IOS
 INVALID = "% Invalid input detected at '^' marker."
 INCOMPLETE = "% Incomplete command."
+# AAA refusals. Neither is in a captured transcript; both are matched verbatim by independent tools that
+# drive IOS over SSH (see docs/lab-router.md "AAA"): the command refusal has no `%`, the exec (session)
+# refusal has one.
+AUTHORIZATION_FAILED = "Command authorization failed."
+EXEC_AUTHORIZATION_FAILED = "% Authorization failed."
+# Leaving a mode is never refused in the lab (inferred: IOS authorizes these privilege-0 commands only
+# with `aaa authorization commands 0`, which is rare).
+_NEVER_AUTHORIZED = frozenset({("exit",), ("logout",), ("end",), ("disable",)})
 MORE = " --More-- "
 # inferred: IOS erases the --More-- marker with backspaces, spaces, backspaces after a key.
 MORE_ERASE = "\b" * len(MORE) + " " * len(MORE) + "\b" * len(MORE)
@@ -37,6 +46,12 @@ class Call:
     rest: str
     rest_column: int
     line: str
+    keywords: tuple[str, ...] = ()
+
+    @property
+    def command(self) -> str:
+        """The command as AAA sees it: keywords expanded, arguments as typed (`show running-config`)."""
+        return " ".join([*self.keywords, *(w for w, _ in self.args)])
 
 
 Handler = Callable[["Session", Call], Awaitable[bool | None]]
@@ -68,25 +83,40 @@ class CommandTable:
     def match(self, line: str, base: int, priv: int) -> tuple[Handler, Call]:
         words = [(m.group(0), m.start()) for m in re.finditer(r"\S+", line)]
         node = self.root
+        path: list[str] = []
         for index, (word, column) in enumerate(words):
             low = word.lower()
             visible = {k: v for k, v in node.children.items() if v.priv <= priv}
             if low in visible:
                 node = visible[low]
+                path.append(low)
                 continue
             hits = [k for k in visible if k.startswith(low)]
             if len(hits) == 1:
                 node = visible[hits[0]]
+                path.append(hits[0])
                 continue
             if node.handler is not None and node.takes_args:
                 args = [(w, base + col) for w, col in words[index:]]
-                return node.handler, Call(args, line[column:], base + column, line)
+                return node.handler, Call(args, line[column:], base + column, line, tuple(path))
             if len(hits) > 1:
                 raise CommandError("ambiguous")
             raise CommandError("invalid", base + column)
         if node.handler is None:
             raise CommandError("incomplete")
-        return node.handler, Call([], "", base + len(line), line)
+        return node.handler, Call([], "", base + len(line), line, tuple(path))
+
+
+def is_command_allowed(user: User, keywords: tuple[str, ...], command: str) -> bool:
+    """True when ``user`` has no command rules, or one rule is the command or a word-prefix of it."""
+    if user.allowed_commands is None or keywords in _NEVER_AUTHORIZED:
+        return True
+    text = " ".join(command.lower().split())
+    for rule in user.allowed_commands:
+        prefix = " ".join(rule.lower().split())
+        if text == prefix or text.startswith(prefix + " "):
+            return True
+    return False
 
 
 def _words(call: Call) -> list[str]:
@@ -316,6 +346,8 @@ class Session:
         try:
             command = self._split_pipe(line, base)
             handler, call = self._match(command, base)
+            if not await self.authorize(call):
+                return True
             return await handler(self, call)
         except CommandError as exc:
             await self._report(exc, line)
@@ -374,6 +406,14 @@ class Session:
             await self.write_lines([INCOMPLETE, ""])
         else:
             await self.write_lines([f'% Ambiguous command:  "{line.strip()}"', ""])  # inferred blank line
+
+    async def authorize(self, call: Call) -> bool:
+        """AAA command authorization: a parsed command the user's rules do not allow is refused, and
+        nothing runs. The refusal has no `%`: `Command authorization failed.` (see docs/lab-router.md)."""
+        if is_command_allowed(self.user, call.keywords, call.command):
+            return True
+        await self.write_lines([AUTHORIZATION_FAILED, ""])  # inferred: blank line as after other errors
+        return False
 
     async def ask(self, question: str) -> str | None:
         await self.write(question)
@@ -460,8 +500,7 @@ def _end_of_args(c: Call) -> None:
 
 async def h_show_clock(s: Session, c: Call) -> bool:
     _end_of_args(c)
-    now = s.device.now()
-    await s.emit([f"*{now:%H:%M:%S}.{now.microsecond // 1000:03d} UTC {now:%a %b} {now.day} {now:%Y}"])
+    await s.emit([clock.show_clock(s.device.now(), s.device.zone)])
     return True
 
 
@@ -557,7 +596,7 @@ async def h_show_version(s: Session, c: Call) -> bool:
 
 async def h_show_logging(s: Session, c: Call) -> bool:
     _end_of_args(c)
-    count = len(s.device.log_lines)
+    count = s.device.logbuf.total
     # Header inferred from IOS XE; the `Buffer logging:` and `Log Buffer (N bytes):` lines follow
     # send_log_severity_userlog__gh_rt01_iol.txt.
     lines = [
@@ -574,8 +613,7 @@ async def h_show_logging(s: Session, c: Call) -> bool:
         "    Console logging: disabled",
         "    Monitor logging: level debugging, 0 messages logged, xml disabled,",
         "                     filtering disabled",
-        f"    Buffer logging:  level debugging, {count} messages logged, xml disabled,",
-        "                    filtering disabled",
+        *s.device.logbuf.header(),
         "    Exception Logging: size (4096 bytes)",
         "    Count and timestamp logging messages: disabled",
         "    Persistent logging: disabled",
@@ -585,10 +623,9 @@ async def h_show_logging(s: Session, c: Call) -> bool:
         f"    Trap logging: level informational, {count} message lines logged",
         "        Logging Source-Interface:       VRF Name:",
         "",
-        "Log Buffer (102400 bytes):",
-        "",
-        *s.device.log_lines,
     ]
+    if s.device.logbuf.enabled:  # inferred: no buffer section while buffered logging is off
+        lines += [f"Log Buffer ({s.device.logbuf.size} bytes):", "", *s.device.log_lines]
     await s.emit(lines)
     return True
 
@@ -640,7 +677,8 @@ async def h_show_certificates(s: Session, c: Call) -> bool:
         only = words[0][0]
         if len(words) > 1:
             raise CommandError("invalid", words[1][1])
-    await s.emit(pki.show_certificates(list(s.device.trustpoints.values()), verbose=verbose, only=only))
+    await s.emit(pki.show_certificates(list(s.device.trustpoints.values()), verbose=verbose, only=only,
+                                         zone=s.device.zone))
     return True
 
 
@@ -673,13 +711,13 @@ async def h_show_env(s: Session, c: Call) -> bool:
 
 async def h_show_policy(s: Session, c: Call) -> bool:
     _end_of_args(c)
-    await s.emit(eem.show_policy_registered(list(s.device.applets.values())))
+    await s.emit(eem.show_policy_registered(list(s.device.applets.values()), s.device.zone))
     return True
 
 
 async def h_show_history(s: Session, c: Call) -> bool:
     _end_of_args(c)
-    await s.emit(eem.show_history(s.device.history))
+    await s.emit(eem.show_history(s.device.history, s.device.zone))
     return True
 
 
@@ -778,6 +816,8 @@ async def h_do(s: Session, c: Call) -> bool | None:
         handler, call = EXEC.match(c.rest, c.rest_column, s.priv)
         if handler in (h_configure, h_exit):
             raise CommandError("invalid", c.rest_column)
+        if not await s.authorize(call):  # `do X` is authorized as X
+            return True
         return await handler(s, call)
     finally:
         if s.mode == "exec":
@@ -851,6 +891,31 @@ async def h_no_environment(s: Session, c: Call) -> bool:
     if not c.args:
         raise CommandError("incomplete")
     s.device.env.pop(c.args[0][0], None)
+    s.changed()
+    return True
+
+
+async def h_history_size(s: Session, c: Call) -> bool:
+    """`event manager history size events <1-50>` (traps are accepted and ignored)."""
+    words = _words(c)
+    if len(words) < 2:
+        raise CommandError("incomplete")
+    kind = [k for k in ("events", "traps") if k.startswith(words[0].lower())]
+    if len(kind) != 1:
+        raise CommandError("invalid", c.args[0][1])
+    if not words[1].isdigit() or not 1 <= int(words[1]) <= 50:
+        raise CommandError("invalid", c.args[1][1])
+    if len(words) > 2:
+        raise CommandError("invalid", c.args[2][1])
+    if kind[0] == "events":
+        s.device.set_history_size(int(words[1]))
+    s.changed()
+    return True
+
+
+async def h_no_history_size(s: Session, c: Call) -> bool:
+    if c.args and "events".startswith(c.args[0][0].lower()):
+        s.device.history_size = HISTORY_SIZE
     s.changed()
     return True
 
@@ -951,6 +1016,47 @@ async def h_applet_maxrun(s: Session, c: Call) -> bool:
     return True
 
 
+def _setting(apply: Callable[[Session, list[tuple[str, int]]], None]) -> Handler:
+    async def handler(s: Session, c: Call) -> bool:
+        try:
+            apply(s, c.args)
+        except settings.SettingError as exc:
+            raise CommandError("incomplete" if exc.column < 0 else "invalid", exc.column) from None
+        s.changed()
+        return True
+
+    return handler
+
+
+def _set_timezone(s: Session, args: list[tuple[str, int]]) -> None:
+    zone = settings.clock_timezone(args)
+    old = s.device.zone
+    s.device.zone = Zone(zone.name, zone.offset, old.summer_name, old.summer_start, old.summer_end, old.summer_extra)
+
+
+def _set_summer(s: Session, args: list[tuple[str, int]]) -> None:
+    s.device.zone, s.device.summer_text = settings.clock_summer_time(s.device.zone, args)
+
+
+def _no_timezone(s: Session, args: list[tuple[str, int]]) -> None:
+    old = s.device.zone
+    s.device.zone = Zone("UTC", timedelta(0), old.summer_name, old.summer_start, old.summer_end, old.summer_extra)
+
+
+def _no_summer(s: Session, args: list[tuple[str, int]]) -> None:
+    s.device.zone = Zone(s.device.zone.name, s.device.zone.offset)
+    s.device.summer_text = None
+
+
+def _set_sequence_numbers(on: bool) -> Callable[[Session, list[tuple[str, int]]], None]:
+    def apply(s: Session, args: list[tuple[str, int]]) -> None:
+        if args:
+            raise settings.SettingError(args[0][1])
+        s.device.logbuf.sequence_numbers = on
+
+    return apply
+
+
 async def h_ignore(s: Session, c: Call) -> bool:
     return True
 
@@ -994,6 +1100,18 @@ def _build_tables() -> dict[str, CommandTable]:
     config.add("event manager applet", h_applet, args=True)
     config.add("no event manager environment", h_no_environment, args=True)
     config.add("no event manager applet", h_no_applet, args=True)
+    config.add("event manager history size", h_history_size, args=True)
+    config.add("logging buffered", _setting(lambda s, a: settings.logging_buffered(s.device.logbuf, a)), args=True)
+    config.add("no logging buffered", _setting(lambda s, a: s.device.logbuf.disable()), args=True)
+    config.add("service timestamps", _setting(lambda s, a: settings.service_timestamps(s.device.logbuf, a)),
+               args=True)
+    config.add("service sequence-numbers", _setting(_set_sequence_numbers(True)), args=True)
+    config.add("no service sequence-numbers", _setting(_set_sequence_numbers(False)), args=True)
+    config.add("clock timezone", _setting(_set_timezone), args=True)
+    config.add("clock summer-time", _setting(_set_summer), args=True)
+    config.add("no clock timezone", _setting(_no_timezone), args=True)
+    config.add("no clock summer-time", _setting(_no_summer), args=True)
+    config.add("no event manager history size", h_no_history_size, args=True)
 
     trustpoint = CommandTable()
     trustpoint.add("end", h_end)
@@ -1020,4 +1138,4 @@ def _build_tables() -> dict[str, CommandTable]:
 MODE_TABLES = _build_tables()
 EXEC = MODE_TABLES["exec"]
 
-__all__ = ["CommandTable", "Session", "log_timestamp"]
+__all__ = ["CommandTable", "Session"]

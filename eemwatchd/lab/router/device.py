@@ -14,7 +14,9 @@ from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.iosformat import parse_hex_lines
 from eemwatchd.errors import CertificateError, StateError
 from eemwatchd.lab.router import eem
+from eemwatchd.lab.router.clock import UTC_ZONE, Clock, Zone, config_time, wall_clock
 from eemwatchd.lab.router.faults import Faults
+from eemwatchd.lab.router.logbuffer import LogBuffer
 from eemwatchd.lab.router.mailer import MailOutcome
 from eemwatchd.lab.router.pki import (
     SLA_TRUSTPOINT,
@@ -23,29 +25,52 @@ from eemwatchd.lab.router.pki import (
     apply_trustpoint_command,
     default_sla_trustpoint,
 )
+from eemwatchd.lab.router.settings import replay_setting
 
 STARTUP_FILE = "startup-config"
 HOST_KEY_FILE = "ssh_host_ed25519_key"
 NVRAM_SIZE = 33554432  # show_startup-config_crypto_pki_nvram_refs__gh_ie_switch_17_3.txt
-LOG_BUFFER_BYTES = 102400  # inferred: the IOS XE default `logging buffered` size
+# `event manager history size events` default 10, range 1-50: as recalled from Cisco's EEM command
+# reference, not found in the searchable sources (inferred); freeztp's README configures 50.
+HISTORY_SIZE = 10
+
+
+# A user who may look but not change: every `show` and `terminal` command, nothing else.
+READ_ONLY_COMMANDS = ("show", "terminal")
 
 
 @dataclass(frozen=True)
 class User:
-    """A local user; ``public_keys`` are OpenSSH public key lines (`ssh-ed25519 AAAA... comment`)."""
+    """A local user; ``public_keys`` are OpenSSH public key lines (`ssh-ed25519 AAAA... comment`).
+
+    ``allowed_commands``: AAA command authorization (None: off). Each rule is a command or a word-prefix
+    of one, with keywords spelled out (`show running-config`, `crypto pki`, `show`); any other command,
+    exec or configuration, is refused with `Command authorization failed.` and changes nothing. `exit`,
+    `logout`, `end` and `disable` are always allowed. READ_ONLY_COMMANDS makes a read-only user.
+    ``exec_authorized=False``: the session is refused right after login with `% Authorization failed.`
+    (`aaa authorization exec` denied).
+    """
 
     name: str
     password: str | None = None
     public_keys: tuple[str, ...] = ()
     privilege: int = 15
+    allowed_commands: tuple[str, ...] | None = None
+    exec_authorized: bool = True
 
     def __repr__(self) -> str:  # never show the password
-        return f"User({self.name!r}, privilege={self.privilege}, keys={len(self.public_keys)})"
+        rules = "" if self.allowed_commands is None else f", allowed_commands={self.allowed_commands!r}"
+        return f"User({self.name!r}, privilege={self.privilege}, keys={len(self.public_keys)}{rules})"
 
 
 @dataclass
 class DeviceSpec:
-    """How to build one lab router. ``port`` 0 lets the OS choose (read the bound port from the device)."""
+    """How to build one lab router. ``port`` 0 lets the OS choose (read the bound port from the device).
+
+    ``clock`` is the time source (default: the wall clock); the device reads ``clock() + clock_offset`` for
+    everything it shows or checks (log, `show clock`, EEM, config headers, the mailer's validity check).
+    Tests pin it (clock.ticking_clock) so no output depends on today's date.
+    """
 
     name: str
     state_dir: Path
@@ -53,6 +78,7 @@ class DeviceSpec:
     users: tuple[User, ...] = (User("admin", "admin"),)
     enable_secret: str | None = None
     lenient: bool = False
+    clock: Clock | None = None
     clock_offset: timedelta = timedelta(0)
     faults: Faults = field(default_factory=Faults)
     host: str = "127.0.0.1"
@@ -71,14 +97,6 @@ class DeviceSpec:
         return f"DeviceSpec({self.name!r}, state_dir={str(self.state_dir)!r}, port={self.port})"
 
 
-def log_timestamp(moment: datetime) -> str:
-    """`*Dec  6 20:17:37.657` (service timestamps log datetime msec, clock not NTP-synced)."""
-    return f"*{moment:%b} {moment.day:>2} {moment:%H:%M:%S}.{moment.microsecond // 1000:03d}"
-
-
-def config_time(moment: datetime) -> str:
-    """`12:17:34 UTC Thu Oct 19 2023` (show_running-config_head__gh_ansible_facts_csr1000v_17_3.txt)."""
-    return f"{moment:%H:%M:%S} UTC {moment:%a %b} {moment.day} {moment:%Y}"
 
 
 class Device:
@@ -91,11 +109,14 @@ class Device:
         self.trustpoints: dict[str, Trustpoint] = {}
         self.env: dict[str, str] = {}
         self.applets: dict[str, eem.Applet] = {}
-        self.log_lines: list[str] = []
+        self.logbuf = LogBuffer()
+        self.summer_text: str | None = None  # `clock summer-time` arguments as configured
         self.history: list[eem.HistoryEntry] = []
+        self.history_size = HISTORY_SIZE
         self.mail_outcomes: list[tuple[str, MailOutcome]] = []
         self.last_change: tuple[datetime, str] | None = None
         self.last_saved: datetime | None = None
+        self.zone: Zone = UTC_ZONE
         self._jobs: set[asyncio.Task[None]] = set()
         self._next_job = 1
         self._reset_running()
@@ -104,12 +125,19 @@ class Device:
     # --- clock and log ---------------------------------------------------------------------------
 
     def now(self) -> datetime:
-        return datetime.now(UTC) + self.spec.clock_offset
+        """The device's current instant (UTC), from the spec's clock plus its offset."""
+        moment = (self.spec.clock or wall_clock)()
+        if moment.tzinfo is None:
+            raise ValueError(f"lab device {self.spec.name}: the clock must return timezone-aware datetimes")
+        return moment.astimezone(UTC) + self.spec.clock_offset
+
+    @property
+    def log_lines(self) -> list[str]:
+        """The lines in the log buffer, oldest first (what `show logging` prints after its header)."""
+        return self.logbuf.lines
 
     def log(self, message: str) -> None:
-        self.log_lines.append(f"{log_timestamp(self.now())}: {message}")
-        while sum(len(x) + 1 for x in self.log_lines) > LOG_BUFFER_BYTES:
-            self.log_lines.pop(0)
+        self.logbuf.add(self.now(), self.zone, message)
 
     # --- config ---------------------------------------------------------------------------------------
 
@@ -117,6 +145,9 @@ class Device:
         self.trustpoints = {SLA_TRUSTPOINT: default_sla_trustpoint(self.started_at)}
         self.env = {}
         self.applets = {}
+        self.history_size = HISTORY_SIZE
+        self.zone = UTC_ZONE
+        self.summer_text = None
 
     def mark_changed(self, user: str) -> None:
         self.last_change = (self.now(), user)
@@ -130,15 +161,15 @@ class Device:
         lines = ["!"]
         if self.last_change is not None:
             at, user = self.last_change
-            lines.append(f"! Last configuration change at {config_time(at)} by {user}")
+            lines.append(f"! Last configuration change at {config_time(at, self.zone)} by {user}")
         if self.last_saved is not None:
-            lines.append(f"! NVRAM config last updated at {config_time(self.last_saved)}")
+            lines.append(f"! NVRAM config last updated at {config_time(self.last_saved, self.zone)}")
         if len(lines) > 1:
             lines.append("!")
         lines += [
             f"version {int(major)}.{int(minor)}",
             "service timestamps debug datetime msec",
-            "service timestamps log datetime msec",
+            *self.logbuf.service_lines(),
             "platform qfp utilization monitor load 80",
             "platform punt-keepalive disable-kernel-core",
             "platform console virtual",
@@ -148,8 +179,10 @@ class Device:
             "boot-start-marker",
             "boot-end-marker",
             "!",
+            *self.logbuf.logging_lines(),
             "!",
             "no aaa new-model",
+            *self.clock_lines(),
             "!",
         ]
         for tp in self.trustpoints.values():
@@ -160,9 +193,23 @@ class Device:
         lines += ["!", "!", "line con 0", " stopbits 1", "line vty 0 4", " login local", " transport input ssh", "!"]
         for name, value in self.env.items():
             lines.append(f"event manager environment {name} {value}")
+        if self.history_size != HISTORY_SIZE:
+            lines.append(f"event manager history size events {self.history_size}")
         for applet in self.applets.values():
             lines += applet.config_lines()
         lines += ["!", "end"]
+        return lines
+
+    def clock_lines(self) -> list[str]:
+        lines = []
+        if self.zone.name != "UTC" or self.zone.offset:
+            hours, rest = divmod(int(self.zone.offset.total_seconds()) // 60, 60)
+            if self.zone.offset.total_seconds() < 0 and rest:
+                hours, rest = hours + 1, 60 - rest
+            lines.append(f"clock timezone {self.zone.name} {hours} {rest}")
+        if self.zone.summer_name is not None:
+            lines.append(f"clock summer-time {self.zone.summer_name} recurring"
+                         + (f" {self.summer_text}" if self.summer_text else ""))
         return lines
 
     def running_config(self) -> list[str]:
@@ -234,6 +281,10 @@ class Device:
             elif line.startswith("event manager environment "):
                 parts = line.split(None, 4)
                 self.env[parts[3]] = parts[4] if len(parts) > 4 else ""
+            elif line.startswith(("clock ", "logging ", "no logging ", "service ")):
+                replay_setting(self, line)
+            elif line.startswith("event manager history size events "):
+                self.history_size = int(line.split()[5])
             elif line.startswith("event manager applet "):
                 self._load_applet(line, children)
             i = j
@@ -285,12 +336,26 @@ class Device:
 
         async def job() -> None:
             status = await eem.run_applet(applet, ctx)
-            self.history.append(eem.HistoryEntry(job_id, status, started, "none", name))
+            # The row appears when the job ENDS (a running job has none), oldest rows beyond the
+            # configured size are dropped.
+            self.add_history(eem.HistoryEntry(job_id, status, started, "none", name))
 
         task = asyncio.get_running_loop().create_task(job(), name=f"eem-{self.spec.name}-{name}")
         self._jobs.add(task)
         task.add_done_callback(self._jobs.discard)
         return None
+
+    def add_history(self, entry: eem.HistoryEntry) -> None:
+        self.history.append(entry)
+        del self.history[: max(0, len(self.history) - self.history_size)]
+
+    def set_history_size(self, size: int) -> None:
+        self.history_size = size
+        del self.history[: max(0, len(self.history) - size)]
+
+    @property
+    def running_jobs(self) -> int:
+        return len(self._jobs)
 
     async def wait_for_jobs(self, timeout: float | None = None) -> None:
         """Wait until every running applet finished (tests, shutdown)."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from eemwatchd.core.certificate import Certificate
+from eemwatchd.lab.router.clock import UTC_ZONE, Zone, history_time, registered_time
 from eemwatchd.lab.router.mailer import TIMEOUT_ERROR, MailOutcome, MailRequest, send_mail
 
 DEFAULT_MAXRUN = 20.0
@@ -211,15 +212,10 @@ def parse_maxrun(word: tuple[str, int]) -> float:
 # --- show commands --------------------------------------------------------------------------------
 
 
-def registered_time(moment: datetime) -> str:
-    """`%a %b %d %H:%M:%S %Y` with an unpadded day (`Sun Jan 1 16:09:34 2006`)."""
-    return f"{moment:%a %b} {moment.day} {moment:%H:%M:%S %Y}"
-
-
 POLICY_HEADER = "No.  Class     Type    Event Type          Trap  Time Registered           Name"
 
 
-def show_policy_registered(applets: Sequence[Applet]) -> list[str]:
+def show_policy_registered(applets: Sequence[Applet], zone: Zone = UTC_ZONE) -> list[str]:
     """show_event_manager_policy_registered_applets_cron__gh_switch.txt layout."""
     rows = [a for a in applets if a.event and a.registered_at is not None]
     if not rows:
@@ -232,7 +228,7 @@ def show_policy_registered(applets: Sequence[Applet]) -> list[str]:
         event_type = applet.event if applet.event == "none" else (applet.event or "").split()[0]
         out.append(
             f"{number:<5}{'applet':<10}{'user':<8}{event_type:<20}{'Off':<6}"
-            f"{registered_time(applet.registered_at):<26}{applet.name}"
+            f"{registered_time(applet.registered_at, zone):<26}{applet.name}"
         )
         out.append(f" maxrun {applet.effective_maxrun:.3f}")
         out.extend(" " + a.render() for a in sorted(applet.actions, key=lambda a: _label_key(a.label)))
@@ -262,12 +258,12 @@ class HistoryEntry:
 HISTORY_HEADER = "No.  Job Id Proc Status   Time of Event            Event Type        Name"
 
 
-def show_history(entries: Sequence[HistoryEntry]) -> list[str]:
-    """show_event_manager_history_events__gh_rolling_pcap_iosxe.txt: `Wed Mar10 13:22:46 2021` (no space)."""
+def show_history(entries: Sequence[HistoryEntry], zone: Zone = UTC_ZONE) -> list[str]:
+    """show_event_manager_history_events__gh_rolling_pcap_iosxe.txt: `Wed Mar10 13:22:46 2021` (no space);
+    a one-digit day is space-padded (`Tue Dec 1 ...`, inferred: see clock.history_time)."""
     out = [HISTORY_HEADER]
     for number, e in enumerate(entries, start=1):
-        # inferred for a single-digit day: not padded either (`Mon Mar3`).
-        when = f"{e.at:%a %b}{e.at.day} {e.at:%H:%M:%S %Y}"
+        when = history_time(e.at, zone)
         out.append(
             f"{number:<5}{e.job_id:<7}{'Actv':<5}{e.status:<9}{when:<25}{e.event_type:<18}applet: {e.name}"
         )

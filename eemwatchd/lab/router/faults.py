@@ -1,7 +1,8 @@
-"""Fault injection for one lab device: drops, delays, refused logins, errors, a changed host key."""
+"""Fault injection for one lab device (drops, delays, refused logins, errors, host key) and a silent peer."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -34,3 +35,36 @@ class Faults:
         if self.drop_at_command is not None and " ".join(line.split()).startswith(self.drop_at_command):
             return True
         return self.drop_after_commands is not None and executed >= self.drop_after_commands
+
+
+class SilentPeer:
+    """A TCP listener on 127.0.0.1 that accepts connections and never sends a byte: an SMTP server that
+    hangs. Point an applet's `_email_server` at ``port``; the mail action then times out (`timeout error`).
+
+    ``async with SilentPeer() as peer:``; ``peer.accepted`` counts the connections it swallowed.
+    """
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.accepted = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._release = asyncio.Event()
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self._writers.add(writer)
+        await self._release.wait()
+
+    async def __aenter__(self) -> SilentPeer:
+        self._server = await asyncio.start_server(self._hold, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._release.set()
+        for writer in self._writers:
+            writer.transport.abort()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()

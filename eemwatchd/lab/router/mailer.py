@@ -85,9 +85,9 @@ async def _command(
     return lines
 
 
-def _message(req: MailRequest) -> bytes:
+def _message(req: MailRequest, now: datetime) -> bytes:
     headers = [
-        f"Date: {formatdate(localtime=False)}",
+        f"Date: {formatdate(now.timestamp(), localtime=False)}",  # the router's clock, not the host's
         f"Message-ID: {make_msgid(domain=req.helo)}",
         f"From: {req.sender}",
         f"To: {', '.join(req.to)}",
@@ -170,7 +170,7 @@ async def _converse(
     for rcpt in (*req.to, *req.cc):
         await _command(reader, writer, f"RCPT TO:<{rcpt}>", 250)
     await _command(reader, writer, "DATA", 354)
-    writer.write(_message(req))
+    writer.write(_message(req, now()))
     await writer.drain()
     code, lines = await _reply(reader)
     if code != 250:

@@ -16,6 +16,7 @@ from cryptography.x509.oid import ExtensionOID, NameOID
 from eemwatchd.core.certificate import Certificate, format_fingerprint_ios
 from eemwatchd.core.iosformat import render_certificate_block
 from eemwatchd.errors import CertificateError
+from eemwatchd.lab.router.clock import UTC_ZONE, Zone, pki_date
 
 # The real Cisco Licensing Root CA that every 16.x/17.x box holds in SLA-TrustPoint, decoded from the
 # hex in show_running-config_crypto_pki_section__gh_ansible_facts_csr1000v_17_3.txt (SHA1 5CA95FB6 ...,
@@ -357,9 +358,9 @@ def dn_lines(name: x509.Name, indent: str = "    ") -> list[str]:
     return lines
 
 
-def ios_date(moment: datetime) -> str:
-    """`15:49:05 UTC Oct 30 2023`: day not zero-padded, zone named UTC (the lab clock runs in UTC)."""
-    return f"{moment:%H:%M:%S} UTC {moment:%b} {moment.day} {moment:%Y}"
+def ios_date(moment: datetime, zone: Zone = UTC_ZONE) -> str:
+    """`15:49:05 UTC Oct 30 2023`: day not zero-padded, in the router's zone (INDEX.md, show crypto pki)."""
+    return pki_date(moment, zone)
 
 
 _KEY_USAGE_BITS = (
@@ -384,7 +385,7 @@ def _hex_groups(hex_text: str) -> str:
     return format_fingerprint_ios(bytes.fromhex(hex_text))
 
 
-def _verbose_lines(cert: Certificate, installed_at: datetime | None) -> list[str]:
+def _verbose_lines(cert: Certificate, installed_at: datetime | None, zone: Zone) -> list[str]:
     key = cert.x509.public_key()
     lines = ["  Subject Key Info:"]
     if isinstance(key, rsa.RSAPublicKey):
@@ -417,12 +418,13 @@ def _verbose_lines(cert: Certificate, installed_at: datetime | None) -> list[str
     lines.append("    Authority Info Access:")
     lines += [f"        CA ISSUERS: {url}" for url in cert.ca_issuer_urls]
     if installed_at is not None:
-        lines.append(f"  Cert install time: {ios_date(installed_at)} ")
+        lines.append(f"  Cert install time: {ios_date(installed_at, zone)} ")
     return lines
 
 
 def certificate_block(
-    cert: Certificate, trustpoints: Sequence[str], *, verbose: bool, installed_at: datetime | None
+    cert: Certificate, trustpoints: Sequence[str], *, verbose: bool, installed_at: datetime | None,
+    zone: Zone = UTC_ZONE,
 ) -> list[str]:
     """One `CA Certificate` block, genie style (trailing spaces after Issuer:, Subject:, Validity Date:)."""
     lines = ["CA Certificate", "  Status: Available"]
@@ -448,16 +450,18 @@ def certificate_block(
             lines += ["  CRL Distribution Points: ", *(f"    {u}" for u in urls)]
     lines += [
         "  Validity Date: ",
-        f"    start date: {ios_date(cert.not_before)}",
-        f"    end   date: {ios_date(cert.not_after)}",
+        f"    start date: {ios_date(cert.not_before, zone)}",
+        f"    end   date: {ios_date(cert.not_after, zone)}",
     ]
     if verbose:
-        lines += _verbose_lines(cert, installed_at)
+        lines += _verbose_lines(cert, installed_at, zone)
     lines.append(f"  Associated Trustpoints: {' '.join(trustpoints)} ")
     return lines
 
 
-def show_certificates(trustpoints: Sequence[Trustpoint], *, verbose: bool, only: str | None) -> list[str]:
+def show_certificates(
+    trustpoints: Sequence[Trustpoint], *, verbose: bool, only: str | None, zone: Zone = UTC_ZONE
+) -> list[str]:
     """`show crypto pki certificates [verbose] [NAME]`: each certificate once, all its trustpoints listed."""
     order: list[Certificate] = []
     holders: dict[Certificate, list[str]] = {}
@@ -474,7 +478,8 @@ def show_certificates(trustpoints: Sequence[Trustpoint], *, verbose: bool, only:
     for cert in order:
         if only is not None and only not in holders[cert]:
             continue
-        blocks.append(certificate_block(cert, holders[cert], verbose=verbose, installed_at=installed[cert]))
+        blocks.append(certificate_block(cert, holders[cert], verbose=verbose, installed_at=installed[cert],
+                                        zone=zone))
     out: list[str] = []
     for i, block in enumerate(blocks):
         if i:

@@ -14,7 +14,7 @@ from types import TracebackType
 
 import asyncssh
 
-from eemwatchd.lab.router.cli import Session
+from eemwatchd.lab.router.cli import EXEC_AUTHORIZATION_FAILED, Session
 from eemwatchd.lab.router.device import HOST_KEY_FILE, Device, DeviceSpec, User
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,17 @@ class LabDevice:
             device, user, vty=vty, peer=peer[0] if peer else "127.0.0.1", send=send, close=close,
             sleep=asyncio.sleep,
         )
+        if not user.exec_authorized:
+            # `aaa authorization exec` denied: the line, then the session ends (inferred: no prompt first).
+            send(f"\r\n{EXEC_AUTHORIZATION_FAILED}\r\n")
+            with contextlib.suppress(asyncssh.Error, OSError):
+                await process.stdout.drain()
+            process.exit(1)
+            # let the client read the line before the connection goes
+            with contextlib.suppress(asyncssh.Error, OSError, TimeoutError):
+                await asyncio.wait_for(process.channel.wait_closed(), 1)
+            close(False)
+            return
         if process.command:
             # `ssh router "show version"`: run the one command, no prompt (inferred from IOS exec channels).
             session.length = 0
