@@ -55,7 +55,7 @@ class _StrictLoader(yaml.SafeLoader):
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
-        self.duplicates: list[str] = []
+        self.duplicates: list[tuple[int, str]] = []  # (line of the repeat, problem)
         self._depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
@@ -80,7 +80,8 @@ class _StrictLoader(yaml.SafeLoader):
             key = self.construct_object(key_node)
             line = key_node.start_mark.line + 1
             if key in seen:
-                self.duplicates.append(f"key {key!r} appears twice (line {seen[key]} and line {line}); keep one")
+                self.duplicates.append(
+                    (line, f"key {key!r} appears twice (line {seen[key]} and line {line}); keep one"))
             else:
                 seen[key] = line
         return super().construct_mapping(node, deep=deep)
@@ -109,5 +110,5 @@ def load_yaml(text: str, *, source: str) -> Any:
         if loader is not None:
             loader.dispose()
     if loader.duplicates:
-        raise ConfigError(loader.duplicates, source=source)
+        raise ConfigError([problem for _, problem in sorted(loader.duplicates)], source=source)
     return data
