@@ -3,6 +3,7 @@
 pydantic does the type and range checks (and gives each problem a location); we turn its errors into
 ``routers[3].port: must be 1-65535``-style lines with a fix, then run the cross-field checks ourselves.
 Secrets come from ``${ENV_VAR}`` references or ``*_file`` keys; a secret written in clear draws a warning.
+The model lives in ``config_model``, reading the file (size, UTF-8, strict YAML) in ``config_yaml``.
 """
 
 from __future__ import annotations
@@ -12,173 +13,49 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
+from eemwatchd.config_model import (
+    AccountConfig,
+    AlertConfig,
+    Config,
+    Duration,
+    MetricsConfig,
+    PolicyConfig,
+    RouterConfig,
+    Secret,
+    ServerConfig,
+    Timeouts,
+    human_duration,
+    parse_duration,
+    window_problems,
+)
+from eemwatchd.config_yaml import MAX_CONFIG_BYTES, load_yaml, read_config_file
 from eemwatchd.errors import ConfigError
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
+__all__ = [
+    "MAX_CONFIG_BYTES",
+    "AccountConfig",
+    "AlertConfig",
+    "Config",
+    "Duration",
+    "LoadedConfig",
+    "MetricsConfig",
+    "PolicyConfig",
+    "RouterConfig",
+    "Secret",
+    "ServerConfig",
+    "Timeouts",
+    "human_duration",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+    "window_problems",
+]
+
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$"
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from ``90``, ``"90s"``, ``"15m"``, ``"1h"``, ``"7d"``, ``"1w"``."""
-    if isinstance(value, bool):
-        raise ValueError("must be a duration like 30s, 15m, 1h or 7d")  # noqa: TRY004 - pydantic wants ValueError
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    else:
-        raise ValueError("must be a duration like 30s, 15m, 1h or 7d")
-    if seconds < 0:
-        raise ValueError("must not be negative")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
-class Secret:
-    """A secret value. Its repr and str never show the value; ``reveal()`` is the one way to read it."""
-
-    __slots__ = ("_value", "origin")
-
-    def __init__(self, value: str, *, origin: str) -> None:
-        self._value = value
-        self.origin = origin  # "env:NAME", "file:/path" or "inline" - safe to show
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret(<{self.origin}>)"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-
-
-class Timeouts(_Model):
-    connect: Duration = 10.0
-    step: Duration = 30.0
-    total: Duration = 120.0
-
-
-class ServerConfig(_Model):
-    name: str = Field(pattern=_NAME)
-    host: str = Field(min_length=1, max_length=253)
-    port: int | None = Field(default=None, ge=1, le=65535)
-    mode: Literal["starttls", "implicit"] = "starttls"
-    interval: Duration = 3600.0
-    servername: str | None = None
-    ca_file: Path | None = None
-    pins: tuple[str, ...] = ()
-    timeouts: Timeouts = Timeouts()
-
-    @property
-    def effective_port(self) -> int:
-        return self.port if self.port is not None else (587 if self.mode == "starttls" else 465)
-
-    @model_validator(mode="after")
-    def _check_pins(self) -> ServerConfig:
-        for pin in self.pins:
-            if not re.fullmatch(r"[0-9a-fA-F]{64}", pin.replace(":", "")):
-                raise ValueError(f"pin {pin!r} must be a SHA-256 fingerprint (64 hex characters)")
-        return self
-
-
-class RouterConfig(_Model):
-    name: str = Field(pattern=_NAME)
-    host: str = Field(min_length=1, max_length=253)
-    port: int = Field(default=22, ge=1, le=65535)
-    username: str = Field(min_length=1)
-    password: Secret | None = None
-    key_file: Path | None = None
-    enable_secret: Secret | None = None
-    known_hosts: Path | None = None
-    trust_on_first_use: bool = False
-    applet: str = Field(min_length=1)
-    servers: tuple[str, ...] = Field(min_length=1)
-    adopt: tuple[str, ...] = ()
-    timeouts: Timeouts = Timeouts()
-
-
-class PolicyConfig(_Model):
-    install: Literal["path", "anchor_only"] = "path"
-    include_leaf: bool = False
-    trustpoint_prefix: str = Field(default="EEMW-", pattern=r"^[A-Za-z][A-Za-z0-9_\-]{0,15}$")
-    retention: Duration = 7 * 86400.0
-    confirmations: int = Field(default=2, ge=1, le=100)
-    expiry_warning: Duration = 30 * 86400.0
-    recent: Duration = 14 * 86400.0
-    max_parallel_routers: int = Field(default=8, ge=1, le=500)
-    trust_store: str = "system"
-    aia: bool = True
-    strict_ios_validation: bool = True
-
-
-class AlertConfig(_Model):
-    kind: Literal["log", "webhook", "email"]
-    events: tuple[Literal["chain_changed", "chain_unverified", "router_drift", "refresh_failed",
-                          "refresh_succeeded", "expiry"], ...] = (
-        "chain_changed", "chain_unverified", "router_drift", "refresh_failed", "expiry")
-    url: str | None = None
-    smtp_host: str | None = None
-    smtp_port: int = Field(default=587, ge=1, le=65535)
-    mail_from: str | None = None
-    mail_to: tuple[str, ...] = ()
-    username: str | None = None
-    password: Secret | None = None
-    timeout: Duration = 10.0
-
-    @model_validator(mode="after")
-    def _check_kind(self) -> AlertConfig:
-        if self.kind == "webhook" and not self.url:
-            raise ValueError("a webhook alert needs url: (http:// or https://)")
-        if self.kind == "webhook" and self.url and not re.match(r"^https?://", self.url):
-            raise ValueError("url must start with http:// or https://")
-        if self.kind == "email" and not (self.smtp_host and self.mail_from and self.mail_to):
-            raise ValueError("an email alert needs smtp_host, mail_from and mail_to")
-        return self
-
-
-class MetricsConfig(_Model):
-    listen: str = Field(default="127.0.0.1:9810", pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):\d{1,5}$")
-
-
-class Config(_Model):
-    state_path: Path = Path("/var/lib/eemwatchd/state.db")
-    servers: tuple[ServerConfig, ...] = Field(min_length=1)
-    routers: tuple[RouterConfig, ...] = ()
-    policy: PolicyConfig = PolicyConfig()
-    alerts: tuple[AlertConfig, ...] = (AlertConfig(kind="log"),)
-    metrics: MetricsConfig = MetricsConfig()
-
-    def server(self, name: str) -> ServerConfig:
-        for server in self.servers:
-            if server.name == name:
-                return server
-        raise KeyError(name)
-
-    def router(self, name: str) -> RouterConfig:
-        for router in self.routers:
-            if router.name == name:
-                return router
-        raise KeyError(name)
-
 
 @dataclass
 class LoadedConfig:
@@ -200,6 +77,17 @@ _FIXES = {
 }
 
 
+# Why a required key is required, where that is not obvious; keyed by the end of its location.
+_MISSING_WHY = {
+    "account.from": "the login name cannot be an address (no '@'), so say which address the mail comes "
+                    "from (the provider refuses or rewrites any other)",
+}
+
+
+def _missing_why(loc: str) -> str | None:
+    return next((why for end, why in _MISSING_WHY.items() if loc.endswith(end)), None)
+
+
 def _location(loc: Sequence[int | str]) -> str:
     out = ""
     for part in loc:
@@ -218,6 +106,8 @@ def _describe(error: Mapping[str, Any]) -> str:
         message = _FIXES[kind].format(**ctx)
         if loc.endswith("port"):
             message = "must be 1-65535"
+    elif kind == "missing" and (why := _missing_why(loc)):
+        message = f"is required: {why}"
     elif kind in _FIXES:
         message = _FIXES[kind].format(**{k: str(v) for k, v in ctx.items()})
     elif kind == "value_error":
@@ -358,16 +248,23 @@ def _relative_paths(raw: dict[str, Any], base: Path) -> None:
         fix(policy, "trust_store")
 
 
-def parse_config(text: str, *, source: str = "config", base: Path | None = None) -> LoadedConfig:
-    """Validate YAML text. Raises ConfigError listing every problem."""
+def _router_warnings(config: Config) -> list[str]:
+    return [f"routers[{i}].legacy_algorithms: SHA-1 key exchange, MACs and host-key signatures are allowed "
+            f"for {r.name}; keep this only for an IOS image that offers nothing newer"
+            for i, r in enumerate(config.routers) if r.legacy_algorithms]
+
+
+def parse_config(
+    text: str, *, source: str = "config", base: Path | None = None, strict_windows: bool = False
+) -> LoadedConfig:
+    """Validate YAML text. Raises ConfigError listing every problem.
+
+    ``strict_windows``: windows that cannot work together (``window_problems``) are problems, not
+    warnings. ``check-config`` (and a scheduler, which fetches at ``servers[].interval``) use it; one-shot
+    runs, where the caller decides when servers are fetched, get them as warnings.
+    """
     base = base or Path.cwd()
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"not valid YAML{where}: {problem}"], source=source) from exc
+    raw = load_yaml(text, source=source)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -386,15 +283,19 @@ def parse_config(text: str, *, source: str = "config", base: Path | None = None)
         failed = {tuple(e["loc"][:1]) for e in errors if len(e["loc"]) > 1}
         problems[:0] = [_describe(e) for e in errors if not (e["type"] == "too_short" and tuple(e["loc"]) in failed)]
         raise ConfigError(problems, source=source) from None
+    windows = window_problems(config)
+    if strict_windows:
+        problems += windows
     if problems:
         raise ConfigError(problems, source=source)
+    warnings += _router_warnings(config)
+    if not strict_windows:
+        warnings += windows
     return LoadedConfig(config, warnings)
 
 
-def load_config(path: str | Path) -> LoadedConfig:
+def load_config(path: str | Path, *, strict_windows: bool = False) -> LoadedConfig:
+    """Read and validate a configuration file (at most 1 MiB of UTF-8 YAML)."""
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"cannot read the file ({exc.strerror})"], source=str(file)) from exc
-    return parse_config(text, source=str(file), base=file.resolve().parent)
+    text = read_config_file(file)
+    return parse_config(text, source=str(file), base=file.resolve().parent, strict_windows=strict_windows)

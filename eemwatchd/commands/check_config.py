@@ -20,7 +20,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        loaded = load_config(args.config)
+        # Strict about windows: what is checked here is what the daemon will run with.
+        loaded = load_config(args.config, strict_windows=True)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
