@@ -255,7 +255,7 @@ def _router_warnings(config: Config) -> list[str]:
 
 
 def parse_config(
-    text: str, *, source: str = "config", base: Path | None = None, strict_windows: bool = False
+    text: str, *, source: str = "config", base: Path | None = None, strict_windows: bool = True
 ) -> LoadedConfig:
     """Validate YAML text. Raises ConfigError listing every problem.
 
@@ -294,7 +294,7 @@ def parse_config(
     return LoadedConfig(config, warnings)
 
 
-def load_config(path: str | Path, *, strict_windows: bool = False) -> LoadedConfig:
+def load_config(path: str | Path, *, strict_windows: bool = True) -> LoadedConfig:
     """Read and validate a configuration file (at most 1 MiB of UTF-8 YAML)."""
     file = Path(path)
     text = read_config_file(file)

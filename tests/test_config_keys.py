@@ -54,10 +54,10 @@ def test_durations_must_be_finite(value: object) -> None:
     [
         ("server: 'interval: .inf'", "servers[0].interval: must be a finite duration"),
         ("server: 'interval: .nan'", "servers[0].interval: must be a finite duration"),
-        ("server: 'interval: 99999999999w'", "servers[0].interval: must be between 10s and 7d"),
-        ("server: 'interval: 5s'", "servers[0].interval: must be between 10s and 7d (got 5s)"),
-        ("server: 'interval: 8d'", "servers[0].interval: must be between 10s and 7d (got 8d)"),
-        ("router: 'interval: 30s'", "routers[0].interval: must be between 1m and 7d (got 30s)"),
+        ("server: 'interval: 99999999999w'", "servers[0].interval: must be between 1s and 7d"),
+        ("server: 'interval: 500ms'", "servers[0].interval: must be between 1s and 7d (got 0.5s)"),
+        ("server: 'interval: 8d'", "servers[0].interval: must be between 1s and 7d (got 8d)"),
+        ("router: 'interval: 2s'", "routers[0].interval: must be between 5s and 7d (got 2s)"),
         ("router: 'timeouts: {connect: 0s}'", "routers[0].timeouts.connect: must be between 1s and 1h"),
         ("server: 'timeouts: {total: 2h}'", "servers[0].timeouts.total: must be between 1s and 1h"),
         ("policy: 'recent: 0s'", "policy.recent: must be between 1s and 365d (got 0s)"),
@@ -94,8 +94,12 @@ def test_recent_shorter_than_confirmations_times_interval_is_a_problem_when_stri
     ]
 
 
-def test_the_same_windows_are_a_warning_for_one_shot_runs(base: Path) -> None:
-    loaded = parse_config(config_text(server="interval: 6h", policy="recent: 12h"), base=base)
+def test_the_same_windows_are_a_problem_by_default_and_a_warning_only_when_asked(base: Path) -> None:
+    text = config_text(server="interval: 6h", policy="recent: 12h")
+    assert problems(text, base, strict_windows=True)[0].startswith("policy.recent: 12h is too short")
+    with pytest.raises(ConfigError):
+        parse_config(text, base=base)
+    loaded = parse_config(text, base=base, strict_windows=False)
     assert len(loaded.warnings) == 1 and loaded.warnings[0].startswith("policy.recent: 12h is too short")
 
 
