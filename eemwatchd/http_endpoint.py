@@ -46,7 +46,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
         raise ListenError(listen, "not HOST:PORT or [IPv6]:PORT", "write it like 127.0.0.1:9810 or [::1]:9810")
     port = int(match["port"])
     if port > 65535:
-        raise ListenError(listen, f"port {port} is out of range", "use a port from 1 to 65535")
+        raise ListenError(listen, f"port {port} is out of range", "use a port from 1 to 65535, like 127.0.0.1:9810")
     return (match["v6"] or match["host"]), port
 
 
