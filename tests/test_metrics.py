@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -329,3 +329,13 @@ async def test_retain_drops_series_of_removed_servers_and_routers(served: Served
     assert {s.labels["router"] for s in f["eemwatchd_router_state"]} == {"r1"}
     assert {s.labels["server"] for s in f["eemwatchd_server_chain_changes"]} == {"gmail"}
     assert {s.labels["server"] for s in f["eemwatchd_server_fetch_success"]} == {"gmail"}
+
+
+def exported_sample_names() -> set[str]:
+    """Every sample name the exposition carries for a full fleet (histograms observed once), as PromQL sees it."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, status=fleet())
+    metrics.observe_fetch("gmail", 0.1)
+    metrics.observe_router_operation("read", 0.1)
+    text = generate_latest(registry).decode()
+    return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
