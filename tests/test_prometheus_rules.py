@@ -161,6 +161,12 @@ async def test_real_prometheus_scrapes_the_endpoint_and_evaluates_the_rules(tmp_
             pending = await asyncio.to_thread(
                 prom.wait_for, 'ALERTS{alertname="EemwatchdRouterTestFireFailing"}', check=_one_row)
             assert pending[0].labels["alertstate"] == "pending"  # `for: 15m` has not elapsed
+            # every dashboard query is valid PromQL for this Prometheus, and the histograms show data
+            for expr in dashboard_exprs():
+                if expr.startswith("label_values("):
+                    continue  # a Grafana function, not PromQL
+                promql = expr.replace("$job", "eemwatchd").replace("$__rate_interval", "1m")
+                await asyncio.to_thread(prom.query, promql)
     finally:
         await endpoint.close()
 
