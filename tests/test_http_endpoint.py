@@ -163,7 +163,8 @@ async def test_unknown_path_is_404(clocked: tuple[Served, Clock]) -> None:
 
 
 async def test_headers_of_the_page() -> None:
-    endpoint = await start_http("127.0.0.1:0", status=fleet(), registry=CollectorRegistry(), heartbeat=lambda: 0.0)
+    endpoint = await start_http("127.0.0.1:0", status=fleet(), registry=CollectorRegistry(), heartbeat=lambda: 0.0,
+                                now=lambda: NOW)
     def head() -> dict[str, str]:
         with urllib.request.urlopen(endpoint.url + "/", timeout=5) as reply:
             return dict(reply.headers)
