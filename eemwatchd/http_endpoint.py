@@ -1,0 +1,156 @@
+"""The daemon's HTTP side on metrics.listen: /metrics, /healthz, /readyz and the status page at /."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from eemwatchd.errors import EemwatchdError
+from eemwatchd.status import FleetStatus
+from eemwatchd.status_page import render_status_page
+
+log = logging.getLogger("eemwatchd.http")
+
+_LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Za-z:.%]+)\]|(?P<host>[A-Za-z0-9.\-]+)):(?P<port>\d{1,5})$")
+
+# The page has inline CSS and nothing else: forbid everything else outright, so even a value that escaped
+# escaping could not load or run anything.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+
+class ListenError(EemwatchdError):
+    """The HTTP endpoint cannot listen on metrics.listen (bad address, port in use, no permission)."""
+
+    def __init__(self, listen: str, reason: str, fix: str) -> None:
+        self.listen = listen
+        super().__init__(f"metrics.listen {listen!r}: {reason}; {fix}")
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[v6]:PORT`` (port 0: any free port) into host and port."""
+    match = _LISTEN.match(listen.strip())
+    if match is None:
+        raise ListenError(listen, "not HOST:PORT or [IPv6]:PORT", "write it like 127.0.0.1:9810 or [::1]:9810")
+    port = int(match["port"])
+    if port > 65535:
+        raise ListenError(listen, f"port {port} is out of range", "use a port from 1 to 65535, like 127.0.0.1:9810")
+    return (match["v6"] or match["host"]), port
+
+
+@dataclass
+class HttpEndpoint:
+    """A running endpoint; ``port`` is the bound port (useful when metrics.listen asked for port 0)."""
+
+    host: str
+    port: int
+    _runner: web.AppRunner
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def close(self) -> None:
+        await self._runner.cleanup()
+
+
+async def start_http(
+    listen: str,
+    *,
+    status: FleetStatus,
+    registry: CollectorRegistry,
+    heartbeat: Callable[[], float | None],
+    clock: Callable[[], float] = time.monotonic,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    stale_after: float = 60.0,
+) -> HttpEndpoint:
+    """Serve on the running event loop.
+
+    ``heartbeat`` returns when the daemon's loop last beat, on ``clock``'s scale (``time.monotonic`` by default),
+    or None before the first beat; /healthz answers 503 when it is older than ``stale_after`` seconds.
+    ``now`` is the wall clock the status page measures ages and expiries against.
+    """
+    host, port = parse_listen(listen)
+    app = web.Application()
+    handlers = _Handlers(status=status, registry=registry, heartbeat=heartbeat, clock=clock, now=now,
+                         stale_after=stale_after)
+    app.router.add_get("/metrics", handlers.metrics)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/readyz", handlers.readyz)
+    app.router.add_get("/", handlers.page)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise _listen_error(listen, exc) from exc
+    bound_host, bound_port = runner.addresses[0][:2]
+    log.info("HTTP endpoint on %s:%s (/metrics /healthz /readyz /)", bound_host, bound_port)
+    return HttpEndpoint(host=str(bound_host), port=int(bound_port), _runner=runner)
+
+
+def _listen_error(listen: str, exc: OSError) -> ListenError:
+    if exc.errno == errno.EADDRINUSE:
+        return ListenError(listen, "the port is already in use",
+                           "stop the process holding it or choose another port in metrics.listen")
+    if exc.errno == errno.EACCES:
+        return ListenError(listen, "permission denied", "use a port above 1023 or grant CAP_NET_BIND_SERVICE")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return ListenError(listen, "the address is not on this machine",
+                           "use an address of a local interface, 127.0.0.1 or 0.0.0.0")
+    reason = exc.strerror or str(exc)
+    return ListenError(listen, f"cannot listen ({reason})", "check the host and port in metrics.listen")
+
+
+class _Handlers:
+    def __init__(self, *, status: FleetStatus, registry: CollectorRegistry, heartbeat: Callable[[], float | None],
+                 clock: Callable[[], float], now: Callable[[], datetime], stale_after: float) -> None:
+        self._status = status
+        self._registry = registry
+        self._heartbeat = heartbeat
+        self._clock = clock
+        self._now = now
+        self._stale_after = stale_after
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        # Prometheus asks for OpenMetrics; curl and promtool get the classic text format.
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encoder(self._registry), headers={"Content-Type": content_type})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        beat = self._heartbeat()
+        if beat is None:
+            return _text(503, "unhealthy: the daemon's loop has not beaten yet")
+        age = self._clock() - beat
+        if age > self._stale_after:
+            limit = f"{self._stale_after:.0f} s"
+            return _text(503, f"unhealthy: the daemon's loop last beat {age:.0f} s ago (limit {limit})")
+        return _text(200, f"ok: the daemon's loop beat {max(age, 0.0):.1f} s ago")
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        if self._status.ready:
+            return _text(200, "ready")
+        return _text(503, "not ready: the first pass over servers and routers has not finished")
+
+    async def page(self, request: web.Request) -> web.Response:
+        html = render_status_page(self._status, now=self._now())
+        return web.Response(text=html, content_type="text/html", charset="utf-8", headers=_PAGE_HEADERS)
+
+
+def _text(code: int, text: str) -> web.Response:
+    return web.Response(status=code, text=text + "\n", content_type="text/plain", charset="utf-8")

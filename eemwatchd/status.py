@@ -1,0 +1,170 @@
+"""The daemon's in-memory status model: what the last jobs saw, read by metrics, health and the status page.
+
+The daemon fills one ``FleetStatus`` on its event loop after every job (``set_server``, ``set_router``,
+``count_refresh``, ``count_chain_change``, ``add_changes``, ``record_reload``); the HTTP side only reads it, on
+the same loop, so the SQLite connection is never shared with another thread and a scrape never waits for a
+router. Snapshots (``ServerStatus``, ``RouterStatus``, ...) are frozen and replaced whole; the counters live
+on ``FleetStatus`` itself so they survive a snapshot being replaced and only grow while the process runs.
+Nothing here may hold a secret: texts (``error``, ``detail``, ``message``) must already be scrubbed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+# The router reason codes (shared with alerts and the audit): exactly one is current per router.
+# "pending" is the state before the first check of a router finished.
+ROUTER_STATES: tuple[str, ...] = (
+    "pending",
+    "in-sync",
+    "drift",
+    "unproven",
+    "unsaved",
+    "waiting",
+    "unreachable",
+    "auth-failed",
+    "refused",
+    "failed",
+)
+
+# What a refresh (one apply on one router) ended as; the ``result`` label of eemwatchd_router_refreshes_total.
+REFRESH_RESULTS: tuple[str, ...] = ("success", "failure", "rolled-back")
+
+RECENT_CHANGES = 50  # audit lines kept for the status page
+
+
+@dataclass(frozen=True)
+class CertStatus:
+    """One certificate: in a served chain (``position`` 0 = leaf, as sent) or in a router's trustpoint."""
+
+    position: int
+    subject: str
+    issuer: str
+    sha256: str  # lowercase hex of the DER's SHA-256 (our identity of a certificate)
+    not_after: datetime  # timezone-aware
+    is_ca: bool
+
+
+@dataclass(frozen=True)
+class AddressStatus:
+    """The last fetch from one address of a server, and how often that chain has been seen."""
+
+    address: str
+    fetch_ok: bool
+    verified: bool
+    error: str | None = None  # why the fetch failed or the chain did not verify
+    chain: tuple[CertStatus, ...] = ()
+    times_seen: int = 0
+    confirmed: bool = False  # seen policy.confirmations times: it is acted on
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    name: str
+    host: str
+    port: int
+    mode: str  # starttls | implicit
+    addresses: tuple[AddressStatus, ...] = ()
+    last_fetch: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TrustpointStatus:
+    name: str
+    managed: bool  # created (and retired) by eemwatchd
+    certificates: tuple[CertStatus, ...] = ()
+
+
+@dataclass(frozen=True)
+class FindingStatus:
+    """One lint finding of a router's EEM mail setup (message already masked)."""
+
+    rule: str
+    severity: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RouterStatus:
+    name: str
+    host: str
+    up: bool  # the last session logged in and read the router
+    in_sync: bool  # it holds what the served chains need and a test-fire proved mail since
+    state: str = "pending"  # a reason code from ROUTER_STATES
+    detail: str = ""  # one line: why it is in that state
+    last_check: datetime | None = None
+    last_testfire_ok: bool | None = None  # None: never test-fired by this process
+    last_testfire_at: datetime | None = None
+    last_proven_at: datetime | None = None  # last test-fire whose mail was proven to arrive
+    trustpoints: tuple[TrustpointStatus, ...] = ()
+    lint: tuple[FindingStatus, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuditLine:
+    """One line of the audit log as the status page shows it."""
+
+    at: datetime
+    router: str
+    action: str
+    trustpoint: str | None = None
+    sha256: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class FleetStatus:
+    """Everything the HTTP side shows. Mutated only on the event loop, by the daemon."""
+
+    version: str
+    started_at: datetime
+    servers: dict[str, ServerStatus] = field(default_factory=dict)
+    routers: dict[str, RouterStatus] = field(default_factory=dict)
+    recent_changes: list[AuditLine] = field(default_factory=list)  # newest first
+    ready: bool = False  # the first pass finished
+    config_reload_ok: bool = True  # the last load or reload of the config succeeded
+    config_reload_at: datetime | None = None  # when the config was last loaded successfully
+    shard: str | None = None  # set once at start; adds a ``shard`` label to every metric
+    chain_changes: dict[str, int] = field(default_factory=dict)  # per server, since start
+    refreshes: dict[str, dict[str, int]] = field(default_factory=dict)  # per router, per result, since start
+
+    def set_server(self, status: ServerStatus) -> None:
+        self.servers[status.name] = status
+        self.chain_changes.setdefault(status.name, 0)
+
+    def set_router(self, status: RouterStatus) -> None:
+        self.routers[status.name] = status
+        self.refreshes.setdefault(status.name, {})
+
+    def count_refresh(self, router: str, result: str) -> None:
+        if result not in REFRESH_RESULTS:
+            raise ValueError(f"refresh result {result!r} is not one of {', '.join(REFRESH_RESULTS)}")
+        counts = self.refreshes.setdefault(router, {})
+        counts[result] = counts.get(result, 0) + 1
+
+    def count_chain_change(self, server: str) -> None:
+        self.chain_changes[server] = self.chain_changes.get(server, 0) + 1
+
+    def add_changes(self, lines: Iterable[AuditLine]) -> None:
+        """Newest first, at most RECENT_CHANGES kept."""
+        merged = sorted([*lines, *self.recent_changes], key=lambda line: line.at, reverse=True)
+        self.recent_changes = merged[:RECENT_CHANGES]
+
+    def record_reload(self, *, ok: bool, at: datetime) -> None:
+        """A failed reload keeps the time of the last good one (the running config is still that one)."""
+        self.config_reload_ok = ok
+        if ok:
+            self.config_reload_at = at
+
+    def retain(self, *, servers: Collection[str], routers: Collection[str]) -> None:
+        """After a reload: forget servers and routers no longer configured (their series disappear)."""
+        for name in [n for n in self.servers if n not in servers]:
+            del self.servers[name]
+        for name in [n for n in self.chain_changes if n not in servers]:
+            del self.chain_changes[name]
+        for name in [n for n in self.routers if n not in routers]:
+            del self.routers[name]
+        for name in [n for n in self.refreshes if n not in routers]:
+            del self.refreshes[name]
