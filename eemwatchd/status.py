@@ -14,20 +14,11 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from eemwatchd.core.reason import Reason
+
 # The router reason codes (shared with alerts and the audit): exactly one is current per router.
 # "pending" is the state before the first check of a router finished.
-ROUTER_STATES: tuple[str, ...] = (
-    "pending",
-    "in-sync",
-    "drift",
-    "unproven",
-    "unsaved",
-    "waiting",
-    "unreachable",
-    "auth-failed",
-    "refused",
-    "failed",
-)
+ROUTER_STATES: tuple[str, ...] = ("pending", *(r.value for r in Reason if r is not Reason.APPLIED))
 
 # What a refresh (one apply on one router) ended as; the ``result`` label of eemwatchd_router_refreshes_total.
 REFRESH_RESULTS: tuple[str, ...] = ("success", "failure", "rolled-back")
