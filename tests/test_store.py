@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from eemwatchd.adapters.lock import StateLock
 from eemwatchd.adapters.store import SCHEMA_VERSION, AuditEntry, Store
 from eemwatchd.errors import StateError
 from eemwatchd.lab.pki import GmailShapedPki
@@ -154,3 +158,41 @@ def test_reopen_keeps_data(tmp_path: Path) -> None:
         first.append_audit(_entry("kept"))
     with Store.open(path) as second:
         assert [e.reason for e in second.audit()] == ["kept"]
+
+
+def _modes(directory: Path) -> dict[str, int]:
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in directory.iterdir()}
+
+
+def test_every_file_of_the_store_is_private(tmp_path: Path) -> None:
+    directory = tmp_path / "state"
+    with Store.open(directory / "state.db") as store, StateLock(store.path, purpose="apply"):
+        store.append_audit(_entry("one"))
+        store.record_outcome("r1", at=NOW, ok=True, summary="ok", error=None)
+        modes = _modes(directory)
+        assert {"state.db", "state.db-wal", "state.db-shm", "state.db.lock"} <= set(modes)
+        assert modes == dict.fromkeys(modes, 0o600)
+    assert _modes(directory) == dict.fromkeys(_modes(directory), 0o600)
+
+
+def test_looser_files_are_tightened_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "state.db"
+    with Store.open(path) as store:
+        store.append_audit(_entry())
+        for name in ("state.db", "state.db-wal", "state.db-shm"):
+            (tmp_path / name).chmod(0o644)
+    with caplog.at_level(logging.WARNING), Store.open(path) as store:
+        assert [e.reason for e in store.audit()] == ["x"]
+        assert _modes(tmp_path) == dict.fromkeys(_modes(tmp_path), 0o600)
+    assert "state.db was mode 0644 (readable by others); tightened to 0600" in caplog.text
+
+
+def test_the_store_is_private_under_a_loose_umask(tmp_path: Path) -> None:
+    old = os.umask(0o000)
+    try:
+        with Store.open(tmp_path / "state.db") as store:
+            store.append_audit(_entry())
+            modes = _modes(tmp_path)
+    finally:
+        os.umask(old)
+    assert modes == dict.fromkeys(modes, 0o600)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
+from eemwatchd.adapters.private_files import PRIVATE_MODE, private_umask, tighten
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.desired import SeenChain
 from eemwatchd.errors import StateError
@@ -90,6 +92,11 @@ class AuditEntry:
     id: int | None = None
 
 
+def private_paths(state_path: Path) -> list[Path]:
+    """Every file of the store that must stay 0600: the database, its WAL files, the audit head sidecar."""
+    return [state_path, *(Path(f"{state_path}{suffix}") for suffix in ("-wal", "-shm", ".audit-head"))]
+
+
 def _iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("naive datetime given to the state store; use an aware UTC datetime")
@@ -133,13 +140,23 @@ class Store:
         except OSError as exc:
             raise StateError(f"state store {file}: cannot create its directory ({exc.strerror}); "
                              "create it or set state_path to another place") from exc
+        # 0600 from the start: the database exists before SQLite opens it, and SQLite gives its -wal and -shm
+        # files the database's mode. The umask covers anything created meanwhile; looser files left by an
+        # older eemwatchd (or a copy) are tightened with a warning.
+        tighten(private_paths(file))
         try:
-            db = sqlite3.connect(file, timeout=busy_timeout, isolation_level=None)
+            with private_umask():
+                with contextlib.suppress(FileExistsError):
+                    os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE))
+                db = sqlite3.connect(file, timeout=busy_timeout, isolation_level=None)
+        except OSError as exc:
+            raise StateError(f"state store {file}: cannot create it ({exc.strerror}); make its directory "
+                             "writable for this user, or set state_path to another place") from exc
         except sqlite3.Error as exc:
             raise StateError(f"state store {file}: {exc}; {_fix_for(exc)}") from exc
         store = cls(db, file, tuple(secrets))
         try:
-            with store._errors("open"):
+            with store._errors("open"), private_umask():
                 db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA foreign_keys = ON")
@@ -148,6 +165,7 @@ class Store:
         except StateError:
             db.close()
             raise
+        tighten(private_paths(file))
         return store
 
     def _migrate(self) -> None:
