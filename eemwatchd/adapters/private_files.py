@@ -56,7 +56,7 @@ def tighten(paths: Iterable[Path]) -> list[Path]:
 
 def write_private(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically (temp file, fsync, rename), mode 0600."""
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with private_umask():
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_MODE)
     try:

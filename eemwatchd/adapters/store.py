@@ -11,12 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
+from eemwatchd.adapters import store_audit
 from eemwatchd.adapters.private_files import PRIVATE_MODE, private_umask, tighten
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.desired import SeenChain
 from eemwatchd.errors import StateError
 
-SCHEMA_VERSION = 1
+# 1: the first release. 2: the audit log is hash-chained (prev_hash, hash, audit_head, the .audit-head
+# sidecar) and gains ``evidence``; proofs and alert_states tables. Opening a 1 migrates it once.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -59,13 +62,37 @@ CREATE TABLE IF NOT EXISTS audit (
     sha256_before TEXT,
     sha256_after TEXT,
     test_fire TEXT,
-    reason TEXT NOT NULL
+    reason TEXT NOT NULL,
+    evidence TEXT,
+    prev_hash TEXT,
+    hash TEXT
 );
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TABLE IF NOT EXISTS proofs (
+    id INTEGER PRIMARY KEY,
+    router TEXT NOT NULL,
+    at TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    evidence TEXT NOT NULL,
+    trust TEXT NOT NULL             -- sha256 of each managed certificate held at the test-fire, sorted
+);
+CREATE INDEX IF NOT EXISTS proofs_by_router ON proofs (router, at);
+CREATE TABLE IF NOT EXISTS alert_states (
+    subject TEXT NOT NULL,
+    event TEXT NOT NULL,
+    opened_at TEXT NOT NULL,
+    last_sent_at TEXT NOT NULL,
+    resolved_at TEXT,
+    summary TEXT NOT NULL,
+    PRIMARY KEY (subject, event)
+);
 """
+
+# Schema 1 -> 2 before the tables above are created (those that exist are left as they are).
+_MIGRATE_1_TO_2 = (
+    "ALTER TABLE audit ADD COLUMN evidence TEXT",
+    "ALTER TABLE audit ADD COLUMN prev_hash TEXT",
+    "ALTER TABLE audit ADD COLUMN hash TEXT",
+)
 
 
 @dataclass(frozen=True)
@@ -79,17 +106,24 @@ class RouterOutcome:
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """One change made to a router (or one test-fire), as the audit log keeps it."""
+    """One change made to a router, one test-fire, or one difference observed on it, as the audit log keeps it.
+
+    ``action`` is free text; the actions written are listed in ``store_audit.AUDIT_ACTIONS``. ``evidence`` is
+    what proved a test-fire's verdict (the history row or log line, or the router's refusal words). ``hash``
+    is filled when read back (the row's link in the hash chain).
+    """
 
     at: datetime
     router: str
-    action: str  # add | retire | test-fire | save
+    action: str
     trustpoint: str | None
     sha256_before: str | None
     sha256_after: str | None
     test_fire: str | None
     reason: str
     id: int | None = None
+    evidence: str | None = None
+    hash: str | None = None
 
 
 def private_paths(state_path: Path) -> list[Path]:
@@ -128,6 +162,7 @@ class Store:
         self._db = connection
         self.path = path
         self._secrets = tuple(s for s in secrets if s)
+        self.audit_head_path = store_audit.sidecar_path(path)
 
     # --- opening -----------------------------------------------------------------------------------
 
@@ -168,18 +203,39 @@ class Store:
         tighten(private_paths(file))
         return store
 
+    def _version(self) -> int | None:
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+                            ).fetchone() is None:
+            return None
+        row = self._db.execute("SELECT max(version) FROM schema_version").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def _migrate(self) -> None:
+        # Read first, without a write transaction: an up-to-date store opens at once even while a writer holds
+        # one (plan and audit --verify open it beside a running apply). Missing tables or triggers of a current
+        # store are NOT re-created: a dropped audit table or trigger stays visible to `audit --verify`.
+        if self._version() == SCHEMA_VERSION:
+            return
         with self._transaction():
-            for statement in _split_sql(_SCHEMA):
-                self._db.execute(statement)
-            row = self._db.execute("SELECT max(version) FROM schema_version").fetchone()
-            version = row[0] if row else None
-            if version is None:
-                self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif version > SCHEMA_VERSION:
+            version = self._version()
+            if version is not None and version > SCHEMA_VERSION:
                 raise StateError(f"state store {self.path}: schema version {version} was written by a newer "
                                  f"eemwatchd (this one knows {SCHEMA_VERSION}); upgrade eemwatchd or set "
                                  "state_path to another place")
+            if version == SCHEMA_VERSION:
+                return  # another process migrated it meanwhile
+            if version == 1:
+                for statement in _MIGRATE_1_TO_2:
+                    self._db.execute(statement)
+            for statement in _split_sql(_SCHEMA):
+                self._db.execute(statement)
+            if version == 1:
+                store_audit.chain_existing(self._db)
+                self._db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+            else:
+                store_audit.create_chain(self._db)
+                self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        store_audit.write_initial_sidecar(self._db, self.audit_head_path)
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -335,19 +391,25 @@ class Store:
     # --- audit -------------------------------------------------------------------------------------
 
     def append_audit(self, entry: AuditEntry) -> int:
-        """Append one entry; the log can only grow (triggers abort any UPDATE or DELETE)."""
-        with self._errors("appending to the audit log"), self._transaction():
-            cursor = self._db.execute(
-                "INSERT INTO audit (at, router, action, trustpoint, sha256_before, sha256_after, test_fire,"
-                " reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (_iso(entry.at), entry.router, entry.action, entry.trustpoint, entry.sha256_before,
-                 entry.sha256_after, self._scrub(entry.test_fire), self._scrub(entry.reason)),
-            )
-        return int(cursor.lastrowid or 0)
+        """Append one entry as the next link of the hash chain; returns its id.
+
+        Triggers refuse UPDATE, DELETE and any insert that does not extend the chain; the head table and the
+        sidecar file record the new head (see ``store_audit``). Free text is scrubbed before it is hashed.
+        """
+        row = store_audit.scrubbed(self._scrub, {
+            "at": _iso(entry.at), "router": entry.router, "action": entry.action, "trustpoint": entry.trustpoint,
+            "sha256_before": entry.sha256_before, "sha256_after": entry.sha256_after,
+            "test_fire": entry.test_fire, "reason": entry.reason, "evidence": entry.evidence,
+        })
+        with self._errors("appending to the audit log"):
+            with self._transaction():
+                new_id, head = store_audit.append_row(self._db, row)
+            store_audit.update_sidecar(self._db, self.audit_head_path, head)
+        return new_id
 
     def audit(self, *, router: str | None = None) -> list[AuditEntry]:
-        query = ("SELECT id, at, router, action, trustpoint, sha256_before, sha256_after, test_fire, reason "
-                 "FROM audit")
+        query = ("SELECT id, at, router, action, trustpoint, sha256_before, sha256_after, test_fire, reason, "
+                 "evidence, hash FROM audit")
         params: tuple[str, ...] = ()
         if router is not None:
             query += " WHERE router = ?"
@@ -355,8 +417,13 @@ class Store:
         with self._errors("reading the audit log"):
             rows = self._db.execute(query + " ORDER BY id", params).fetchall()
         return [AuditEntry(id=i, at=_when(at), router=r, action=a, trustpoint=tp, sha256_before=b,
-                           sha256_after=af, test_fire=tf, reason=reason)
-                for i, at, r, a, tp, b, af, tf, reason in rows]
+                           sha256_after=af, test_fire=tf, reason=reason, evidence=ev, hash=h)
+                for i, at, r, a, tp, b, af, tf, reason, ev, h in rows]
+
+    def verify_audit(self) -> store_audit.AuditVerdict:
+        """Check the audit log's hash chain, its head table, the sidecar file and the append-only triggers."""
+        with self._errors("verifying the audit log"):
+            return store_audit.verify(self._db, self.audit_head_path)
 
 
 def _keys(text: str) -> list[str]:
