@@ -14,6 +14,7 @@ import pytest
 
 from eemwatchd.adapters.lock import StateLock
 from eemwatchd.adapters.store import SCHEMA_VERSION, AuditEntry, Store
+from eemwatchd.adapters.store_audit import AUDIT_ACTIONS
 from eemwatchd.errors import StateError
 from eemwatchd.lab.pki import GmailShapedPki
 
@@ -118,13 +119,35 @@ def test_audit_is_append_only(store: Store, statement: str) -> None:
     assert [e.reason for e in store.audit()] == ["x"]
 
 
+def test_test_fire_evidence_round_trips(store: Store) -> None:
+    evidence = "history: 12  Mar  1 12:00:03  none  applet: EEM-MAIL  success"
+    store.append_audit(AuditEntry(at=NOW, router="r1", action="test-fire", trustpoint=None, sha256_before=None,
+                                  sha256_after=None, test_fire="ok", reason="mail proven", evidence=evidence))
+    store.append_audit(_entry())
+    fired, added = store.audit()
+    assert (fired.action, fired.test_fire, fired.evidence) == ("test-fire", "ok", evidence)
+    assert added.evidence is None
+    assert fired.hash and added.hash and fired.hash != added.hash
+
+
+def test_documented_actions() -> None:
+    assert {"add", "add-failed", "retire", "retire-failed", "rollback", "save", "save-failed", "test-fire",
+            "observed-add", "observed-retire", "observed-unsaved"} == AUDIT_ACTIONS
+
+
 def test_secrets_never_reach_the_file(store: Store) -> None:
+    store.append_audit(AuditEntry(at=NOW, router="r1", action="test-fire", trustpoint=None, sha256_before=None,
+                                  sha256_after=None, test_fire="failed: user:s3cr3t-pass@smtp",
+                                  reason="refused", evidence="%HA_EM-3-FMPD_SMTP: user:s3cr3t-pass@smtp.lab"))
     store.append_audit(_entry("login as admin:s3cr3t-pass failed"))
     store.record_outcome("r1", at=NOW, ok=False, summary="x", error="server said s3cr3t-pass")
     store.close()
     data = b"".join(p.read_bytes() for p in store.path.parent.iterdir())
     assert b"s3cr3t-pass" not in data
     assert b"admin:****" in data
+    assert b"FMPD_SMTP: user:****@smtp.lab" in data
+    with Store.open(store.path) as again:
+        assert again.verify_audit().ok  # the scrubbed text is what was hashed
 
 
 def test_not_a_database_is_a_state_error_with_a_fix(tmp_path: Path) -> None:
