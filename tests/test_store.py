@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from eemwatchd.adapters.lock import StateLock
-from eemwatchd.adapters.store import SCHEMA_VERSION, AuditEntry, Store
+from eemwatchd.adapters.store import SCHEMA_VERSION, AuditEntry, Proof, Store
 from eemwatchd.adapters.store_audit import AUDIT_ACTIONS
 from eemwatchd.errors import StateError
 from eemwatchd.lab.pki import GmailShapedPki
@@ -219,3 +219,25 @@ def test_the_store_is_private_under_a_loose_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert modes == dict.fromkeys(modes, 0o600)
+
+
+def test_proofs_keep_the_latest_and_the_latest_success(store: Store) -> None:
+    assert store.last_proof("r1") is None
+    store.record_proof("r1", at=NOW, ok=True, evidence="history: success", trust=["bb", "aa", "aa"])
+    store.record_proof("r1", at=NOW + timedelta(hours=1), ok=False,
+                       evidence="%HA_EM-3-FMPD_SMTP: user:s3cr3t-pass@smtp bad_certificate", trust=["aa", "cc"])
+    store.record_proof("r2", at=NOW + timedelta(hours=2), ok=True, evidence="other router", trust=[])
+    latest = store.last_proof("r1")
+    assert latest == Proof("r1", NOW + timedelta(hours=1), False,
+                           "%HA_EM-3-FMPD_SMTP: user:****@smtp bad_certificate", frozenset({"aa", "cc"}))
+    assert store.last_proof("r1", ok_only=True) == Proof("r1", NOW, True, "history: success",
+                                                         frozenset({"aa", "bb"}))
+    assert store.last_proof("r2") == Proof("r2", NOW + timedelta(hours=2), True, "other router", frozenset())
+
+
+def test_proofs_order_by_time_not_by_insertion(store: Store) -> None:
+    store.record_proof("r1", at=NOW + timedelta(minutes=5), ok=True, evidence="later", trust=["aa"])
+    store.record_proof("r1", at=NOW, ok=False, evidence="earlier, recorded late", trust=["aa"])
+    proof = store.last_proof("r1")
+    assert proof is not None
+    assert proof.evidence == "later"

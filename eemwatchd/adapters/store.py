@@ -29,6 +29,20 @@ class RouterOutcome:
 
 
 @dataclass(frozen=True)
+class Proof:
+    """One test-fire's verdict on a router: ``trust`` is the sha256 of every managed certificate it held then.
+
+    Trust added later than the last ``ok`` proof (a sha256 not in its ``trust``) is "unproven".
+    """
+
+    router: str
+    at: datetime
+    ok: bool
+    evidence: str
+    trust: frozenset[str]
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     """One change made to a router, one test-fire, or one difference observed on it, as the audit log keeps it.
 
@@ -297,6 +311,28 @@ class Store:
             rows = self._db.execute("SELECT router, at, ok, summary, error FROM router_outcomes "
                                     "ORDER BY router").fetchall()
         return [RouterOutcome(r, _when(at), bool(ok), s, e) for r, at, ok, s, e in rows]
+
+    # --- proofs --------------------------------------------------------------------------------------
+
+    def record_proof(self, router: str, *, at: datetime, ok: bool, evidence: str, trust: Collection[str]) -> None:
+        """Record a test-fire's verdict and its evidence (scrubbed), with the managed trust it ran with."""
+        with self._errors("recording a test-fire proof"), self._transaction():
+            self._db.execute(
+                "INSERT INTO proofs (router, at, ok, evidence, trust) VALUES (?, ?, ?, ?, ?)",
+                (router, _iso(at), int(ok), self._scrub(evidence) or "", ",".join(sorted(set(trust)))),
+            )
+
+    def last_proof(self, router: str, *, ok_only: bool = False) -> Proof | None:
+        """The router's latest test-fire verdict (only successful ones with ``ok_only``); None before any."""
+        query = "SELECT router, at, ok, evidence, trust FROM proofs WHERE router = ?"
+        if ok_only:
+            query += " AND ok = 1"
+        with self._errors("reading test-fire proofs"):
+            row = self._db.execute(query + " ORDER BY at DESC, id DESC LIMIT 1", (router,)).fetchone()
+        if row is None:
+            return None
+        name, at, ok, evidence, trust = row
+        return Proof(name, _when(at), bool(ok), evidence, frozenset(_keys(trust)))
 
     # --- audit -------------------------------------------------------------------------------------
 
