@@ -15,6 +15,7 @@ import pytest
 from eemwatchd.adapters.lock import StateLock
 from eemwatchd.adapters.store import SCHEMA_VERSION, AuditEntry, Proof, Store
 from eemwatchd.adapters.store_audit import AUDIT_ACTIONS
+from eemwatchd.core.alert_state import AlertState
 from eemwatchd.errors import StateError
 from eemwatchd.lab.pki import GmailShapedPki
 
@@ -241,3 +242,18 @@ def test_proofs_order_by_time_not_by_insertion(store: Store) -> None:
     proof = store.last_proof("r1")
     assert proof is not None
     assert proof.evidence == "later"
+
+
+def test_alert_states_round_trip_and_replace(store: Store) -> None:
+    assert store.alert_states() == {}
+    opened = AlertState("router r1", "testfire_failed", NOW, NOW, None, "mail via user:s3cr3t-pass failed")
+    store.save_alert_state(opened)
+    store.save_alert_state(AlertState("server gmail", "chain_changed", NOW, NOW, NOW, "new root"))
+    resolved = AlertState("router r1", "testfire_failed", NOW, NOW + timedelta(hours=2),
+                          NOW + timedelta(hours=2), "mail via user:**** failed")
+    assert store.alert_states()[("router r1", "testfire_failed")].summary == "mail via user:**** failed"
+    store.save_alert_state(resolved)
+    assert store.alert_states() == {
+        ("router r1", "testfire_failed"): resolved,
+        ("server gmail", "chain_changed"): AlertState("server gmail", "chain_changed", NOW, NOW, NOW, "new root"),
+    }

@@ -1,4 +1,4 @@
-"""The state store: SQLite (WAL) with observations, router outcomes, "unneeded since" and the audit log."""
+"""The state store: SQLite (WAL) with observations, outcomes, "unneeded since", proofs, alert state and the audit."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from types import TracebackType
 from eemwatchd.adapters import store_audit
 from eemwatchd.adapters.private_files import PRIVATE_MODE, private_umask, tighten
 from eemwatchd.adapters.store_schema import MIGRATE_1_TO_2, SCHEMA, SCHEMA_VERSION, fix_for, split_sql
+from eemwatchd.core.alert_state import AlertState
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.desired import SeenChain
 from eemwatchd.errors import StateError
@@ -333,6 +334,29 @@ class Store:
             return None
         name, at, ok, evidence, trust = row
         return Proof(name, _when(at), bool(ok), evidence, frozenset(_keys(trust)))
+
+    # --- alert state ---------------------------------------------------------------------------------
+
+    def alert_states(self) -> dict[tuple[str, str], AlertState]:
+        """Every stored alert state, keyed by (subject, event); resolved ones stay until they fire again."""
+        with self._errors("reading alert states"):
+            rows = self._db.execute("SELECT subject, event, opened_at, last_sent_at, resolved_at, summary "
+                                    "FROM alert_states").fetchall()
+        return {(subject, event): AlertState(subject, event, _when(opened), _when(sent),
+                                             None if resolved is None else _when(resolved), summary)
+                for subject, event, opened, sent, resolved, summary in rows}
+
+    def save_alert_state(self, state: AlertState) -> None:
+        """Insert or replace the state of (subject, event); the summary is scrubbed of secrets."""
+        with self._errors("saving an alert state"), self._transaction():
+            self._db.execute(
+                "INSERT INTO alert_states (subject, event, opened_at, last_sent_at, resolved_at, summary)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (subject, event) DO UPDATE SET"
+                " opened_at = excluded.opened_at, last_sent_at = excluded.last_sent_at,"
+                " resolved_at = excluded.resolved_at, summary = excluded.summary",
+                (state.subject, state.event, _iso(state.opened_at), _iso(state.last_sent_at),
+                 None if state.resolved_at is None else _iso(state.resolved_at), self._scrub(state.summary) or ""),
+            )
 
     # --- audit -------------------------------------------------------------------------------------
 
