@@ -6,6 +6,9 @@ import logging
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -257,3 +260,53 @@ def test_alert_states_round_trip_and_replace(store: Store) -> None:
         ("router r1", "testfire_failed"): resolved,
         ("server gmail", "chain_changed"): AlertState("server gmail", "chain_changed", NOW, NOW, NOW, "new root"),
     }
+
+
+# A writer that holds the state lock and an open write transaction (as apply does mid-step) until killed.
+WRITER = """
+import sys, time
+from eemwatchd.adapters.lock import StateLock
+from eemwatchd.adapters.store import Store
+StateLock(sys.argv[1], purpose="apply").acquire()
+store = Store.open(sys.argv[1])
+store._db.execute("BEGIN IMMEDIATE")
+store._db.execute("INSERT INTO router_outcomes (router, at, ok, summary) VALUES ('r9', 'x', 1, 'uncommitted')")
+print("writing", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.fixture
+def busy_writer(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "state.db"
+    with Store.open(path) as store:
+        store.append_audit(_entry("committed"))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "writing"
+        yield path
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def test_readers_do_not_wait_behind_a_writer(busy_writer: Path) -> None:
+    start = time.monotonic()
+    with Store.open(busy_writer, busy_timeout=10.0) as store:
+        assert [e.reason for e in store.audit()] == ["committed"]
+        assert store.outcomes() == []  # the writer's open transaction is invisible
+        assert store.verify_audit().ok
+        assert store.last_proof("r1") is None
+        assert store.alert_states() == {}
+    assert time.monotonic() - start < 1.0
+
+
+def test_a_second_writer_gives_up_after_the_busy_timeout(busy_writer: Path) -> None:
+    start = time.monotonic()
+    with Store.open(busy_writer, busy_timeout=0.3) as store, pytest.raises(StateError, match="holds the store"):
+        store.record_outcome("r1", at=NOW, ok=True, summary="x", error=None)
+    assert time.monotonic() - start < 5.0
