@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import stat
 from collections.abc import Callable
@@ -265,3 +266,17 @@ def test_a_version_1_log_is_chained_once(tmp_path: Path, capsys: pytest.CaptureF
          _restore("audit_no_update"))
     assert _verify(state, capsys) == (1, "audit log BROKEN at row 2: row 2: its contents do not match its hash "
                                          "(edited or replaced)")
+
+
+def test_an_unwritable_sidecar_does_not_lose_the_row(state: Path, capsys: pytest.CaptureFixture[str],
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    blocker = Path(f"{state}.audit-head.{os.getpid()}.tmp")
+    blocker.mkdir()  # the atomic replacement's temp file cannot be created
+    try:
+        with Store.open(state) as store:
+            store.append_audit(_entry(6))
+            assert len(store.audit()) == 6
+    finally:
+        blocker.rmdir()
+    assert "cannot update the audit head file" in caplog.text
+    assert _verify(state, capsys)[1].startswith("audit log verified: 6 rows")

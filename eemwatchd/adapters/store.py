@@ -13,6 +13,7 @@ from types import TracebackType
 
 from eemwatchd.adapters import store_audit
 from eemwatchd.adapters.private_files import PRIVATE_MODE, private_umask, tighten
+from eemwatchd.adapters.store_audit import AuditVerdict
 from eemwatchd.adapters.store_schema import MIGRATE_1_TO_2, SCHEMA, SCHEMA_VERSION, fix_for, split_sql
 from eemwatchd.core.alert_state import AlertState
 from eemwatchd.core.certificate import Certificate
@@ -390,7 +391,7 @@ class Store:
                            sha256_after=af, test_fire=tf, reason=reason, evidence=ev, hash=h)
                 for i, at, r, a, tp, b, af, tf, reason, ev, h in rows]
 
-    def verify_audit(self) -> store_audit.AuditVerdict:
+    def verify_audit(self) -> AuditVerdict:
         """Check the audit log's hash chain, its head table, the sidecar file and the append-only triggers."""
         with self._errors("verifying the audit log"):
             return store_audit.verify(self._db, self.audit_head_path)
