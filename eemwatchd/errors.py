@@ -166,3 +166,30 @@ class AlertError(EemwatchdError):
     """An alert could not be delivered."""
 
     temporary = True
+
+
+class StateLocked(StateError):
+    """Another eemwatchd holds the state lock (one writer at a time). Exit code 75 (EX_TEMPFAIL): try later."""
+
+    temporary = True
+    exit_code = 75
+
+    def __init__(self, path: str, *, pid: int | None, started: str | None, purpose: str | None,
+                 detail: str | None = None) -> None:
+        self.path = path
+        self.pid = pid
+        self.started = started
+        self.purpose = purpose
+        if pid is None or started is None:
+            why = f" ({detail})" if detail else ""
+            text = (f"another eemwatchd holds the state lock {path}{why}; try again later "
+                    "(if no eemwatchd runs, the lock is free again by itself: the kernel releases it)")
+        elif purpose == "daemon":
+            text = (f"the eemwatchd daemon (pid {pid}, started {started}) is running; it applies changes "
+                    "itself: wait for its next run, or stop it first (systemctl stop eemwatchd)")
+        elif purpose == "apply":
+            text = f"another eemwatchd (pid {pid}, started {started}) is applying; try again later"
+        else:
+            text = (f"another eemwatchd (pid {pid}, started {started}) holds the state lock for {purpose}; "
+                    "try again later")
+        super().__init__(text)

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+import stat
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from eemwatchd.adapters.store import SCHEMA_VERSION, AuditEntry, Store
+from eemwatchd.adapters.lock import StateLock
+from eemwatchd.adapters.store import SCHEMA_VERSION, AuditEntry, Proof, Store
+from eemwatchd.adapters.store_audit import AUDIT_ACTIONS
+from eemwatchd.core.alert_state import AlertState
 from eemwatchd.errors import StateError
 from eemwatchd.lab.pki import GmailShapedPki
 
@@ -114,13 +123,35 @@ def test_audit_is_append_only(store: Store, statement: str) -> None:
     assert [e.reason for e in store.audit()] == ["x"]
 
 
+def test_test_fire_evidence_round_trips(store: Store) -> None:
+    evidence = "history: 12  Mar  1 12:00:03  none  applet: EEM-MAIL  success"
+    store.append_audit(AuditEntry(at=NOW, router="r1", action="test-fire", trustpoint=None, sha256_before=None,
+                                  sha256_after=None, test_fire="ok", reason="mail proven", evidence=evidence))
+    store.append_audit(_entry())
+    fired, added = store.audit()
+    assert (fired.action, fired.test_fire, fired.evidence) == ("test-fire", "ok", evidence)
+    assert added.evidence is None
+    assert fired.hash and added.hash and fired.hash != added.hash
+
+
+def test_documented_actions() -> None:
+    assert {"add", "add-failed", "retire", "retire-failed", "rollback", "save", "save-failed", "test-fire",
+            "observed-add", "observed-retire", "observed-unsaved"} == AUDIT_ACTIONS
+
+
 def test_secrets_never_reach_the_file(store: Store) -> None:
+    store.append_audit(AuditEntry(at=NOW, router="r1", action="test-fire", trustpoint=None, sha256_before=None,
+                                  sha256_after=None, test_fire="failed: user:s3cr3t-pass@smtp",
+                                  reason="refused", evidence="%HA_EM-3-FMPD_SMTP: user:s3cr3t-pass@smtp.lab"))
     store.append_audit(_entry("login as admin:s3cr3t-pass failed"))
     store.record_outcome("r1", at=NOW, ok=False, summary="x", error="server said s3cr3t-pass")
     store.close()
     data = b"".join(p.read_bytes() for p in store.path.parent.iterdir())
     assert b"s3cr3t-pass" not in data
     assert b"admin:****" in data
+    assert b"FMPD_SMTP: user:****@smtp.lab" in data
+    with Store.open(store.path) as again:
+        assert again.verify_audit().ok  # the scrubbed text is what was hashed
 
 
 def test_not_a_database_is_a_state_error_with_a_fix(tmp_path: Path) -> None:
@@ -154,3 +185,128 @@ def test_reopen_keeps_data(tmp_path: Path) -> None:
         first.append_audit(_entry("kept"))
     with Store.open(path) as second:
         assert [e.reason for e in second.audit()] == ["kept"]
+
+
+def _modes(directory: Path) -> dict[str, int]:
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in directory.iterdir()}
+
+
+def test_every_file_of_the_store_is_private(tmp_path: Path) -> None:
+    directory = tmp_path / "state"
+    with Store.open(directory / "state.db") as store, StateLock(store.path, purpose="apply"):
+        store.append_audit(_entry("one"))
+        store.record_outcome("r1", at=NOW, ok=True, summary="ok", error=None)
+        modes = _modes(directory)
+        assert {"state.db", "state.db-wal", "state.db-shm", "state.db.lock"} <= set(modes)
+        assert modes == dict.fromkeys(modes, 0o600)
+    assert _modes(directory) == dict.fromkeys(_modes(directory), 0o600)
+
+
+def test_looser_files_are_tightened_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "state.db"
+    with Store.open(path) as store:
+        store.append_audit(_entry())
+        for name in ("state.db", "state.db-wal", "state.db-shm"):
+            (tmp_path / name).chmod(0o644)
+    with caplog.at_level(logging.WARNING), Store.open(path) as store:
+        assert [e.reason for e in store.audit()] == ["x"]
+        assert _modes(tmp_path) == dict.fromkeys(_modes(tmp_path), 0o600)
+    assert "state.db was mode 0644 (readable by others); tightened to 0600" in caplog.text
+
+
+def test_the_store_is_private_under_a_loose_umask(tmp_path: Path) -> None:
+    old = os.umask(0o000)
+    try:
+        with Store.open(tmp_path / "state.db") as store:
+            store.append_audit(_entry())
+            modes = _modes(tmp_path)
+    finally:
+        os.umask(old)
+    assert modes == dict.fromkeys(modes, 0o600)
+
+
+def test_proofs_keep_the_latest_and_the_latest_success(store: Store) -> None:
+    assert store.last_proof("r1") is None
+    store.record_proof("r1", at=NOW, ok=True, evidence="history: success", trust=["bb", "aa", "aa"])
+    store.record_proof("r1", at=NOW + timedelta(hours=1), ok=False,
+                       evidence="%HA_EM-3-FMPD_SMTP: user:s3cr3t-pass@smtp bad_certificate", trust=["aa", "cc"])
+    store.record_proof("r2", at=NOW + timedelta(hours=2), ok=True, evidence="other router", trust=[])
+    latest = store.last_proof("r1")
+    assert latest == Proof("r1", NOW + timedelta(hours=1), False,
+                           "%HA_EM-3-FMPD_SMTP: user:****@smtp bad_certificate", frozenset({"aa", "cc"}))
+    assert store.last_proof("r1", ok_only=True) == Proof("r1", NOW, True, "history: success",
+                                                         frozenset({"aa", "bb"}))
+    assert store.last_proof("r2") == Proof("r2", NOW + timedelta(hours=2), True, "other router", frozenset())
+
+
+def test_proofs_order_by_time_not_by_insertion(store: Store) -> None:
+    store.record_proof("r1", at=NOW + timedelta(minutes=5), ok=True, evidence="later", trust=["aa"])
+    store.record_proof("r1", at=NOW, ok=False, evidence="earlier, recorded late", trust=["aa"])
+    proof = store.last_proof("r1")
+    assert proof is not None
+    assert proof.evidence == "later"
+
+
+def test_alert_states_round_trip_and_replace(store: Store) -> None:
+    assert store.alert_states() == {}
+    opened = AlertState("router r1", "testfire_failed", NOW, NOW, None, "mail via user:s3cr3t-pass failed")
+    store.save_alert_state(opened)
+    store.save_alert_state(AlertState("server gmail", "chain_changed", NOW, NOW, NOW, "new root"))
+    resolved = AlertState("router r1", "testfire_failed", NOW, NOW + timedelta(hours=2),
+                          NOW + timedelta(hours=2), "mail via user:**** failed")
+    assert store.alert_states()[("router r1", "testfire_failed")].summary == "mail via user:**** failed"
+    store.save_alert_state(resolved)
+    assert store.alert_states() == {
+        ("router r1", "testfire_failed"): resolved,
+        ("server gmail", "chain_changed"): AlertState("server gmail", "chain_changed", NOW, NOW, NOW, "new root"),
+    }
+
+
+# A writer that holds the state lock and an open write transaction (as apply does mid-step) until killed.
+WRITER = """
+import sys, time
+from eemwatchd.adapters.lock import StateLock
+from eemwatchd.adapters.store import Store
+StateLock(sys.argv[1], purpose="apply").acquire()
+store = Store.open(sys.argv[1])
+store._db.execute("BEGIN IMMEDIATE")
+store._db.execute("INSERT INTO router_outcomes (router, at, ok, summary) VALUES ('r9', 'x', 1, 'uncommitted')")
+print("writing", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.fixture
+def busy_writer(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "state.db"
+    with Store.open(path) as store:
+        store.append_audit(_entry("committed"))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "writing"
+        yield path
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def test_readers_do_not_wait_behind_a_writer(busy_writer: Path) -> None:
+    start = time.monotonic()
+    with Store.open(busy_writer, busy_timeout=10.0) as store:
+        assert [e.reason for e in store.audit()] == ["committed"]
+        assert store.outcomes() == []  # the writer's open transaction is invisible
+        assert store.verify_audit().ok
+        assert store.last_proof("r1") is None
+        assert store.alert_states() == {}
+    assert time.monotonic() - start < 1.0
+
+
+def test_a_second_writer_gives_up_after_the_busy_timeout(busy_writer: Path) -> None:
+    start = time.monotonic()
+    with Store.open(busy_writer, busy_timeout=0.3) as store, pytest.raises(StateError, match="holds the store"):
+        store.record_outcome("r1", at=NOW, ok=True, summary="x", error=None)
+    assert time.monotonic() - start < 5.0

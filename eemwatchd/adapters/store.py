@@ -1,8 +1,9 @@
-"""The state store: SQLite (WAL) with observations, router outcomes, "unneeded since" and the audit log."""
+"""The state store: SQLite (WAL) with observations, outcomes, "unneeded since", proofs, alert state and the audit."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -10,60 +11,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
+from eemwatchd.adapters import store_audit
+from eemwatchd.adapters.private_files import PRIVATE_MODE, private_umask, tighten
+from eemwatchd.adapters.store_audit import AuditVerdict
+from eemwatchd.adapters.store_schema import MIGRATE_1_TO_2, SCHEMA, SCHEMA_VERSION, fix_for, split_sql
+from eemwatchd.core.alert_state import AlertState
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.desired import SeenChain
 from eemwatchd.errors import StateError
-
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS certificates (
-    sha256 TEXT PRIMARY KEY,
-    der BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS observations (
-    id INTEGER PRIMARY KEY,
-    server TEXT NOT NULL,
-    address TEXT NOT NULL,
-    chain TEXT NOT NULL,            -- served chain: sha256 list, comma separated, leaf first
-    path TEXT NOT NULL DEFAULT '',  -- verified path: sha256 list, '' when it did not verify
-    verified INTEGER NOT NULL,
-    error TEXT,
-    first_seen TEXT NOT NULL,
-    last_seen TEXT NOT NULL,
-    times_seen INTEGER NOT NULL,
-    UNIQUE (server, address, chain)
-);
-CREATE TABLE IF NOT EXISTS router_outcomes (
-    router TEXT PRIMARY KEY,
-    at TEXT NOT NULL,
-    ok INTEGER NOT NULL,
-    summary TEXT NOT NULL,
-    error TEXT
-);
-CREATE TABLE IF NOT EXISTS unneeded (
-    router TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    since TEXT NOT NULL,
-    PRIMARY KEY (router, sha256)
-);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    router TEXT NOT NULL,
-    action TEXT NOT NULL,
-    trustpoint TEXT,
-    sha256_before TEXT,
-    sha256_after TEXT,
-    test_fire TEXT,
-    reason TEXT NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"""
 
 
 @dataclass(frozen=True)
@@ -76,18 +31,44 @@ class RouterOutcome:
 
 
 @dataclass(frozen=True)
+class Proof:
+    """One test-fire's verdict on a router: ``trust`` is the sha256 of every managed certificate it held then.
+
+    Trust added later than the last ``ok`` proof (a sha256 not in its ``trust``) is "unproven".
+    """
+
+    router: str
+    at: datetime
+    ok: bool
+    evidence: str
+    trust: frozenset[str]
+
+
+@dataclass(frozen=True)
 class AuditEntry:
-    """One change made to a router (or one test-fire), as the audit log keeps it."""
+    """One change made to a router, one test-fire, or one difference observed on it, as the audit log keeps it.
+
+    ``action`` is free text; the actions written are listed in ``store_audit.AUDIT_ACTIONS``. ``evidence`` is
+    what proved a test-fire's verdict (the history row or log line, or the router's refusal words). ``hash``
+    is filled when read back (the row's link in the hash chain).
+    """
 
     at: datetime
     router: str
-    action: str  # add | retire | test-fire | save
+    action: str
     trustpoint: str | None
     sha256_before: str | None
     sha256_after: str | None
     test_fire: str | None
     reason: str
     id: int | None = None
+    evidence: str | None = None
+    hash: str | None = None
+
+
+def private_paths(state_path: Path) -> list[Path]:
+    """Every file of the store that must stay 0600: the database, its WAL files, the audit head sidecar."""
+    return [state_path, *(Path(f"{state_path}{suffix}") for suffix in ("-wal", "-shm", ".audit-head"))]
 
 
 def _iso(moment: datetime) -> str:
@@ -100,20 +81,6 @@ def _when(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def _fix_for(exc: sqlite3.Error) -> str:
-    text = str(exc).lower()
-    if "locked" in text or "busy" in text:
-        return "another eemwatchd process holds the store; wait for it or stop it"
-    if "not a database" in text or "malformed" in text or "corrupt" in text:
-        return ("move the file aside and run again (a new store is created; the old audit log stays in "
-                "the moved file)")
-    if "readonly" in text or "unable to open" in text or "permission" in text:
-        return "make the file and its directory writable for this user, or set state_path to another place"
-    if "disk" in text or "full" in text:
-        return "free disk space on the file system of the store"
-    return "check the file, or set state_path to another place"
-
-
 class Store:
     """The one SQLite connection of this process. Text written is scrubbed of the given secrets."""
 
@@ -121,6 +88,7 @@ class Store:
         self._db = connection
         self.path = path
         self._secrets = tuple(s for s in secrets if s)
+        self.audit_head_path = store_audit.sidecar_path(path)
 
     # --- opening -----------------------------------------------------------------------------------
 
@@ -133,13 +101,23 @@ class Store:
         except OSError as exc:
             raise StateError(f"state store {file}: cannot create its directory ({exc.strerror}); "
                              "create it or set state_path to another place") from exc
+        # 0600 from the start: the database exists before SQLite opens it, and SQLite gives its -wal and -shm
+        # files the database's mode. The umask covers anything created meanwhile; looser files left by an
+        # older eemwatchd (or a copy) are tightened with a warning.
+        tighten(private_paths(file))
         try:
-            db = sqlite3.connect(file, timeout=busy_timeout, isolation_level=None)
+            with private_umask():
+                with contextlib.suppress(FileExistsError):
+                    os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE))
+                db = sqlite3.connect(file, timeout=busy_timeout, isolation_level=None)
+        except OSError as exc:
+            raise StateError(f"state store {file}: cannot create it ({exc.strerror}); make its directory "
+                             "writable for this user, or set state_path to another place") from exc
         except sqlite3.Error as exc:
-            raise StateError(f"state store {file}: {exc}; {_fix_for(exc)}") from exc
+            raise StateError(f"state store {file}: {exc}; {fix_for(exc)}") from exc
         store = cls(db, file, tuple(secrets))
         try:
-            with store._errors("open"):
+            with store._errors("open"), private_umask():
                 db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA foreign_keys = ON")
@@ -148,20 +126,42 @@ class Store:
         except StateError:
             db.close()
             raise
+        tighten(private_paths(file))
         return store
 
+    def _version(self) -> int | None:
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+                            ).fetchone() is None:
+            return None
+        row = self._db.execute("SELECT max(version) FROM schema_version").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def _migrate(self) -> None:
+        # Read first, without a write transaction: an up-to-date store opens at once even while a writer holds
+        # one (plan and audit --verify open it beside a running apply). Missing tables or triggers of a current
+        # store are NOT re-created: a dropped audit table or trigger stays visible to `audit --verify`.
+        if self._version() == SCHEMA_VERSION:
+            return
         with self._transaction():
-            for statement in _split_sql(_SCHEMA):
-                self._db.execute(statement)
-            row = self._db.execute("SELECT max(version) FROM schema_version").fetchone()
-            version = row[0] if row else None
-            if version is None:
-                self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif version > SCHEMA_VERSION:
+            version = self._version()
+            if version is not None and version > SCHEMA_VERSION:
                 raise StateError(f"state store {self.path}: schema version {version} was written by a newer "
                                  f"eemwatchd (this one knows {SCHEMA_VERSION}); upgrade eemwatchd or set "
                                  "state_path to another place")
+            if version == SCHEMA_VERSION:
+                return  # another process migrated it meanwhile
+            if version == 1:
+                for statement in MIGRATE_1_TO_2:
+                    self._db.execute(statement)
+            for statement in split_sql(SCHEMA):
+                self._db.execute(statement)
+            if version == 1:
+                store_audit.chain_existing(self._db)
+                self._db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+            else:
+                store_audit.create_chain(self._db)
+                self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        store_audit.write_initial_sidecar(self._db, self.audit_head_path)
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -179,7 +179,7 @@ class Store:
         try:
             yield
         except sqlite3.Error as exc:
-            raise StateError(f"state store {self.path}: {step} failed ({exc}); {_fix_for(exc)}") from exc
+            raise StateError(f"state store {self.path}: {step} failed ({exc}); {fix_for(exc)}") from exc
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -314,22 +314,73 @@ class Store:
                                     "ORDER BY router").fetchall()
         return [RouterOutcome(r, _when(at), bool(ok), s, e) for r, at, ok, s, e in rows]
 
+    # --- proofs --------------------------------------------------------------------------------------
+
+    def record_proof(self, router: str, *, at: datetime, ok: bool, evidence: str, trust: Collection[str]) -> None:
+        """Record a test-fire's verdict and its evidence (scrubbed), with the managed trust it ran with."""
+        with self._errors("recording a test-fire proof"), self._transaction():
+            self._db.execute(
+                "INSERT INTO proofs (router, at, ok, evidence, trust) VALUES (?, ?, ?, ?, ?)",
+                (router, _iso(at), int(ok), self._scrub(evidence) or "", ",".join(sorted(set(trust)))),
+            )
+
+    def last_proof(self, router: str, *, ok_only: bool = False) -> Proof | None:
+        """The router's latest test-fire verdict (only successful ones with ``ok_only``); None before any."""
+        query = "SELECT router, at, ok, evidence, trust FROM proofs WHERE router = ?"
+        if ok_only:
+            query += " AND ok = 1"
+        with self._errors("reading test-fire proofs"):
+            row = self._db.execute(query + " ORDER BY at DESC, id DESC LIMIT 1", (router,)).fetchone()
+        if row is None:
+            return None
+        name, at, ok, evidence, trust = row
+        return Proof(name, _when(at), bool(ok), evidence, frozenset(_keys(trust)))
+
+    # --- alert state ---------------------------------------------------------------------------------
+
+    def alert_states(self) -> dict[tuple[str, str], AlertState]:
+        """Every stored alert state, keyed by (subject, event); resolved ones stay until they fire again."""
+        with self._errors("reading alert states"):
+            rows = self._db.execute("SELECT subject, event, opened_at, last_sent_at, resolved_at, summary "
+                                    "FROM alert_states").fetchall()
+        return {(subject, event): AlertState(subject, event, _when(opened), _when(sent),
+                                             None if resolved is None else _when(resolved), summary)
+                for subject, event, opened, sent, resolved, summary in rows}
+
+    def save_alert_state(self, state: AlertState) -> None:
+        """Insert or replace the state of (subject, event); the summary is scrubbed of secrets."""
+        with self._errors("saving an alert state"), self._transaction():
+            self._db.execute(
+                "INSERT INTO alert_states (subject, event, opened_at, last_sent_at, resolved_at, summary)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (subject, event) DO UPDATE SET"
+                " opened_at = excluded.opened_at, last_sent_at = excluded.last_sent_at,"
+                " resolved_at = excluded.resolved_at, summary = excluded.summary",
+                (state.subject, state.event, _iso(state.opened_at), _iso(state.last_sent_at),
+                 None if state.resolved_at is None else _iso(state.resolved_at), self._scrub(state.summary) or ""),
+            )
+
     # --- audit -------------------------------------------------------------------------------------
 
     def append_audit(self, entry: AuditEntry) -> int:
-        """Append one entry; the log can only grow (triggers abort any UPDATE or DELETE)."""
-        with self._errors("appending to the audit log"), self._transaction():
-            cursor = self._db.execute(
-                "INSERT INTO audit (at, router, action, trustpoint, sha256_before, sha256_after, test_fire,"
-                " reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (_iso(entry.at), entry.router, entry.action, entry.trustpoint, entry.sha256_before,
-                 entry.sha256_after, self._scrub(entry.test_fire), self._scrub(entry.reason)),
-            )
-        return int(cursor.lastrowid or 0)
+        """Append one entry as the next link of the hash chain; returns its id.
+
+        Triggers refuse UPDATE, DELETE and any insert that does not extend the chain; the head table and the
+        sidecar file record the new head (see ``store_audit``). Free text is scrubbed before it is hashed.
+        """
+        row = store_audit.scrubbed(self._scrub, {
+            "at": _iso(entry.at), "router": entry.router, "action": entry.action, "trustpoint": entry.trustpoint,
+            "sha256_before": entry.sha256_before, "sha256_after": entry.sha256_after,
+            "test_fire": entry.test_fire, "reason": entry.reason, "evidence": entry.evidence,
+        })
+        with self._errors("appending to the audit log"):
+            with self._transaction():
+                new_id, head = store_audit.append_row(self._db, row)
+            store_audit.update_sidecar(self._db, self.audit_head_path, head)
+        return new_id
 
     def audit(self, *, router: str | None = None) -> list[AuditEntry]:
-        query = ("SELECT id, at, router, action, trustpoint, sha256_before, sha256_after, test_fire, reason "
-                 "FROM audit")
+        query = ("SELECT id, at, router, action, trustpoint, sha256_before, sha256_after, test_fire, reason, "
+                 "evidence, hash FROM audit")
         params: tuple[str, ...] = ()
         if router is not None:
             query += " WHERE router = ?"
@@ -337,27 +388,14 @@ class Store:
         with self._errors("reading the audit log"):
             rows = self._db.execute(query + " ORDER BY id", params).fetchall()
         return [AuditEntry(id=i, at=_when(at), router=r, action=a, trustpoint=tp, sha256_before=b,
-                           sha256_after=af, test_fire=tf, reason=reason)
-                for i, at, r, a, tp, b, af, tf, reason in rows]
+                           sha256_after=af, test_fire=tf, reason=reason, evidence=ev, hash=h)
+                for i, at, r, a, tp, b, af, tf, reason, ev, h in rows]
+
+    def verify_audit(self) -> AuditVerdict:
+        """Check the audit log's hash chain, its head table, the sidecar file and the append-only triggers."""
+        with self._errors("verifying the audit log"):
+            return store_audit.verify(self._db, self.audit_head_path)
 
 
 def _keys(text: str) -> list[str]:
     return [s for s in text.split(",") if s]
-
-
-def _split_sql(script: str) -> list[str]:
-    """Statements of the schema (triggers keep their inner ``;``)."""
-    out: list[str] = []
-    current = ""
-    for line in script.splitlines():
-        stripped = line.split("--", 1)[0].rstrip()
-        if not stripped:
-            continue
-        current += stripped + "\n"
-        if stripped.endswith(";") and (not current.lstrip().upper().startswith("CREATE TRIGGER")
-                                       or stripped.upper().endswith("END;")):
-            out.append(current.strip())
-            current = ""
-    if current.strip():
-        out.append(current.strip())
-    return out

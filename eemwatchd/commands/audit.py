@@ -1,4 +1,4 @@
-"""`eemwatchd audit -c FILE [--router NAME] [--json]`: print the append-only log of changes to routers."""
+"""`eemwatchd audit -c FILE [--router NAME] [--json] [--verify]`: print or verify the log of changes to routers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from eemwatchd.commands.plan import load, open_store
+from eemwatchd.config import Config
 
 
 def register(sub: Any) -> None:
@@ -15,6 +16,8 @@ def register(sub: Any) -> None:
     parser.add_argument("-c", "--config", required=True, metavar="FILE")
     parser.add_argument("--router", metavar="NAME", help="only this router")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--verify", action="store_true",
+                        help="check the log's hash chain; exit 1 naming the first broken row")
     parser.set_defaults(func=run)
 
 
@@ -22,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
     config = load(args)
     if config is None:
         return 2
+    if args.verify:
+        return verify(config, as_json=args.json)
     with open_store(config) as store:
         entries = store.audit(router=args.router)
     if args.json:
@@ -39,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
                             "sha256_after": e.sha256_after,
                             "test_fire": e.test_fire,
                             "reason": e.reason,
+                            "evidence": e.evidence,
+                            "hash": e.hash,
                         }
                         for e in entries
                     ]
@@ -59,5 +66,21 @@ def run(args: argparse.Namespace) -> int:
         fire = ""
         if e.test_fire:
             fire = f" {e.test_fire}" if e.action == "test-fire" else f" [test-fire {e.test_fire}]"
-        print(f"{e.at:%Y-%m-%d %H:%M:%S} {e.router} {e.action}{trustpoint}{change}{fire}: {e.reason}")
+        evidence = f" (evidence: {e.evidence})" if e.evidence else ""
+        print(f"{e.at:%Y-%m-%d %H:%M:%S} {e.router} {e.action}{trustpoint}{change}{fire}: {e.reason}{evidence}")
     return 0
+
+
+def verify(config: Config, *, as_json: bool) -> int:
+    """Exit 0 when the chain, its heads and the triggers are intact; 1 naming the first broken row."""
+    with open_store(config) as store:
+        verdict = store.verify_audit()
+    if as_json:
+        print(json.dumps({"ok": verdict.ok, "rows": verdict.rows, "head": verdict.head,
+                          "first_broken_id": verdict.first_broken_id, "reason": verdict.reason}, indent=2))
+    elif verdict.ok:
+        print(f"audit log verified: {verdict.rows} rows, head {verdict.head[:12]}")
+    else:
+        where = f" at row {verdict.first_broken_id}" if verdict.first_broken_id is not None else ""
+        print(f"audit log BROKEN{where}: {verdict.reason}")
+    return 0 if verdict.ok else 1
