@@ -21,6 +21,7 @@ COMMANDS: tuple[str, ...] = (
     "eemwatchd.commands.plan",
     "eemwatchd.commands.apply",
     "eemwatchd.commands.audit",
+    "eemwatchd.commands.run",
 )
 
 
@@ -49,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except EemwatchdError as exc:
         print(f"eemwatchd {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

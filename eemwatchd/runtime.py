@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+from eemwatchd.adapters.lock import StateLock
 from eemwatchd.adapters.store import Store
 from eemwatchd.config import Config, load_config
 from eemwatchd.errors import ConfigError
-from eemwatchd.reconcile import config_secrets
 
 # Exit codes: 75 (EX_TEMPFAIL) another writer holds the state; 128 + signal number when stopped by one.
 EXIT_LOCKED = 75
@@ -36,8 +37,17 @@ def load(args: argparse.Namespace) -> Config | None:
     return config
 
 
+@contextlib.contextmanager
+def lock_held(lock: StateLock) -> Iterator[StateLock]:
+    """Release an acquired writer lock at the end of the block, whatever happens in it."""
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
 def open_store(config: Config) -> Store:
-    return Store.open(config.state_path, secrets=config_secrets(config))
+    return Store.open(config.state_path, secrets=config.secrets())
 
 
 class StopSignals:

@@ -7,7 +7,7 @@ import os
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
@@ -191,6 +191,10 @@ class Store:
             raise
         self._db.execute("COMMIT")
 
+    def add_secrets(self, secrets: Iterable[str]) -> None:
+        """More values to scrub from everything written (a reloaded config may bring new secrets)."""
+        self._secrets = tuple(dict.fromkeys([*self._secrets, *(s for s in secrets if s)]))
+
     def _scrub(self, text: str | None) -> str | None:
         if text is None:
             return None
@@ -219,11 +223,18 @@ class Store:
 
     def record_observation(
         self, *, server: str, address: str, chain: Sequence[Certificate], verified: bool,
-        path: Sequence[Certificate], error: str | None, now: datetime,
+        path: Sequence[Certificate], error: str | None, now: datetime, min_spacing: timedelta = timedelta(0),
     ) -> SeenChain:
-        """Record one sighting of ``chain``: a new row, or times_seen + 1 and the latest verification."""
+        """Record one sighting of ``chain``: a new row, or times_seen + 1 and the latest verification.
+
+        A sighting counts towards ``times_seen`` only when the last counted one is at least ``min_spacing``
+        old (half the server's interval): two fetches in a burst are one observation, not a confirmation.
+        """
         chain_key = ",".join(c.sha256 for c in chain)
         path_key = ",".join(c.sha256 for c in path)
+        earlier = self.observations(servers=[server], address=address, chain=chain_key)
+        if earlier and now - earlier[0].last_seen < min_spacing:
+            return earlier[0]
         with self._errors("recording an observation"), self._transaction():
             self._put_certificates([*chain, *path])
             self._db.execute(

@@ -14,7 +14,7 @@ from eemwatchd.config import Config
 from eemwatchd.errors import StateLocked
 from eemwatchd.reconcile import Reason, Reconciler, RunReport
 from eemwatchd.report import emit, exit_code, print_report
-from eemwatchd.runtime import EXIT_LOCKED, StopSignals, load, open_store
+from eemwatchd.runtime import EXIT_LOCKED, StopSignals, load, lock_held, open_store
 
 
 def register(sub: Any) -> None:
@@ -54,12 +54,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.yes and not sys.stdin.isatty():
         _say("stdin is not a terminal; run `eemwatchd plan` to review, then `apply --yes`")
         return 2
+    lock = StateLock(config.state_path, purpose="apply")
     try:
-        lock = StateLock(config.state_path, purpose="apply").acquire()
+        lock.acquire()
     except StateLocked as exc:
         _say(str(exc))
         return EXIT_LOCKED
-    with lock, open_store(config) as store:
+    with lock_held(lock), open_store(config) as store:
         observe = True
         if not args.yes:
             preview = asyncio.run(Reconciler(config, store).run(apply=False, router=args.router, notify=False))

@@ -7,8 +7,8 @@ import json
 import sys
 from typing import Any
 
-from eemwatchd.commands.plan import load, open_store
 from eemwatchd.config import Config
+from eemwatchd.runtime import load, open_store
 
 
 def register(sub: Any) -> None:

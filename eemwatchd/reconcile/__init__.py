@@ -1,5 +1,6 @@
 """The reconcile service: observe servers, compute desired trust, plan and apply it router by router."""
 
+from eemwatchd.core.reason import Reason
 from eemwatchd.reconcile.alerting import build_alerts
 from eemwatchd.reconcile.connect import (
     RouterConnector,
@@ -14,7 +15,6 @@ from eemwatchd.reconcile.results import (
     AppliedStep,
     ApplyFailed,
     Interrupted,
-    Reason,
     RouterResult,
     RunReport,
     ServerOutcome,

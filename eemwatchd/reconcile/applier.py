@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from eemwatchd.adapters.router import FireResult
 from eemwatchd.config import RouterConfig
 from eemwatchd.core.plan import Action, RouterPlan
+from eemwatchd.core.reason import Reason
 from eemwatchd.errors import EemwatchdError
 from eemwatchd.reconcile.connect import RouterSessionLike
-from eemwatchd.reconcile.results import AppliedStep, ApplyFailed, Reason, RouterResult
+from eemwatchd.reconcile.results import AppliedStep, ApplyFailed, RouterResult
 
 log = logging.getLogger("eemwatchd.reconcile")
 

@@ -21,6 +21,7 @@ from eemwatchd.core.desired import DesiredTrust, SeenChain, TrustPolicy, compute
 from eemwatchd.core.ios_trust import validate_as_ios
 from eemwatchd.core.lint import KnownServer, lint_router
 from eemwatchd.core.plan import ChainValidator, is_managed, managed_trust, plan_router
+from eemwatchd.core.reason import Reason
 from eemwatchd.core.router_state import DEFAULT_MAXRUN, MailServer, RouterSnapshot
 from eemwatchd.errors import EemwatchdError, ResolveError
 from eemwatchd.reconcile.alerting import build_alerts
@@ -37,7 +38,6 @@ from eemwatchd.reconcile.results import (
     AddressOutcome,
     AppliedStep,
     Interrupted,
-    Reason,
     RouterResult,
     RunReport,
     ServerOutcome,
@@ -66,19 +66,8 @@ def utc_now() -> datetime:
 
 
 def config_secrets(config: Config) -> list[str]:
-    """Every secret value in the config, so the store can scrub them from anything it writes."""
-    secrets = getattr(config, "secrets", None)
-    if callable(secrets):
-        return list(secrets())
-    out: list[str] = []
-    for router in config.routers:
-        for secret in (router.password, router.enable_secret):
-            if secret is not None:
-                out.append(secret.reveal())
-    for alert in config.alerts:
-        if alert.password is not None:
-            out.append(alert.password.reveal())
-    return out
+    """Every secret value in the config, so the store and alerts can scrub them from anything they write."""
+    return config.secrets()
 
 
 class _StoreAudit(AuditWriter):
