@@ -136,10 +136,6 @@ def test_credential_paths_named_in_a_unit_are_that_units_own(unit: str) -> None:
     assert named == {unit}
 
 
-def test_the_oneshot_and_the_daemon_exclude_each_other() -> None:
-    assert directives(UNITS / "eemwatchd-apply.service")["Unit"]["Conflicts"] == ["eemwatchd.service"]
-
-
 def _commands(unit: str) -> list[list[str]]:
     service = directives(UNITS / unit)["Service"]
     return [shlex.split(v)[1:] for key in ("ExecStartPre", "ExecStart") for v in service.get(key, [])]
