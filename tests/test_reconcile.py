@@ -144,6 +144,7 @@ servers:
     host: 127.0.0.1
     port: {smtp.port}
     mode: starttls
+    interval: 10m
     ca_file: anchors.pem
 routers:
 {routers}

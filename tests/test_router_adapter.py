@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -24,6 +25,7 @@ from eemwatchd.errors import (
     RouterUnreachable,
 )
 from eemwatchd.lab.pki import GmailShapedPki
+from eemwatchd.lab.router import SilentPeer
 from eemwatchd.lab.router.device import DeviceSpec, User
 from eemwatchd.lab.router.pki import sla_root
 from eemwatchd.lab.router.server import LabDevice
@@ -250,9 +252,12 @@ async def test_fire_applet_success(lab: LabDevice, target: RouterTarget, pki: Gm
                 success_messages=applet.syslog_messages_after_mail(),
             )
         assert result.ok, result
-        assert result.reason == "the applet logged its success line"
+        assert result.reason == "the applet ran to its end after its mail action"
+        assert re.match(r"show event manager history events: job \d+ success .+ none applet: MAIL-TEST; "
+                        r".*%HA_EM-6-LOG: MAIL-TEST: mail sent to noc@example.com", result.evidence), result.evidence
         assert any("mail sent to noc@example.com" in line for line in result.lines)
         assert result.marker.startswith("eemwatchd-test-fire-")
+        assert MAIL_PASSWORD not in result.evidence
         (message,) = await smtp.wait_for_messages(1)
         assert "EEM mail test" in str(message)
     finally:
@@ -290,15 +295,104 @@ async def test_fire_applet_not_event_none_is_refused(lab: LabDevice, target: Rou
         result = await session.fire_applet("MAIL-TEST", maxrun=5.0)
     assert not result.ok
     assert result.lines == ("EEM policy MAIL-TEST not registered with event none Event Detector",)
+    assert result.evidence == "EEM policy MAIL-TEST not registered with event none Event Detector"
 
 
-async def test_fire_applet_without_success_line_waits_for_maxrun(lab: LabDevice, target: RouterTarget) -> None:
-    lab.state.apply_config(["event manager applet QUIET", " event none maxrun 1", ' action 1.0 syslog msg "hello"'])
+async def test_fire_applet_proves_a_run_by_its_history_row_without_a_success_line(
+    lab: LabDevice, target: RouterTarget
+) -> None:
+    lab.state.apply_config(["event manager applet QUIET", " event none maxrun 60", ' action 1.0 syslog msg "hello"'])
     async with RouterSession(target) as session:
-        result = await session.fire_applet("QUIET", maxrun=1.0)
+        started = asyncio.get_running_loop().time()
+        result = await session.fire_applet("QUIET", maxrun=60.0)
+        elapsed = asyncio.get_running_loop().time() - started
     assert result.ok
-    assert result.reason == "no mail error within the applet's maxrun"
-    assert any("QUIET: hello" in line for line in result.lines)
+    assert result.evidence.startswith("show event manager history events: job ")
+    assert " success " in result.evidence
+    assert elapsed < 5.0  # as soon as the job ended, not after maxrun
+
+
+# --- no evidence, no success (issue 8 sec. 1) ---------------------------------------------------------
+
+SILENT_APPLET = [
+    "event manager applet SILENT",
+    " event none maxrun {maxrun}",
+    ' action 0010 mail server "alerts:pw@127.0.0.1" to "noc@example.com" from "alerts" subject "t" body "b" '
+    "secure tls port {port}",
+    ' action 0020 syslog msg "mail sent"',
+]
+
+
+async def test_fire_applet_with_an_smtp_server_that_never_answers_fails_when_the_job_aborts(
+    lab: LabDevice, target: RouterTarget
+) -> None:
+    async with SilentPeer() as peer:
+        lab.state.apply_config([ln.format(maxrun=2, port=peer.port) for ln in SILENT_APPLET])
+        async with RouterSession(target) as session:
+            started = asyncio.get_running_loop().time()
+            result = await session.fire_applet("SILENT", maxrun=2.0, success_messages=("mail sent",))
+            elapsed = asyncio.get_running_loop().time() - started
+        assert peer.accepted >= 1
+    assert not result.ok
+    assert "ended with status 'abort'" in result.reason
+    assert "history" in result.evidence
+    assert elapsed < 2.0 + FAST.fire_grace + 2.0
+
+
+async def test_fire_applet_without_evidence_within_the_bound_is_a_failure(lab: LabDevice, target: RouterTarget) -> None:
+    """The job still runs when our bound ends (its real maxrun is longer): no row, no success line -> failed."""
+    async with SilentPeer() as peer:
+        lab.state.apply_config([ln.format(maxrun=30, port=peer.port) for ln in SILENT_APPLET])
+        async with RouterSession(target) as session:
+            result = await session.fire_applet("SILENT", maxrun=1.0, success_messages=("mail sent",))
+        await lab.state.cancel_jobs()
+    assert not result.ok
+    assert result.reason.startswith("could not prove mail works: no history row for this run")
+    assert result.evidence == ""
+
+
+async def test_fire_applet_when_the_log_buffer_drops_informational_messages(
+    lab: LabDevice, target: RouterTarget, pki: GmailShapedPki
+) -> None:
+    """The marker and the applet's success line are lost; the history row still proves the run."""
+    smtp = await _smtp(pki)
+    try:
+        lab.state.apply_config([*_applet_config(smtp.port), "logging buffered 8192 warnings"])
+        async with RouterSession(target) as session:
+            await session.install_certificate("EEMW-OLD-ROOT", pki.old_root.cert)
+            result = await session.fire_applet("MAIL-TEST", maxrun=15.0, success_messages=("mail sent to $_email_to",))
+        assert result.ok, result
+        assert result.lines == ()
+        assert " success " in result.evidence
+        assert len(await smtp.wait_for_messages(1)) == 1
+    finally:
+        await smtp.stop()
+
+
+@pytest.mark.parametrize(
+    ("allowed", "words"),
+    [
+        pytest.param(("show", "terminal", "send log"), "Command authorization failed.", id="aaa-refuses-the-run"),
+    ],
+)
+async def test_fire_applet_refused_by_aaa_is_a_failure_in_the_routers_words(
+    tmp_path: Path, allowed: tuple[str, ...], words: str
+) -> None:
+    device = LabDevice(DeviceSpec("aaa", tmp_path / "aaa", users=(User("ro", PASSWORD, allowed_commands=allowed),)))
+    await device.start()
+    try:
+        device.state.apply_config(_applet_config(2525))
+        known_hosts = tmp_path / "known_hosts_aaa"
+        known_hosts.write_text(device.known_hosts_line() + "\n")
+        target = RouterTarget("aaa", device.host, device.port, "ro", password=PASSWORD, known_hosts=known_hosts,
+                              timeouts=FAST)
+        async with RouterSession(target) as session:
+            result = await session.fire_applet("MAIL-TEST", maxrun=5.0)
+    finally:
+        await device.stop()
+    assert not result.ok
+    assert result.evidence == words
+    assert result.reason == f"the router refused to run the applet: {words}"
 
 
 async def test_device_error_during_paste_is_command_failed_and_cleaned_up(

@@ -677,7 +677,11 @@ class RouterSession:
         loop = asyncio.get_running_loop()
         started = loop.time()
         command = f"event manager run {applet}"
-        words = _device_text(await self._command(command), command, empty="")
+        try:
+            output = await self._command(command)
+        except CommandFailed as exc:  # refused (AAA) or rejected (% Invalid input): the router's words
+            output = exc.output
+        words = _device_text(output, command, empty="")
         if words:
             lines = tuple(words.splitlines())
             return self._fired(applet, FireResult(False, marker, lines, reason=f"the router refused to run the "

@@ -96,8 +96,14 @@ class RouterPlan:
 
     @property
     def needs_test_fire(self) -> bool:
-        """Apply has something to prove: changes to make, or trust (or a config) not yet proven."""
-        return bool(self.actions) or self.unproven or bool(self.unsaved)
+        """Apply has something to prove: changes to make, or trust (or a config) not yet proven.
+
+        Not while a chain awaits confirmation or a server has none and nothing is to change: the router's
+        state is known to be incomplete, and a test-fire (a real mail when it works) would prove nothing new.
+        """
+        if self.actions:
+            return True
+        return (self.unproven or bool(self.unsaved)) and not self.waiting and not self.unconfirmed
 
     @property
     def adds(self) -> tuple[Action, ...]:

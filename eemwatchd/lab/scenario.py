@@ -26,7 +26,7 @@ from eemwatchd.core.ios_trust import validate_as_ios
 from eemwatchd.lab.pki import GmailShapedPki
 from eemwatchd.lab.router import Fleet, User
 from eemwatchd.lab.smtp import LabSmtpServer
-from eemwatchd.reconcile import Reconciler, RunReport, config_secrets
+from eemwatchd.reconcile import Reconciler, RunReport
 
 APPLET = "MAIL-ALERT"
 MAIL_USER = "alerts"
@@ -119,7 +119,7 @@ class Lab:
         document = {
             "state_path": "state.db",
             "servers": [{"name": "lab-smtp", "host": "127.0.0.1", "port": self.smtp.port, "mode": "starttls",
-                         "interval": "1m", "servername": "smtp.lab.example",
+                         "interval": "1s", "servername": "smtp.lab.example",
                          "timeouts": {"connect": "5s", "step": "5s", "total": "15s"}}],
             "defaults": {"routers": {"username": "eemwatchd", "password_file": "router.password",
                                      "known_hosts": "known_hosts", "applet": APPLET, "servers": ["lab-smtp"],
@@ -188,6 +188,8 @@ async def _step(lab: Lab, title: str, reconciler_factory: Callable[[], Reconcile
             f"{reconciler.config.policy.confirmations}x on; apply observes once more, then plans and applies")
     observed = RunReport(first, [], [])
     await reconciler.notify(observed)
+    # a sighting counts once per half interval (bursts are one observation): let apply's own count
+    await asyncio.sleep(min(s.interval for s in reconciler.config.servers) / 2 + 0.1)
     for alert in observed.alerts:
         lab.say(f"    alert {alert.event} {alert.subject}: {alert.summary}")
     # Trust that lets routers mail the previous chain must hold through every change.
@@ -216,7 +218,7 @@ async def run_lab(state_dir: Path, *, routers: int = 3, say: Say = print, serve:
             say(f"lab router {device.name} (IOS XE simulator) on 127.0.0.1:{device.port}")
         say(f"eemwatchd config: {lab.config_path}")
         config = lab.config()
-        store = Store.open(config.state_path, secrets=[*config_secrets(config), lab.mail_password])
+        store = Store.open(config.state_path, secrets=[*config.secrets(), lab.mail_password])
 
         def reconciler() -> Reconciler:
             return Reconciler(lab.config(), store)

@@ -47,6 +47,9 @@ class Applier:
     held: set[str]  # SHA-256 of the managed certificates the router holds now (kept current)
     maxrun: float
     success_messages: Sequence[str] = ()
+    # Why a test-fire of this router's applet cannot prove mail whatever it shows (no applet, no mail
+    # action): then every test-fire is a failure with this reason, and the router is never called in sync.
+    unprovable: str | None = None
 
     async def apply(self, plan: RouterPlan) -> None:
         changed = False
@@ -95,8 +98,18 @@ class Applier:
                     "running-config only (the next run test-fires and saves them)"))
 
     async def _fire(self, why: str) -> bool:
-        outcome: FireResult = await self.session.fire_applet(
-            self.router.applet, maxrun=self.maxrun, success_messages=self.success_messages)
+        if self.unprovable is not None:
+            outcome = FireResult(False, "", (), reason=f"could not prove mail works: {self.unprovable}")
+        else:
+            try:
+                outcome = await self.session.fire_applet(
+                    self.router.applet, maxrun=self.maxrun, success_messages=self.success_messages)
+            except EemwatchdError as exc:
+                # refused or broken on the way (AAA, a dropped session): a failed test-fire, in the audit too
+                detail = str(exc)
+                self.result.steps.append(AppliedStep("test-fire", None, None, False, detail, detail))
+                self.audit.test_fire(False, detail=detail, evidence=detail, reason=why, trust=frozenset(self.held))
+                raise
         detail = fire_detail(outcome)
         evidence = outcome.evidence or None
         self.result.steps.append(AppliedStep("test-fire", None, None, outcome.ok, detail, evidence))

@@ -99,6 +99,7 @@ class RouterResult:
 
     name: str
     reachable: bool = False
+    applying: bool = False  # an apply job (it may change the router), not a plan
     error: str | None = None
     error_reason: Reason | None = None
     trustpoints: list[tuple[str, bool, tuple[Certificate, ...]]] = field(default_factory=list)
@@ -111,11 +112,11 @@ class RouterResult:
     def reason(self) -> Reason:
         """Where the router stands after this job."""
         if self.error is not None:
-            return self.error_reason or Reason.FAILED
+            return self.error_reason or (Reason.UNREACHABLE if not self.reachable else Reason.FAILED)
         if self.plan is None:
             return Reason.FAILED
         planned = Reason(self.plan.state)
-        if self.result is None or not self.plan.needs_test_fire:
+        if not self.applying or not self.plan.needs_test_fire:
             return planned
         # apply made changes (or proved and saved what was there) and every step succeeded
         if self.plan.unconfirmed:

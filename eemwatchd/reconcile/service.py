@@ -279,7 +279,7 @@ class Reconciler:
     async def reconcile_router(self, router: RouterConfig, *, apply: bool) -> RouterResult:
         """The router job (plan, or apply with ``apply``). The one place that turns a router's exception
         into its result: one bad router never stops a run. Never two jobs on one router at once."""
-        result = RouterResult(router.name)
+        result = RouterResult(router.name, applying=apply)
         lock = self._router_locks.setdefault(router.name, asyncio.Lock())
         async with lock, self._gate:
             if self._stop_reason is not None:
@@ -367,6 +367,9 @@ class Reconciler:
             checkpoint=checkpoint, held=held,
             maxrun=applet.effective_maxrun if applet is not None else DEFAULT_MAXRUN,
             success_messages=applet.syslog_messages_after_mail() if applet is not None else (),
+            unprovable=(f"applet {router.applet} is not configured on the router" if applet is None
+                        else f"applet {router.applet} has no mail action; running it proves nothing about mail"
+                        if not applet.mail_actions else None),
         )
         await applier.apply(result.plan)
 
