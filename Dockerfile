@@ -14,6 +14,8 @@ RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# Before the RUN that sets its owner and mode: a later WORKDIR leaves it 0755 under buildah (podman build).
+WORKDIR /var/lib/eemwatchd
 # ca-certificates: the system trust store (policy.trust_store: system) that SMTP chains are verified against.
 # A numeric user, so `runAsNonRoot` (Kubernetes) can check it without a passwd lookup.
 RUN apt-get update \
@@ -27,7 +29,6 @@ RUN apt-get update \
 COPY --from=build /wheels /wheels
 RUN python -m pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels
 USER 10001:10001
-WORKDIR /var/lib/eemwatchd
 # /etc/eemwatchd: eemwatchd.yaml and known_hosts (mount read-only); /var/lib/eemwatchd: state.db and its lock.
 VOLUME ["/etc/eemwatchd", "/var/lib/eemwatchd"]
 # metrics.listen: /metrics, /healthz, /readyz and the status page

@@ -179,3 +179,9 @@ def test_healthcheck_has_bounds() -> None:
     (args,) = final("HEALTHCHECK")
     options = dict(re.findall(r"--([a-z-]+)=(\S+)", args.split("CMD")[0]))
     assert set(options) == {"interval", "timeout", "start-period", "retries"}
+
+
+def test_no_workdir_after_the_state_directory_gets_its_mode() -> None:
+    # buildah (podman build) leaves a WORKDIR it processes at 0755: found building this image with podman 4.3
+    made = next(i for i, (word, args) in enumerate(FINAL) if word == "RUN" and "-m 0700 /var/lib/eemwatchd" in args)
+    assert not [args for word, args in FINAL[made:] if word == "WORKDIR"]

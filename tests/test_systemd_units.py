@@ -68,7 +68,7 @@ def test_systemd_analyze_verify_is_silent(unit: str, tmp_path: Path) -> None:
 def test_systemd_analyze_security_exposure_stays_low(unit: str, tmp_path: Path) -> None:
     assert SYSTEMD_ANALYZE is not None
     where = staged(tmp_path)
-    # --threshold is exposure x 10: 20 means "2.0 OK" or better (both units score 1.2 with systemd 252)
+    # --threshold is exposure x 10: 20 means "2.0 OK" or better (both units score 1.1 with systemd 252)
     done = subprocess.run([SYSTEMD_ANALYZE, "security", "--offline=yes", "--threshold=20", f"./{unit}"],
                           cwd=where, capture_output=True, text=True, timeout=30, check=False)
     overall = re.search(r"Overall exposure level for \S+: (\d+\.\d)", done.stdout)
