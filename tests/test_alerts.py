@@ -153,6 +153,7 @@ async def test_webhook_posts_one_json_document(receiver: Receiver) -> None:
     assert body["source"] == "eemwatchd"
     assert body["alerts"][0] == {
         "event": "chain_changed",
+        "state": "firing",
         "subject": "gmail",
         "summary": "s",
         "details": {"address": "127.0.0.1", "chain_sha256": ["ab" * 32]},
@@ -529,16 +530,13 @@ async def test_unverified_chain_is_alerted_and_changes_nothing(lab: rec.Lab, rec
     recorder = RecordingSink()
     service = reconciler(lab, receiver, recorder)
     first, second = await converge(lab, service)
-    # First sighting: nothing is acted on yet, but r1 cannot accept the chain (it has no trust for it)
-    # while r2 already does (it holds the cross-signing root in its own trustpoint).
-    assert events_of(first) == [("router_drift", "r1")]
+    # First sighting: nothing is acted on yet, and no router is in sync while the chain is unconfirmed
+    # (r1 cannot accept it yet; r2 already does, through its own trustpoint).
+    assert events_of(first) == [("router_drift", "r1"), ("router_drift", "r2")]
     assert "does not accept 1 new chain(s) yet" in first.alerts[0].summary
-    assert set(events_of(second)) == {
-        ("router_drift", "r1"),
-        ("router_drift", "r2"),
-        ("refresh_succeeded", "r1"),
-        ("refresh_succeeded", "r2"),
-    }
+    assert "no confirmed verified chain for lab" in first.alerts[1].summary
+    # The drift is still open (alerted once, reminded only after policy.alert_reminder); the refreshes are news.
+    assert set(events_of(second)) == {("refresh_succeeded", "r1"), ("refresh_succeeded", "r2")}
     before = {n: lab.trustpoints(n) for n in ("r1", "r2")}
     audit_before = lab.store.audit()
 
@@ -547,8 +545,10 @@ async def test_unverified_chain_is_alerted_and_changes_nothing(lab: rec.Lab, rec
     lab.clock.advance(timedelta(minutes=10))
     report = await service.run(apply=True)
 
-    assert events_of(report) == [("chain_unverified", "lab")]
-    [security] = report.alerts
+    # the intruder's chain is a security event; the routers changed nothing, so their drift resolved
+    assert events_of(report) == [("chain_unverified", "lab"), ("router_drift", "r1"), ("router_drift", "r2")]
+    assert [a.state for a in report.alerts] == ["firing", "resolved", "resolved"]
+    security = report.alerts[0]
     assert security.details["address"] == "127.0.0.1"
     assert security.details["chain_sha256"] == [c.sha256 for c in intruder.served]
     assert security.details["reason"]
@@ -556,7 +556,8 @@ async def test_unverified_chain_is_alerted_and_changes_nothing(lab: rec.Lab, rec
     assert {n: lab.trustpoints(n) for n in ("r1", "r2")} == before
     assert lab.store.audit() == audit_before
     # the webhook got each run's alerts; nothing it got holds a secret
-    assert [a["event"] for a in receiver.bodies[-1]["alerts"]] == ["chain_unverified"]
+    assert [a["event"] for a in receiver.bodies[-1]["alerts"]] == ["chain_unverified", "router_drift",
+                                                                  "router_drift"]
     assert_no_secrets(json.dumps(receiver.bodies))
     assert_no_secrets(json.dumps([a.to_json() for a in recorder.alerts]))
     assert_no_secrets(json.dumps(report.to_json()))

@@ -368,15 +368,20 @@ async def cli(lab: Lab, *args: str) -> tuple[int, str, str]:
 
 
 async def test_cli_plan_apply_audit(lab: Lab) -> None:
+    # the CLI runs on the real clock: fetch every second, so sightings half a second apart count
+    config_file = lab.tmp / "eemwatchd.yaml"
+    config_file.write_text(config_file.read_text().replace("interval: 10m", "interval: 1s"))
     code, out, _ = await cli(lab, "plan", "--json")
-    # First sighting: nothing to act on yet. r1 cannot accept the chain yet, so it is not in sync;
-    # r2 already trusts the old root (its own trustpoint) and accepts the chain as sent.
+    # First sighting: nothing to act on yet, and no router is in sync while the server has no confirmed
+    # chain (r2 already accepts it, through its own trustpoint, but nothing proves what it will need).
     first = json.loads(out)["routers"]
     assert code == 1
     assert [len(r["actions"]) for r in first] == [0, 0]
-    assert [r["in_sync"] for r in first] == [False, True]
+    assert [r["in_sync"] for r in first] == [False, False]
+    assert [r["reason"] for r in first] == ["unconfirmed", "unconfirmed"]
     assert any(r["kind"] == "pending" and "not accepted by the router yet" in r["message"] for r in first[0]["reports"])
     assert any(r["kind"] == "pending" and "not accepted" not in r["message"] for r in first[1]["reports"])
+    await asyncio.sleep(0.6)
     code, out, _ = await cli(lab, "plan", "--json")
     doc = json.loads(out)
     assert code == 1

@@ -173,6 +173,7 @@ servers:
     host: {smtp_host}
     port: {smtp_port}
     mode: starttls
+    interval: 10m
     ca_file: anchors.pem
 routers:
 {chr(10).join(routers)}
@@ -335,6 +336,7 @@ async def cli_apply(tmp_path: Path) -> tuple[int, dict[str, object], str]:
     ("case", "cause"),
     # the router adapter words a refused TCP connect as the OS does ("[Errno 111] Connect call failed")
     [("nothing-listening", ("refused", "connect call failed")), ("login-refused", ("was refused",))],
+    # (the reason code in `result` names the failure: unreachable, or auth-failed for a refused login)
     ids=["nothing-listening", "login-refused"],
 )
 async def test_one_bad_router_never_stops_a_cycle(tmp_path: Path, case: str, cause: tuple[str, ...]) -> None:
@@ -375,7 +377,8 @@ async def test_one_bad_router_never_stops_a_cycle(tmp_path: Path, case: str, cau
                 pki.served, fleet["good"].state.trustpoint_certs(), datetime.now(UTC)
             ).ok
             await smtp.wait_for_messages(1, timeout=5)
-            assert not bad.reachable and bad.result == "unreachable" and not bad.steps
+            word = {"nothing-listening": "unreachable", "login-refused": "auth-failed"}[case]
+            assert not bad.reachable and bad.result == word and not bad.steps
             assert bad.error is not None
             assert "bad" in bad.error, bad.error  # names the router
             assert any(c in bad.error.lower() for c in cause), bad.error  # and the cause
@@ -387,7 +390,7 @@ async def test_one_bad_router_never_stops_a_cycle(tmp_path: Path, case: str, cau
             by_name = {r["name"]: r for r in routers}
             assert list(by_name) == ["good", "bad"]
             assert by_name["good"]["error"] is None and by_name["good"]["result"] in ("applied", "in-sync")
-            assert by_name["bad"]["reachable"] is False and by_name["bad"]["result"] == "unreachable"
+            assert by_name["bad"]["reachable"] is False and by_name["bad"]["result"] == word
             bad_error = str(by_name["bad"]["error"])
             assert "bad" in bad_error and any(c in bad_error.lower() for c in cause), bad_error
         finally:

@@ -49,6 +49,7 @@ class Alert:
     summary: str  # one line
     details: Mapping[str, Any]
     at: datetime
+    state: str = "firing"  # firing | reminder | resolved (conditions); firing for one-off events
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -57,11 +58,12 @@ class Alert:
 
     @property
     def is_bad(self) -> bool:
-        return self.event in BAD_EVENTS
+        return self.event in BAD_EVENTS and self.state != "resolved"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "event": self.event,
+            "state": self.state,
             "subject": self.subject,
             "summary": self.summary,
             "details": _plain(self.details),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
-from eemwatchd.adapters.alerts import Alert
+from eemwatchd.adapters.alerts import Alert, AlertEvent
+from eemwatchd.core.alert_state import AlertState, decide_alert
 from eemwatchd.reconcile.results import AddressOutcome, RouterResult, RunReport
 
 
@@ -119,3 +121,61 @@ def _router_alerts(result: RouterResult, at: datetime) -> list[Alert]:
     return out
 
 
+
+
+# Conditions hold over time: they alert once when they start, again after the reminder interval, and
+# "resolved" when they end. The others (a chain change, a successful refresh) are news, sent each time.
+_CONDITION_EVENTS: dict[str, AlertEvent] = {
+    "chain_unverified": "chain_unverified", "router_drift": "router_drift", "refresh_failed": "refresh_failed",
+    "expiry": "expiry",
+}
+CONDITIONS = frozenset(_CONDITION_EVENTS)
+
+
+def gate_alerts(
+    built: Sequence[Alert],
+    report: RunReport,
+    states: Mapping[tuple[str, str], AlertState],
+    *,
+    now: datetime,
+    remind_after: timedelta,
+) -> tuple[list[Alert], list[AlertState]]:
+    """The alerts to send now and the alert states to store once they went out.
+
+    A condition that was open and is not seen any more in this report resolves, but only where the report
+    could have seen it: a server that served no chain says nothing about chain_unverified, and a router that
+    could not be read says nothing about its drift or expiry.
+    """
+    active = {(a.subject, a.event): a for a in built if a.event in CONDITIONS}
+    out = [a for a in built if a.event not in CONDITIONS]
+    save: list[AlertState] = []
+    for (subject, event), alert in active.items():
+        decision = decide_alert(states.get((subject, event)), active=True, now=now, remind_after=remind_after,
+                                subject=subject, event=event, summary=alert.summary)
+        if decision.send is not None:
+            out.append(replace(alert, state=decision.send.value))
+        if decision.changed and decision.state is not None:
+            save.append(decision.state)
+    for subject, judged in _judged(report):
+        previous = states.get((subject, judged))
+        if (subject, judged) in active or previous is None or not previous.is_open:
+            continue
+        decision = decide_alert(previous, active=False, now=now, remind_after=remind_after)
+        if decision.state is not None:
+            save.append(decision.state)
+        out.append(Alert(event=_CONDITION_EVENTS[judged], subject=subject, summary=f"resolved: {previous.summary}",
+                         details={"resolved": True, "opened_at": previous.opened_at.isoformat()}, at=now,
+                         state="resolved"))
+    return out, save
+
+
+def _judged(report: RunReport) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for server in report.servers:
+        if any(a.chain for a in server.addresses):
+            out.append((server.name, "chain_unverified"))
+    for router in report.routers:
+        out.append((router.name, "refresh_failed"))
+        if router.plan is not None:
+            out += [(router.name, "router_drift"), (router.name, "expiry")]
+    return out

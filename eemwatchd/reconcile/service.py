@@ -24,7 +24,7 @@ from eemwatchd.core.plan import ChainValidator, is_managed, managed_trust, plan_
 from eemwatchd.core.reason import Reason
 from eemwatchd.core.router_state import DEFAULT_MAXRUN, MailServer, RouterSnapshot
 from eemwatchd.errors import EemwatchdError, ResolveError
-from eemwatchd.reconcile.alerting import build_alerts
+from eemwatchd.reconcile.alerting import build_alerts, gate_alerts
 from eemwatchd.reconcile.applier import Applier, AuditWriter
 from eemwatchd.reconcile.connect import (
     RouterConnector,
@@ -270,11 +270,19 @@ class Reconciler:
 
     async def notify(self, report: RunReport) -> None:
         """Send the alerts ``report`` calls for; the one place alerts leave a run (failures land in the report)."""
-        alerts = build_alerts(report, at=self._clock())
+        now = self._clock()
+        built = build_alerts(report, at=now)
+        if self.readonly:
+            return  # a reader (another process holds the writer lock) sends nothing: the writer does
+        alerts, states = gate_alerts(built, report, self.store.alert_states(), now=now,
+                                     remind_after=timedelta(seconds=self.config.policy.alert_reminder))
         secrets = set(self._router_secrets)
         report.alerts = self.alerter.prepare(alerts, secrets=secrets)
         errors = await self.alerter.send(report.alerts, secrets=secrets)
         report.alert_errors = [str(e) for e in errors]
+        if not errors:  # stored only once sent, so a failed delivery is tried again next time
+            for state in states:
+                self.store.save_alert_state(state)
 
     async def reconcile_router(self, router: RouterConfig, *, apply: bool) -> RouterResult:
         """The router job (plan, or apply with ``apply``). The one place that turns a router's exception
