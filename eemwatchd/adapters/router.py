@@ -646,6 +646,17 @@ class RouterSession:
             extra={"event": "trustpoint_retired", "router": self.name, "trustpoint": name},
         )
 
+    async def configure(self, lines: Sequence[str]) -> None:
+        """Send configuration lines (config mode, then back to privileged EXEC). Each line must be one line;
+        a refusal (AAA) or a rejected line stops at that line with the router's words (CommandRefused /
+        CommandFailed)."""
+        for line in lines:
+            if "\n" in line or "\r" in line or not line.strip():
+                raise CommandFailed(self.name, "(not sent) configuration line",
+                                    f"% {line!r} is not one configuration line; nothing was sent to the router")
+        await self._configure(list(lines))
+        await self._leave_config()
+
     async def save_config(self) -> None:
         """`write memory`; the device must answer `[OK]`."""
         output = await self._command("write memory", timeout=self.target.timeouts.change)
