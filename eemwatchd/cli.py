@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from eemwatchd import __version__
 from eemwatchd.errors import EemwatchdError
+from eemwatchd.logformat import configure_logging
 
 # Each module has `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
 COMMANDS: tuple[str, ...] = (
@@ -41,11 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if args.verbose < 2:
-        # -v is for eemwatchd's own events; the SSH library's connection chatter only with -vv
-        logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    configure_logging(verbosity=args.verbose, fmt="text")
     try:
         code: int = args.func(args)
     except EemwatchdError as exc:

@@ -13,7 +13,7 @@ import pytest
 def test_lab_rotation_keeps_every_router_mailing(tmp_path: Path) -> None:
     state = tmp_path / "lab"
     done = subprocess.run(
-        [sys.executable, "-m", "eemwatchd.cli", "lab", "--routers", "2", "--state-dir", str(state)],
+        [sys.executable, "-m", "eemwatchd.cli", "lab", "--once", "--routers", "2", "--state-dir", str(state)],
         capture_output=True, text=True, timeout=110, check=False,
     )
     out = done.stdout

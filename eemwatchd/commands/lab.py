@@ -1,4 +1,4 @@
-"""`eemwatchd lab`: watch eemwatchd keep simulated IOS XE routers mailing through a rotation, on 127.0.0.1."""
+"""`eemwatchd lab`: watch eemwatchd keep simulated IOS XE routers mailing through rotations, on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -12,35 +12,80 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from eemwatchd.lab.scenario import LabRun, run_lab
-
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "lab",
-        help="a local SMTP server with its own PKI, simulated IOS XE routers and a certificate rotation",
+        help="a local SMTP server with its own PKI, simulated IOS XE routers and the daemon keeping them mailing",
         description="Start a lab SMTP server (STARTTLS, its own Gmail-shaped PKI) and simulated IOS XE routers "
-        "over real SSH on 127.0.0.1, then let eemwatchd install the CAs, follow an intermediate and a "
-        "root rotation, and retire what is no longer needed. Every router test-fires its EEM applet "
-        "after each step. Exit status 0 when every router mailed after every step.",
+        "over real SSH on 127.0.0.1, write a ready config and run the eemwatchd daemon on it in the foreground: "
+        "watch it install the CAs, prove mail by test-fires, and follow the provider's rotations (a new "
+        "intermediate, then a new root). `lab rotate --dir DIR` rotates now from another shell. "
+        "With --once: the scripted story (install, rotate, repair, retire), exit 0 when every router mailed "
+        "after every step.",
     )
+    parser.add_argument("action", nargs="?", choices=("run", "rotate"), default="run",
+                        help="run the lab (default), or ask a running lab (--dir) to rotate now")
     parser.add_argument("--routers", type=int, default=3, metavar="N", help="number of lab routers (default 3)")
-    parser.add_argument("--state-dir", type=Path, metavar="DIR",
-                        help="keep the lab's files here (config, state, router configs); default: a temporary "
-                             "directory removed at the end")
+    parser.add_argument("--dir", "--state-dir", dest="state_dir", type=Path, metavar="DIR",
+                        help="the lab's files (config, state, router configs); default: a fresh temporary "
+                             "directory, kept and printed (removed at the end with --once)")
+    parser.add_argument("--rotate-every", type=float, default=60.0, metavar="SECONDS",
+                        help="the provider rotates its chain this often (default 60; 0: only on `lab rotate`)")
+    parser.add_argument("--once", action="store_true",
+                        help="run the scripted rotation story and exit (for tests and CI)")
     parser.add_argument("--serve", action="store_true",
-                        help="after the scenario, keep the SMTP server and routers up for SSH until Ctrl-C")
+                        help="with --once: afterwards keep the SMTP server and routers up for SSH until Ctrl-C")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "rotate":
+        return _rotate(args.state_dir)
     if not 1 <= args.routers <= 50:
         print("eemwatchd lab: --routers must be 1-50", file=sys.stderr)
         return 2
+    if args.once:
+        return _once(args)
+    from eemwatchd.lab.live import run_live
+    from eemwatchd.logformat import configure_logging
+
+    state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="eemwatchd-lab-"))
+    state_dir.mkdir(parents=True, exist_ok=True)
+    print(f"lab directory: {state_dir} (kept)", flush=True)
+    configure_logging(verbosity=max(args.verbose, 0), fmt="text")
+    return asyncio.run(run_live(state_dir, routers=args.routers, rotate_every=args.rotate_every,
+                                say=lambda text: print(text, flush=True)))
+
+
+def _rotate(state_dir: Path | None) -> int:
+    from eemwatchd.lab.live import request_rotation
+
+    if state_dir is None or not (state_dir / "eemwatchd.yaml").is_file():
+        print("eemwatchd lab rotate: give --dir DIR of a running lab (it holds eemwatchd.yaml)", file=sys.stderr)
+        return 2
+    print(f"asked the lab in {state_dir} to rotate: {request_rotation(state_dir)}")
+    return 0
+
+
+def _once(args: argparse.Namespace) -> int:
+    from eemwatchd.lab.scenario import LabRun, run_lab
+
     temporary = args.state_dir is None
     state_dir = Path(tempfile.mkdtemp(prefix="eemwatchd-lab-")) if temporary else args.state_dir
+
+    async def main() -> LabRun:
+        stop: asyncio.Event | None = None
+        if args.serve:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError):
+                    loop.add_signal_handler(sig, stop.set)
+        return await run_lab(state_dir, routers=args.routers, say=lambda text: print(text, flush=True), serve=stop)
+
     try:
-        result = asyncio.run(_main(state_dir, args.routers, serve=args.serve))
+        result = asyncio.run(main())
     finally:
         if temporary:
             shutil.rmtree(state_dir, ignore_errors=True)
@@ -52,14 +97,3 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print("lab: FAILED (see the steps above)", file=sys.stderr)
     return 1
-
-
-async def _main(state_dir: Path, routers: int, *, serve: bool) -> LabRun:
-    stop: asyncio.Event | None = None
-    if serve:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-    return await run_lab(state_dir, routers=routers, say=lambda text: print(text, flush=True), serve=stop)

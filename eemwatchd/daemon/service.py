@@ -26,19 +26,18 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from eemwatchd.adapters.lock import StateLock
-from eemwatchd.adapters.metrics import Metrics
-from eemwatchd.adapters.systemd import SystemdNotifier
-from eemwatchd.http_endpoint import HttpEndpoint, start_http
-from eemwatchd.status import FleetStatus
 from prometheus_client import CollectorRegistry
 
 from eemwatchd import __version__
+from eemwatchd.adapters.lock import StateLock
+from eemwatchd.adapters.metrics import Metrics
 from eemwatchd.adapters.store import Store
+from eemwatchd.adapters.systemd import SystemdNotifier
 from eemwatchd.config import Config, RouterConfig, ServerConfig, load_config
 from eemwatchd.daemon.status_view import audit_lines, narrate_router, narrate_server, router_status, server_status
 from eemwatchd.daemon.timed_session import timed_connector
 from eemwatchd.errors import ConfigError, EemwatchdError
+from eemwatchd.http_endpoint import HttpEndpoint, start_http
 from eemwatchd.reconcile import (
     Reconciler,
     RouterConnector,
@@ -50,6 +49,7 @@ from eemwatchd.reconcile import (
     default_connector,
     utc_now,
 )
+from eemwatchd.status import FleetStatus
 
 log = logging.getLogger("eemwatchd.daemon")
 say = logging.getLogger("eemwatchd.narrative")
@@ -325,7 +325,7 @@ class Daemon:
                               if a.verified and a.pinned and a.times_seen >= self.config.policy.confirmations)
         before = self._confirmed.get(name)
         self._confirmed[name] = confirmed
-        if trigger and before is not None and confirmed != before:
+        if trigger and before is not None and confirmed - before:  # a chain became confirmed: act on it now
             routers = [r.name for r in self.config.routers if name in r.servers]
             say.info("server %s: the confirmed chains changed; reconciling %d router(s) now", name, len(routers))
             for router in routers:

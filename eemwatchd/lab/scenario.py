@@ -78,8 +78,9 @@ def _router_config(smtp_port: int, mail_password: str) -> list[str]:
 class Lab:
     """The lab's moving parts: PKI, SMTP server, routers, the eemwatchd config that points at them."""
 
-    def __init__(self, state_dir: Path, *, routers: int, say: Say) -> None:
+    def __init__(self, state_dir: Path, *, routers: int, say: Say, live: bool = False) -> None:
         self.state_dir = state_dir
+        self.live = live  # the daemon runs on this lab: metrics endpoint, log alerts, a router schedule
         self.router_count = routers
         self.say = say
         self.pki = GmailShapedPki.create()
@@ -130,6 +131,10 @@ class Lab:
                        "aia": False, "max_parallel_routers": 8},
             "alerts": [],  # the lab prints each run's alerts in its own narrative
         }
+        if self.live:
+            document["alerts"] = [{"kind": "log"}]
+            document["metrics"] = {"listen": "127.0.0.1:0"}  # any free port; the daemon prints its URL
+            document["defaults"]["routers"]["interval"] = "30s"  # type: ignore[index]
         self.config_path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
 
     def config(self) -> Config:

@@ -76,7 +76,10 @@ def _router_alerts(result: RouterResult, at: datetime) -> list[Alert]:
             at=at,
         ))
     plan = result.plan
-    if plan is not None and (plan.actions or plan.waiting or plan.unconfirmed):
+    # an apply that brought the router in sync leaves no drift to report (its refresh is the news)
+    drifting = plan is not None and (plan.actions or plan.waiting or plan.unconfirmed) and not (
+        result.applying and result.in_sync)
+    if plan is not None and drifting:
         summary = f"router {name} needs {len(plan.adds)} add(s) and {len(plan.retires)} retire(s)"
         if plan.waiting:
             summary += f"; it does not accept {len(plan.waiting)} new chain(s) yet (awaiting confirmation)"

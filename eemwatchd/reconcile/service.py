@@ -9,6 +9,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from eemwatchd.adapters.alerts import Alerter
 from eemwatchd.adapters.store import AuditEntry, Store
@@ -135,10 +136,18 @@ class Reconciler:
     # --- servers ---------------------------------------------------------------------------------
 
     def anchors_for(self, server: ServerConfig) -> list[Certificate]:
+        """The trust store for ``server``; a CA file is read again when it changed (a long-running daemon
+        must see the root an operator or the OS added)."""
         source = str(server.ca_file) if server.ca_file is not None else self.config.policy.trust_store
-        if source not in self._anchor_cache:
-            self._anchor_cache[source] = load_anchors(source)
-        return self._anchor_cache[source]
+        try:
+            stamp = Path(source).stat().st_mtime_ns if source not in ("system", "certifi") else 0
+        except OSError:
+            stamp = -1
+        key = f"{source}@{stamp}"
+        if key not in self._anchor_cache:
+            self._anchor_cache = {k: v for k, v in self._anchor_cache.items() if not k.startswith(f"{source}@")}
+            self._anchor_cache[key] = load_anchors(source)
+        return self._anchor_cache[key]
 
     async def observe(self, names: Collection[str] | None = None) -> list[ServerOutcome]:
         """Fetch and verify every address of the named servers (all by default) and record each chain."""
