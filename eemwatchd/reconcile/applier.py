@@ -127,6 +127,7 @@ class Applier:
             raise
         if action.sha256:
             self.held.discard(action.sha256)
+        self.result.trustpoints = [t for t in self.result.trustpoints if t[0] != action.trustpoint]
         self.result.steps.append(AppliedStep("retire", action.trustpoint, action.sha256 or None, True, action.reason))
         self.audit.change("retire", trustpoint=action.trustpoint, before=action.sha256 or None, reason=action.reason)
 
@@ -140,6 +141,7 @@ class Applier:
                               reason=f"{exc} (for: {action.reason})")
             raise
         self.held.add(action.sha256)
+        self.result.trustpoints.append((action.trustpoint, True, (action.certificate,)))
         self.result.steps.append(AppliedStep("add", action.trustpoint, action.sha256, True, action.reason))
         self.audit.change("add", trustpoint=action.trustpoint, after=action.sha256, reason=action.reason)
 
@@ -153,6 +155,7 @@ class Applier:
                 self.result.steps.append(AppliedStep("rollback", action.trustpoint, action.sha256, False, str(exc)))
                 continue
             self.held.add(action.sha256)
+            self.result.trustpoints.append((action.trustpoint, True, (action.certificate,)))
             self.result.steps.append(AppliedStep("rollback", action.trustpoint, action.sha256, True, "put back"))
             self.audit.change("rollback", trustpoint=action.trustpoint, after=action.sha256,
                               reason="test-fire failed after retiring")

@@ -102,6 +102,7 @@ class RouterResult:
     applying: bool = False  # an apply job (it may change the router), not a plan
     error: str | None = None
     error_reason: Reason | None = None
+    # (name, managed, CA certificates) as read, kept current by apply's adds and retires
     trustpoints: list[tuple[str, bool, tuple[Certificate, ...]]] = field(default_factory=list)
     plan: RouterPlan | None = None
     lint: list[Finding] = field(default_factory=list)
