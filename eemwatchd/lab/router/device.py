@@ -152,6 +152,12 @@ class Device:
     def mark_changed(self, user: str) -> None:
         self.last_change = (self.now(), user)
 
+    def checks_crl(self, name: str) -> bool:
+        """Whether trustpoint ``name`` checks revocation by CRL: `crl` is the IOS default, `none` among the
+        methods (`revocation-check none`, `crl none`) lets a failed fetch pass."""
+        tp = self.trustpoints.get(name)
+        return tp is not None and "none" not in (tp.revocation_check or "crl").split()
+
     def trustpoint_certs(self) -> Mapping[str, Sequence[Certificate]]:
         return {name: [tp.ca_cert] for name, tp in self.trustpoints.items() if tp.ca_cert is not None}
 
@@ -332,6 +338,7 @@ class Device:
         ctx = eem.RunContext(
             env=dict(self.env), hostname=self.hostname, log=self.log, trustpoints=self.trustpoint_certs,
             now=self.now, lenient=self.spec.lenient, mail_outcomes=self.mail_outcomes,
+            crl_check=self.checks_crl,
         )
 
         async def job() -> None:
