@@ -70,6 +70,7 @@ class DeviceSpec:
     ``clock`` is the time source (default: the wall clock); the device reads ``clock() + clock_offset`` for
     everything it shows or checks (log, `show clock`, EEM, config headers, the mailer's validity check).
     Tests pin it (clock.ticking_clock) so no output depends on today's date.
+    ``vty_lines``: concurrent SSH connections (`line vty 0 4` = 5); one more is closed unanswered.
     """
 
     name: str
@@ -84,11 +85,14 @@ class DeviceSpec:
     host: str = "127.0.0.1"
     port: int = 0
     version: str = "17.09.04a"
+    vty_lines: int = 5
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)
         if self.host not in ("127.0.0.1", "::1", "localhost"):
             raise ValueError(f"lab device {self.name}: listens on loopback only, not {self.host!r}")
+        if self.vty_lines < 1:
+            raise ValueError(f"lab device {self.name}: vty_lines must be at least 1, not {self.vty_lines}")
         for user in self.users:
             if not 0 <= user.privilege <= 15:
                 raise ValueError(f"lab device {self.name}: user {user.name} privilege must be 0-15")
@@ -196,7 +200,7 @@ class Device:
         lines.append("!")
         for tp in self.trustpoints.values():
             lines += tp.chain_lines()
-        lines += ["!", "!", "line con 0", " stopbits 1", "line vty 0 4", " login local", " transport input ssh", "!"]
+        lines += ["!", "!", "line con 0", " stopbits 1", *self.vty_lines(), "!"]
         for name, value in self.env.items():
             lines.append(f"event manager environment {name} {value}")
         if self.history_size != HISTORY_SIZE:
@@ -205,6 +209,16 @@ class Device:
             lines += applet.config_lines()
         lines += ["!", "end"]
         return lines
+
+    def vty_lines(self) -> list[str]:
+        # IOS keeps the first five vtys in their own block (`line vty 0 4`, `line vty 5 15`).
+        count = self.spec.vty_lines
+        ranges = [(0, min(count, 5) - 1)] + ([(5, count - 1)] if count > 5 else [])
+        out: list[str] = []
+        for first, last in ranges:
+            out += [f"line vty {first} {last}" if last > first else f"line vty {first}", " login local",
+                    " transport input ssh"]
+        return out
 
     def clock_lines(self) -> list[str]:
         lines = []
