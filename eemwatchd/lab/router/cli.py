@@ -697,6 +697,18 @@ async def h_show_trustpoints(s: Session, c: Call) -> bool:
     return True
 
 
+async def h_show_trustpool(s: Session, c: Call) -> bool:
+    _end_of_args(c)
+    await s.emit(pki.show_trustpool(s.device.trustpool, s.device.zone))
+    return True
+
+
+async def h_trustpool_import(s: Session, c: Call) -> bool:
+    _end_of_args(c)
+    await pki.import_trustpool(s, s.device.trustpool)
+    return True
+
+
 async def h_show_env(s: Session, c: Call) -> bool:
     if c.args and not "all".startswith(c.args[0][0].lower()):
         name = c.args[0][0]
@@ -1078,6 +1090,7 @@ def _build_tables() -> dict[str, CommandTable]:
     exec_table.add("show startup-config", h_show_startup)
     exec_table.add("show crypto pki certificates", h_show_certificates, args=True)
     exec_table.add("show crypto pki trustpoints", h_show_trustpoints, args=True)
+    exec_table.add("show crypto pki trustpool", h_show_trustpool)
     exec_table.add("show event manager environment", h_show_env, args=True)
     exec_table.add("show event manager policy registered", h_show_policy)
     exec_table.add("show event manager history events", h_show_history)
@@ -1095,6 +1108,8 @@ def _build_tables() -> dict[str, CommandTable]:
     config.add("hostname", h_hostname, args=True)
     config.add("crypto pki trustpoint", h_trustpoint, args=True)
     config.add("crypto pki authenticate", h_authenticate, args=True)
+    # with `trustpool` beside `trustpoint`, `crypto pki trust` is ambiguous, as on a real router
+    config.add("crypto pki trustpool import terminal", h_trustpool_import)
     config.add("no crypto pki trustpoint", h_no_trustpoint, args=True)
     config.add("event manager environment", h_environment, args=True)
     config.add("event manager applet", h_applet, args=True)

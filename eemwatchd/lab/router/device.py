@@ -111,6 +111,9 @@ class Device:
         self.started_at = self.now()
         self.hostname = spec.hostname or spec.name
         self.trustpoints: dict[str, Trustpoint] = {}
+        # (certificate, `Built-In` | `Downloaded`). The lab ships no built-in bundle; it lives outside the
+        # running-config like IOS's (`nvram:` files), so it survives a restart of the lab device object only.
+        self.trustpool: list[tuple[Certificate, str]] = []
         self.env: dict[str, str] = {}
         self.applets: dict[str, eem.Applet] = {}
         self.logbuf = LogBuffer()

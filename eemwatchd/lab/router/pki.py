@@ -79,6 +79,14 @@ REMOVE_QUESTION = "Are you sure you want to do this? [yes/no]: "
 REMOVE_DONE = ["", "% Be sure to ask the CA administrator to revoke your certificates.", ""]
 
 
+# crypto_pki_trustpool_import_terminal_and_show_trustpool__cisco_fn72323.txt
+TRUSTPOOL_BANNER = ["% Enter PEM-formatted CA certificate.", '% End with a blank line or "quit" on a line by itself.']
+TRUSTPOOL_IMPORTED = "% PEM files import succeeded."
+# inferred: genielibs treats `Certificate import failed` / `No certificates imported from terminal` as failures;
+# the exact line IOS prints is not captured.
+TRUSTPOOL_FAILED = "% PEM files import failed."
+
+
 def unknown_trustpoint(name: str) -> str:
     """pki_prompt_and_error_strings__genielibs_code.txt: `% Certificate Authority (trustpoint) X is unknown`."""
     return f"% Certificate Authority (trustpoint) {name} is unknown"
@@ -256,6 +264,56 @@ def decode_paste(lines: Sequence[str]) -> Certificate:
     except (binascii.Error, ValueError) as exc:
         raise CertificateError(f"paste is not base64 ({exc})") from exc
     return Certificate.from_der(der, what="pasted certificate")
+
+
+def decode_bundle(lines: Sequence[str]) -> list[Certificate]:
+    """Every certificate of a pasted PEM bundle; bare base64 without BEGIN/END is one certificate (FN72323)."""
+    stripped = [ln.strip() for ln in lines if ln.strip()]
+    if not any(ln.startswith("-----BEGIN") for ln in stripped):
+        return [decode_paste(stripped)]
+    certs: list[Certificate] = []
+    block: list[str] | None = None
+    for line in stripped:
+        if line.startswith("-----BEGIN"):
+            block = []
+        elif line.startswith("-----END"):
+            if block is None:
+                raise CertificateError("END line without BEGIN")
+            certs.append(decode_paste(block))
+            block = None
+        elif block is not None:
+            block.append(line)
+    if block is not None:
+        raise CertificateError("BEGIN line without END")
+    return certs
+
+
+async def import_trustpool(term: Terminal, pool: list[tuple[Certificate, str]]) -> bool:
+    """`crypto pki trustpool import terminal`: read a PEM bundle, add its CA certificates as `Downloaded`."""
+    await term.write_lines(TRUSTPOOL_BANNER)
+    pasted: list[str] = []
+    while True:
+        line = await term.read_line()
+        if line is None:
+            return False
+        stripped = line.strip()
+        if not stripped or stripped.lower() == "quit":
+            break
+        pasted.append(stripped)
+    try:
+        certs = decode_bundle(pasted)
+    except CertificateError:
+        await term.write_lines([TRUSTPOOL_FAILED])
+        return False
+    # PKI Trustpool Management guide: "Device certificates ... cannot be enrolled in a PKI trustpool"
+    # (inferred: a non-CA certificate in the bundle fails the whole import).
+    if not certs or any(not cert.is_ca for cert in certs):
+        await term.write_lines([TRUSTPOOL_FAILED])
+        return False
+    known = {cert for cert, _ in pool}
+    pool.extend((cert, "Downloaded") for cert in certs if cert not in known)
+    await term.write_lines([TRUSTPOOL_IMPORTED])
+    return True
 
 
 def fingerprint_lines(cert: Certificate) -> list[str]:
@@ -485,6 +543,18 @@ def show_certificates(
         if i:
             out.append("")
         out.extend(block)
+    return out
+
+
+def show_trustpool(pool: Sequence[tuple[Certificate, str]], zone: Zone = UTC_ZONE) -> list[str]:
+    """`show crypto pki trustpool`: `CA Certificate` blocks, `Associated Trustpoints: Trustpool ` and
+    `Trustpool: Built-In|Downloaded` (show_crypto_pki_trustpool__genie_1.txt, one blank line between)."""
+    out: list[str] = []
+    for i, (cert, source) in enumerate(pool):
+        if i:
+            out.append("")
+        out += certificate_block(cert, ["Trustpool"], verbose=False, installed_at=None, zone=zone)
+        out.append(f"  Trustpool: {source}")
     return out
 
 
