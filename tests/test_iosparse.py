@@ -9,6 +9,7 @@ import pytest
 from eemwatchd.core.certificate import Certificate, load_pem_certificates
 from eemwatchd.core.iosformat import render_certificate_block
 from eemwatchd.core.iosparse import (
+    DEFAULT_ZONES,
     HistoryEvent,
     parse_clock_zones,
     parse_event_history,
@@ -20,6 +21,7 @@ from eemwatchd.core.iosparse import (
     parse_show_crypto_pki_certificates_pem,
     parse_show_crypto_pki_trustpoints,
     parse_shown_date,
+    zone_note,
 )
 from eemwatchd.errors import ParseError
 from tests.transcripts import transcript
@@ -470,17 +472,21 @@ def test_show_certificates_fields() -> None:
         transcript("show_crypto_pki_certificates_TP-self-signed__genie_csr1000v.txt")
     )
     assert self_signed.storage == "nvram:IOS-Self-Sig#1.cer"
-    # IST is not a zone we were told about: the date stays text only
+    # IST without the router's `clock timezone`: read as India (+05:30), and the ambiguity is reported
     csr = parse_show_crypto_pki_certificates(
         transcript("show_crypto_pki_certificates_verbose__genie_csr.txt")
     )
-    assert csr[0].valid_until is None
+    assert csr[0].valid_until == datetime(2022, 11, 10, 16, 28, 50, tzinfo=UTC)
     assert csr[0].valid_until_text == "21:58:50 IST Nov 10 2022"
+    assert csr[0].zone_note is not None
+    assert "IST is ambiguous" in csr[0].zone_note
+    assert "Israel" in csr[0].zone_note
     ist = parse_show_crypto_pki_certificates(
         transcript("show_crypto_pki_certificates_verbose__genie_csr.txt"),
         zones=parse_clock_zones("clock timezone IST 5 30"),
     )
     assert ist[0].valid_until == datetime(2022, 11, 10, 16, 28, 50, tzinfo=UTC)
+    assert ist[0].zone_note is None  # the router said what IST is
 
 
 def test_verbose_fingerprint_matches_the_pem_pasted_on_the_same_router() -> None:
@@ -742,3 +748,120 @@ def test_log_timestamp_styles(line: str, sequence: int | None, timestamp: str, s
                                                                                    zone)
     assert entry.message == "x"
     assert entry.moment(year=2026, zones={**CEST, "UTC": timedelta(0)}) == moment
+
+
+# --- zone abbreviations in PKI dates ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "zones", "expected", "ambiguous"),
+    [
+        ("00:34:52 UTC Nov 20 2015", None, datetime(2015, 11, 20, 0, 34, 52, tzinfo=UTC), False),
+        ("10:35:18 GMT Oct 30 2023", None, datetime(2023, 10, 30, 10, 35, 18, tzinfo=UTC), False),
+        ("23:09:23 IST Nov 17 2021", None, datetime(2021, 11, 17, 17, 39, 23, tzinfo=UTC), True),
+        # Ireland's summer time, told by the router's own `clock summer-time IST recurring`
+        (
+            "23:09:23 IST Jul 17 2021",
+            "clock timezone GMT 0 0\nclock summer-time IST recurring",
+            datetime(2021, 7, 17, 22, 9, 23, tzinfo=UTC),
+            False,
+        ),
+        ("23:09:23 IST Jul 17 2021", "clock timezone IST 2 0", datetime(2021, 7, 17, 21, 9, 23, tzinfo=UTC), False),
+        ("12:00:00 CET Jan 5 2026", None, datetime(2026, 1, 5, 11, 0, 0, tzinfo=UTC), False),
+        ("12:00:00 CEST Jun 5 2026", None, datetime(2026, 6, 5, 10, 0, 0, tzinfo=UTC), False),
+        ("12:00:00 EST Jan 5 2026", None, datetime(2026, 1, 5, 17, 0, 0, tzinfo=UTC), False),
+        ("12:00:00 EDT Jun 5 2026", None, datetime(2026, 6, 5, 16, 0, 0, tzinfo=UTC), False),
+        ("12:00:00 CST Jan 5 2026", None, datetime(2026, 1, 5, 18, 0, 0, tzinfo=UTC), True),
+        # FN72323: CST is China (+8) on that router; its `clock timezone` tells us so
+        ("02:12:23 CST Jan 17 2014", "clock timezone CST 8 0", datetime(2014, 1, 16, 18, 12, 23, tzinfo=UTC), False),
+        ("12:00:00 CDT Jun 5 2026", None, datetime(2026, 6, 5, 17, 0, 0, tzinfo=UTC), False),
+        ("12:00:00 MDT Jun 5 2026", None, datetime(2026, 6, 5, 18, 0, 0, tzinfo=UTC), False),
+        ("12:00:00 PST Jan 5 2026", None, datetime(2026, 1, 5, 20, 0, 0, tzinfo=UTC), False),
+        ("12:00:00 PDT Jun 5 2026", None, datetime(2026, 6, 5, 19, 0, 0, tzinfo=UTC), False),
+        ("12:00:00 JST Jan 5 2026", None, datetime(2026, 1, 5, 3, 0, 0, tzinfo=UTC), False),
+        ("12:00:00 AEST Jan 5 2026", None, datetime(2026, 1, 5, 2, 0, 0, tzinfo=UTC), False),
+        ("12:00:00 NST Jan 5 2026", None, datetime(2026, 1, 5, 15, 30, 0, tzinfo=UTC), False),
+        ("12:00:00 XYZ Jan 5 2026", None, None, False),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None,
+)
+def test_shown_dates_resolve_common_zone_names(
+    text: str, zones: str | None, expected: datetime | None, ambiguous: bool
+) -> None:
+    table = parse_clock_zones(zones) if zones else DEFAULT_ZONES
+    assert parse_shown_date(text, zones=table) == expected
+    assert (zone_note(text.split()[1], table) is not None) is ambiguous
+
+
+def test_genie_ist_transcripts_parse_every_date() -> None:
+    for name in (
+        "show_crypto_pki_certificates_verbose__genie_csr.txt",
+        "show_crypto_pki_certificates_verbose__genie_csr8kv.txt",
+    ):
+        shown = parse_show_crypto_pki_certificates(transcript(name))
+        assert shown
+        for cert in shown:
+            assert cert.valid_from is not None
+            assert cert.valid_until is not None
+            assert cert.valid_from < cert.valid_until
+            assert cert.zone_note is not None
+    (first, *_rest) = parse_show_crypto_pki_certificates(
+        transcript("show_crypto_pki_certificates_verbose__genie_csr8kv.txt")
+    )
+    assert first.valid_from == datetime(2021, 11, 17, 17, 39, 23, tzinfo=UTC)  # 23:09:23 IST
+
+
+# --- identity and self-signed certificates in trustpoints ------------------------------------------
+
+
+def _cat4500_shaped_config() -> tuple[str, Certificate, Certificate]:
+    """A chain holding the router's identity certificate followed directly by its CA, as the Cat4500-X
+    running-config described in the shared INDEX.md shows (raw: trailing spaces, `  <TAB>quit`)."""
+    from eemwatchd.lab.pki import make_leaf, make_root
+
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    root = make_root("Lab Enterprise CA", now=now, key_kind="rsa")
+    identity = make_leaf(["cat4500x.example.net"], by=root, now=now, key_kind="rsa")
+    id_cert, ca_cert = identity.cert, root.cert
+    text = "\n".join(
+        [
+            "crypto pki trustpoint ENTERPRISE",
+            " enrollment url http://10.0.0.5:80",
+            " serial-number",
+            " revocation-check none",
+            " rsakeypair ENTERPRISE",
+            "!",
+            "crypto pki certificate chain ENTERPRISE",
+            *render_certificate_block(id_cert, kind=""),
+            *render_certificate_block(ca_cert),
+            "!",
+            "crypto pki certificate chain TP-self-signed-1",
+            *render_certificate_block(ca_cert, kind="self-signed"),
+        ]
+    )
+    return text, id_cert, ca_cert
+
+
+def test_identity_certificate_is_kept_with_its_kind() -> None:
+    text, id_cert, ca_cert = _cat4500_shaped_config()
+    assert "\tquit" in text
+    (enterprise, self_signed), _e, _a, _h = parse_running_config(text)
+    assert [h.kind for h in enterprise.certificates] == ["identity", "ca"]
+    assert enterprise.certificates_with_kind == (("identity", id_cert), ("ca", ca_cert))
+    assert enterprise.ca_certificates == (ca_cert,)
+    assert self_signed.certificates_with_kind == (("self-signed", ca_cert),)
+    assert self_signed.ca_certificates == ()
+
+
+def test_every_certificate_of_the_csr_17_3_config_is_listed_with_its_kind() -> None:
+    trustpoints, _e, _a, _h = parse_running_config(transcript(CSR_17_3))
+    listed = {tp.name: [kind for kind, _cert in tp.certificates_with_kind] for tp in trustpoints}
+    assert listed == {"TP-self-signed-3177340814": ["self-signed"], "SLA-TrustPoint": ["ca"]}
+
+
+def test_nvram_references_are_not_listed_as_certificates() -> None:
+    trustpoints, _e, _a, _h = parse_running_config(
+        transcript("show_startup-config_crypto_pki_nvram_refs__gh_ie_switch_17_3.txt")
+    )
+    assert all(tp.certificates_with_kind == () for tp in trustpoints)
+    assert any(tp.certificates for tp in trustpoints)

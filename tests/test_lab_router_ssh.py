@@ -359,12 +359,18 @@ async def test_show_crypto_pki_renderers_match_genie_layout(lab: LabDevice) -> N
         "    start date: 19:48:47 UTC May 30 2013",
         "    end   date: 19:48:47 UTC May 30 2038",
         "  Associated Trustpoints: SLA-TrustPoint ",
+        # the file name the IE switch 17.3 shows in its startup-config for this certificate; CA blocks of
+        # certificates kept in nvram end with it (show_crypto_pki_certificates__ntc_1.txt)
+        "  Storage: nvram:CiscoLicensi#1CA.cer",
     ]
-    # same field prefixes, in the same order, as the genie C3850 CA block
+    ntc = transcript("show_crypto_pki_certificates__ntc_1.txt")
+    ntc_ca = ntc[ntc.index("CA Certificate") :]
+    assert ntc_ca[ntc_ca.index("  Storage: nvram:certfile.cer") - 1].startswith("  Associated Trustpoints:")
+    # same field prefixes, in the same order, as the genie C3850 CA block (a SUDI CA: no nvram storage)
     genie = transcript("show_crypto_pki_certificates_CISCO_IDEVID_SUDI__genie_c3850.txt")
     ca = genie[genie.index("CA Certificate") :]
     fields = [ln.split(":")[0] for ln in ca if ln.startswith("  ") and not ln.startswith("    ")]
-    ours = [ln.split(":")[0] for ln in certs if ln.startswith("  ") and not ln.startswith("    ")]
+    ours = [ln.split(":")[0] for ln in certs[:-1] if ln.startswith("  ") and not ln.startswith("    ")]
     assert [f for f in fields if "CRL" not in f] == ours
     verbose = lines_of(await c.cmd("show crypto pki certificates verbose SLA-TrustPoint"))
     assert "  Fingerprint SHA1: 5CA95FB6 E2980EC1 5AFB681B BB7E62B5 AD3FA8B8 " in verbose

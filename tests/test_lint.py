@@ -85,7 +85,19 @@ def _swap(old: str, new: str) -> str:
             id="secure-none",
         ),
         pytest.param(
-            _swap("port 587", "port 465"), [(lint.PORT_MISMATCH, "error")], id="port-465-for-starttls"
+            _swap("port 587", "port 465"),
+            [(lint.IMPLICIT_TLS, "error"), (lint.PORT_MISMATCH, "error")],
+            id="port-465-for-starttls",
+        ),
+        pytest.param(
+            _swap("smtp.gmail.com", "smtp.example.net").replace("port 587", "port 465"),
+            [(lint.IMPLICIT_TLS, "error")],
+            id="implicit-tls-server-465",
+        ),
+        pytest.param(
+            _swap("smtp.gmail.com", "smtp.office365.com").replace("port 587", "port 465"),
+            [(lint.IMPLICIT_TLS, "error"), (lint.UNKNOWN_SERVER, "warning")],
+            id="port-465-unknown-server",
         ),
         pytest.param(_swap(" port 587", ""), [(lint.PORT_MISMATCH, "error")], id="default-port-25"),
         pytest.param(
@@ -190,3 +202,54 @@ def test_rule_ids_are_unique_and_named() -> None:
 def test_mask_server(value: str, masked: str) -> None:
     assert mask_server(value) == masked
     assert "secret" not in mask_server(value)
+
+
+def _trustpoint(name: str, *settings: str) -> str:
+    return "\n".join([f"crypto pki trustpoint {name}", *(f" {line}" for line in settings)]) + "\n"
+
+
+# eemwatchd's own trustpoints: enrollment terminal, revocation-check none, chain-validation stop, fingerprint
+OURS = ("enrollment terminal", "fingerprint " + "AB" * 20, "revocation-check none", "chain-validation stop")
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        pytest.param(_trustpoint("EEMW-GTS-R1", *OURS), [], id="created-by-eemwatchd"),
+        pytest.param(
+            _trustpoint("EEMW-GTS-R1", "enrollment terminal"),
+            [(lint.REVOCATION_CHECK, "error")],
+            id="managed-default-crl",
+        ),
+        pytest.param(
+            _trustpoint("EEMW-GTS-R1", "enrollment terminal", "revocation-check crl"),
+            [(lint.REVOCATION_CHECK, "error")],
+            id="managed-crl",
+        ),
+        pytest.param(
+            _trustpoint("EEMW-GTS-R1", "enrollment terminal", "revocation-check ocsp"),
+            [(lint.REVOCATION_CHECK, "error")],
+            id="managed-ocsp",
+        ),
+        pytest.param(
+            _trustpoint("EEMW-GTS-R1", "enrollment terminal", "revocation-check crl none"), [], id="crl-none-fallback"
+        ),
+        pytest.param(
+            _trustpoint("CA-GlobalSign-Root", "enrollment terminal", "revocation-check crl"),
+            [(lint.REVOCATION_CHECK, "error")],
+            id="adopted-crl",
+        ),
+        # not ours: SLA-TrustPoint has `revocation-check crl` on every box and is none of our business
+        pytest.param(_trustpoint("SLA-TrustPoint", "enrollment pkcs12", "revocation-check crl"), [], id="foreign"),
+    ],
+)
+def test_revocation_rule(extra: str, expected: list[tuple[str, str]]) -> None:
+    findings = _lint(_snapshot(GOOD, extra=extra), trustpoint_prefix="EEMW-", adopt=("CA-GlobalSign-Root",))
+    assert _rules(findings) == expected
+    for finding in findings:
+        assert "revocation-check none" in finding.fix
+
+
+def test_revocation_rule_is_off_without_a_prefix_or_adopt_list() -> None:
+    extra = _trustpoint("EEMW-GTS-R1", "enrollment terminal", "revocation-check crl")
+    assert _lint(_snapshot(GOOD, extra=extra)) == []

@@ -28,6 +28,50 @@ SHOW_LOGGING = "show logging"
 # A router without `clock timezone` shows UTC; GMT is what routers in the transcripts name +0.
 DEFAULT_ZONES: Mapping[str, timedelta] = {"UTC": timedelta(0), "GMT": timedelta(0)}
 
+
+def _hm(hours: int, minutes: int = 0) -> timedelta:
+    return timedelta(hours=hours, minutes=minutes if hours >= 0 else -minutes)
+
+
+# The zone names operators give `clock timezone` / `clock summer-time` (IOS prints the configured NAME,
+# not an offset: genie csr/csr8kv show IST, FN72323 shows CST at +8). Used only when the caller's
+# ``zones`` (from the router's own `clock` lines, parse_clock_zones) does not name the zone.
+ZONE_ABBREVIATIONS: Mapping[str, timedelta] = {
+    "UTC": _hm(0), "GMT": _hm(0), "WET": _hm(0), "WEST": _hm(1), "BST": _hm(1), "IST": _hm(5, 30),
+    "CET": _hm(1), "CEST": _hm(2), "MET": _hm(1), "MEST": _hm(2), "EET": _hm(2), "EEST": _hm(3),
+    "MSK": _hm(3), "SAST": _hm(2), "EAT": _hm(3), "GST": _hm(4), "PKT": _hm(5), "NPT": _hm(5, 45),
+    "ICT": _hm(7), "WIB": _hm(7), "SGT": _hm(8), "HKT": _hm(8), "AWST": _hm(8), "PHT": _hm(8),
+    "JST": _hm(9), "KST": _hm(9), "ACST": _hm(9, 30), "ACDT": _hm(10, 30), "AEST": _hm(10),
+    "AEDT": _hm(11), "NZST": _hm(12), "NZDT": _hm(13),
+    "AST": _hm(-4), "ADT": _hm(-3), "EST": _hm(-5), "EDT": _hm(-4), "CST": _hm(-6), "CDT": _hm(-5),
+    "MST": _hm(-7), "MDT": _hm(-6), "PST": _hm(-8), "PDT": _hm(-7), "AKST": _hm(-9), "AKDT": _hm(-8),
+    "HST": _hm(-10), "BRT": _hm(-3), "ART": _hm(-3), "NST": _hm(-3, 30), "NDT": _hm(-2, 30),
+}
+# Names that mean different offsets in different places: the default above is the first reading.
+AMBIGUOUS_ZONES: Mapping[str, tuple[str, ...]] = {
+    "IST": ("India +05:30", "Ireland (summer) +01:00", "Israel +02:00"),
+    "CST": ("US Central -06:00", "China +08:00", "Cuba -05:00"),
+    "BST": ("British Summer Time +01:00", "Bangladesh +06:00"),
+    "AST": ("Atlantic -04:00", "Arabia +03:00"),
+    "GST": ("Gulf +04:00", "South Georgia -02:00"),
+    "MST": ("US Mountain -07:00", "Malaysia +08:00"),
+}
+
+
+def zone_note(name: str, zones: Mapping[str, timedelta] = DEFAULT_ZONES) -> str | None:
+    """Why a shown zone name was read the way it was, when that reading is a guess; None when it is not.
+
+    A name in ``zones`` (the router's own `clock timezone`/`clock summer-time`) is certain; an
+    abbreviation with several meanings read from ZONE_ABBREVIATIONS is reported.
+    """
+    if name in zones or name not in AMBIGUOUS_ZONES:
+        return None
+    readings = AMBIGUOUS_ZONES[name]
+    return (
+        f"time zone {name} is ambiguous ({', '.join(readings)}); read as {readings[0]}: "
+        "pass the router's `clock timezone` (parse_clock_zones) to be sure"
+    )
+
 _MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTHS = {m: i for i, m in enumerate(_MONTH_NAMES, start=1)}
 # Pager debris a capture may contain when paging was not disabled (` --More-- ` plus backspaces).
@@ -461,14 +505,21 @@ class ShownCertificate:
     trustpoints: tuple[str, ...] = ()
     storage: str | None = None
     crl_urls: tuple[str, ...] = ()
+    zone_note: str | None = None  # set when the dates' zone name is ambiguous (see zone_note())
 
 
 def parse_shown_date(text: str, *, zones: Mapping[str, timedelta] = DEFAULT_ZONES) -> datetime | None:
-    """`00:34:52 UTC Nov 20 2015` as shown by PKI commands; None when the zone is not known."""
+    """`00:34:52 UTC Nov 20 2015` as shown by PKI commands; None when the zone is not known.
+
+    The zone name is looked up in ``zones`` (the router's `clock` lines) first, then in the common
+    abbreviations (ZONE_ABBREVIATIONS); an ambiguous one (IST, CST ...) takes its first reading, and
+    zone_note() says so.
+    """
     match = _SHOWN_DATE.search(text)
     if not match:
         raise ParseError(SHOW_CERTIFICATES, "expected a date like '00:34:52 UTC Nov 20 2015'", line=text)
-    zone = _zone(match.group("zone"), zones)
+    name = match.group("zone")
+    zone = _zone(name, zones) or _zone(name, ZONE_ABBREVIATIONS)
     month = _MONTHS.get(match.group("mon"))
     if zone is None or month is None:
         return None
@@ -564,7 +615,18 @@ def _parse_cert_block(kind: str, lines: list[str], zones: Mapping[str, timedelta
         trustpoints=tuple(fields.get("Associated Trustpoints", "").split()),
         storage=fields.get("Storage"),
         crl_urls=tuple(sections.get("CRL Distribution Points", [])),
+        zone_note=_dates_zone_note((start, end), zones),
     )
+
+
+def _dates_zone_note(texts: Iterable[str | None], zones: Mapping[str, timedelta]) -> str | None:
+    for text in texts:
+        match = _SHOWN_DATE.search(text or "")
+        if match:
+            note = zone_note(match.group("zone"), zones)
+            if note is not None:
+                return note
+    return None
 
 
 def parse_show_crypto_pki_certificates_pem(text: str) -> list[tuple[str, str, Certificate]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -31,6 +31,13 @@ CLOCK_SKEW = "EEM009-clock-skew"
 UNKNOWN_SERVER = "EEM010-unknown-server"
 UNDEFINED_VARIABLE = "EEM011-undefined-variable"
 NO_MAIL_ACTION = "EEM012-no-mail-action"
+REVOCATION_CHECK = "EEM013-revocation-check"
+IMPLICIT_TLS = "EEM014-implicit-tls-unsupported"
+
+# Implicit TLS (SMTPS). EEM's mail action offers `secure none` and `secure tls`; `secure tls` is STARTTLS
+# (Cisco's tech note runs it on 587, field notes sec. 1) and no source shows the action wrapping TLS at
+# connect, so a mail action aimed at 465 is treated as unable to work (inferred; docs/lab-router.md).
+IMPLICIT_TLS_PORT = 465
 
 # EEM's mail action uses port 25 when none is given.
 EEM_DEFAULT_PORT = 25
@@ -68,11 +75,15 @@ def lint_router(
     soon: timedelta,
     min_maxrun: float = DEFAULT_MIN_MAXRUN,
     max_skew: timedelta = DEFAULT_MAX_SKEW,
+    trustpoint_prefix: str | None = None,
+    adopt: Collection[str] = (),
 ) -> list[Finding]:
     """Every finding for the applet ``applet_name`` and the router's trustpoints and clock.
 
     ``now`` is the time certificates are judged at; ``our_clock`` is our time when the router's
     clock was read (compared with ``snapshot.clock``). Messages never contain a password.
+    ``trustpoint_prefix`` and ``adopt`` name the trustpoints eemwatchd manages or adopted: only those
+    are checked for `revocation-check none` (none are when both are left out).
     """
     findings: list[Finding] = []
     applet = snapshot.applet(applet_name)
@@ -89,6 +100,7 @@ def lint_router(
         )
     else:
         findings.extend(_lint_applet(snapshot, applet, servers=servers, min_maxrun=min_maxrun))
+    findings.extend(_lint_revocation(snapshot, prefix=trustpoint_prefix, adopt=adopt))
     findings.extend(_lint_certificates(snapshot, now=now, soon=soon))
     findings.extend(_lint_clock(snapshot, our_clock=our_clock, max_skew=max_skew))
     return findings
@@ -195,6 +207,19 @@ def _lint_mail_action(
 
     known = _match_server(server.host_as_intended, servers)
     secure = (action.secure or "none").lower()
+    port = action.port if action.port is not None else EEM_DEFAULT_PORT
+    if port == IMPLICIT_TLS_PORT or (known is not None and known.mode == "tls" and port == known.port):
+        findings.append(
+            Finding(
+                IMPLICIT_TLS,
+                "error",
+                f"{where} mails to port {port}, which expects TLS from the first byte (implicit TLS); "
+                "EEM's mail action speaks plain SMTP and upgrades only with STARTTLS (`secure tls`), "
+                "so the handshake never starts and the mail fails",
+                f"use the provider's STARTTLS port: `secure tls port 587` in action {action.label} "
+                "(and configure the server in our config as starttls on 587)",
+            )
+        )
     if secure != "tls":
         findings.append(
             Finding(
@@ -205,7 +230,6 @@ def _lint_mail_action(
                 f"append `secure tls port {known.port if known else 587}` to action {action.label}",
             )
         )
-    port = action.port if action.port is not None else EEM_DEFAULT_PORT
     if known is not None:
         if port != known.port:
             findings.append(
@@ -246,6 +270,35 @@ def _lint_mail_action(
 def _match_server(host: str, servers: Sequence[KnownServer]) -> KnownServer | None:
     wanted = host.strip().rstrip(".").lower()
     return next((s for s in servers if s.host.rstrip(".").lower() == wanted), None)
+
+
+def _lint_revocation(snapshot: RouterSnapshot, *, prefix: str | None, adopt: Collection[str]) -> list[Finding]:
+    """IOS checks revocation by CRL unless a trustpoint says `revocation-check none` (`crl` is the default,
+    SLA-TrustPoint shows it). A CRL the router cannot fetch fails the mail's TLS check with
+    `%PKI-3-CRL_FETCH_FAIL` (show_logging_PKI-3-CRL_FETCH_FAIL__gh_dnac_switch.txt). `none` as a fallback
+    method (`revocation-check crl none`) lets the check pass when the fetch fails.
+    """
+    findings: list[Finding] = []
+    for tp in snapshot.trustpoints:
+        managed = (prefix is not None and tp.name.startswith(prefix)) or tp.name in adopt
+        if not managed:
+            continue
+        methods = (tp.revocation_check or "crl").split()
+        if "none" in methods:
+            continue
+        shown = f"`revocation-check {tp.revocation_check}`" if tp.revocation_check else "no `revocation-check`"
+        findings.append(
+            Finding(
+                REVOCATION_CHECK,
+                "error",
+                f"trustpoint {tp.name} has {shown} (IOS then checks a CRL): when the mail's chain is anchored "
+                "to it, the router tries to fetch a CRL, logs %PKI-3-CRL_FETCH_FAIL if it cannot, and the mail "
+                "fails",
+                f"configure `crypto pki trustpoint {tp.name}` / ` revocation-check none` "
+                "(eemwatchd creates its trustpoints that way)",
+            )
+        )
+    return findings
 
 
 def _lint_certificates(snapshot: RouterSnapshot, *, now: datetime, soon: timedelta) -> list[Finding]:

@@ -49,6 +49,16 @@ class Trustpoint:
         """The decoded CA certificates (what `crypto pki authenticate` installs)."""
         return tuple(h.certificate for h in self.certificates if h.kind == "ca" and h.certificate)
 
+    @property
+    def certificates_with_kind(self) -> tuple[tuple[HeldKind, Certificate], ...]:
+        """Every decoded certificate the trustpoint holds, in config order, with its kind.
+
+        ``ca`` (`certificate ca`), ``identity`` (the router's own, `certificate SERIAL`) and
+        ``self-signed`` (`certificate self-signed`): for `plan --json` and expiry reports. Certificates
+        shown only as `nvram:` references have no content and are left out (see ``certificates``).
+        """
+        return tuple((h.kind, h.certificate) for h in self.certificates if h.certificate is not None)
+
 
 def mask_server(value: str) -> str:
     """``user:password@host`` with the password replaced, for messages and logs.

@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from eemwatchd.core.certificate import Certificate
+from eemwatchd.core.iosformat import parse_hex_lines
 from eemwatchd.lab.router import clock, eem, pki, settings
 from eemwatchd.lab.router.clock import Zone
 from eemwatchd.lab.router.device import HISTORY_SIZE, NVRAM_SIZE, Device, User
@@ -517,17 +519,37 @@ def _uptime(delta: timedelta) -> str:
     return ", ".join(parts)
 
 
+# The release train IOS XE names in brackets on the second line of `show version`: Everest (16.6,
+# show_version__genie_isr4451_16_06_05.txt) and Cupertino (17.7, show_version__genie_c9800cl_17_07.txt) are
+# captured; the other names are Cisco's published train names, recalled (inferred).
+_TRAINS = (
+    ((16, 5), "Everest"), ((16, 8), "Fuji"), ((16, 10), "Gibraltar"), ((16, 13), "Amsterdam"),
+    ((17, 1), "Amsterdam"), ((17, 4), "Bengaluru"), ((17, 7), "Cupertino"), ((17, 10), "Dublin"),
+    ((17, 13), "IOSXE"),
+)
+
+
+def release_train(major: int, minor: int) -> str:
+    name = "Everest"
+    for (first_major, first_minor), train in _TRAINS:
+        if (major, minor) >= (first_major, first_minor):
+            name = train
+    return name
+
+
 async def h_show_version(s: Session, c: Call) -> bool:
-    """IOS XE 17.x layout of show_version__genie_c9800cl_17_07.txt / c8000v_17_15 (release build)."""
+    """IOS XE layout of show_version__genie_c9800cl_17_07.txt / isr4451_16_06_05 (release builds): the first
+    line keeps the zero-padded version (`17.07.01prd16`), the second drops the padding (`17.7.1prd16`)."""
     _end_of_args(c)
     ver = s.device.spec.version
     major, minor, rest = ver.split(".")
-    short = f"{int(major)}.{int(minor)}.{rest}"
+    short = f"{int(major)}.{int(minor)}.{rest.lstrip('0') or '0'}"
+    train = release_train(int(major), int(minor))
     now = s.device.now()
     uptime = _uptime(now - s.device.started_at)
     lines = [
         f"Cisco IOS XE Software, Version {ver}",
-        f"Cisco IOS Software [Cupertino], Virtual XE Software (X86_64_LINUX_IOSD-UNIVERSALK9-M), "
+        f"Cisco IOS Software [{train}], Virtual XE Software (X86_64_LINUX_IOSD-UNIVERSALK9-M), "
         f"Version {short}, RELEASE SOFTWARE (fc3)",
         "Technical Support: http://www.cisco.com/techsupport",
         "Copyright (c) 1986-2023 by Cisco Systems, Inc.",
@@ -637,19 +659,24 @@ async def h_show_running(s: Session, c: Call) -> bool:
 
 
 def _nvram_refs(lines: list[str]) -> list[str]:
-    """17.3 `show config` shows file references instead of hex (gh_ie_switch_17_3); the name is inferred."""
+    """17.3 `show config` shows file references instead of hex (gh_ie_switch_17_3): the same file names as the
+    `Storage:` lines of `show crypto pki certificates` (pki.storage_file)."""
     out: list[str] = []
-    skipping = False
-    number = 0
+    head: str | None = None
+    hex_lines: list[str] = []
+    seen: dict[bytes, str] = {}
     for line in lines:
-        if skipping:
-            if line.strip() == "quit":
-                skipping = False
+        if head is not None:
+            if line.strip() != "quit":
+                hex_lines.append(line)
+                continue
+            cert = Certificate.from_der(parse_hex_lines(hex_lines, what="startup-config"), what="startup-config")
+            name = seen.setdefault(cert.der, pki.storage_file(cert, len(seen) + 1))
+            out.append(f"{head} {name}")
+            head = None
             continue
         if line.startswith(" certificate ca "):
-            number += 1
-            out.append(f"{line} nvram:Trustpoint{number:X}#{number:X}CA.cer")
-            skipping = True
+            head, hex_lines = line, []
             continue
         out.append(line)
     return out
@@ -668,6 +695,12 @@ async def h_show_startup(s: Session, c: Call) -> bool:
 
 async def h_show_certificates(s: Session, c: Call) -> bool:
     words = list(c.args)
+    if words and len(words[0][0]) >= 2 and "pem".startswith(words[0][0].lower()):
+        if len(words) > 2:
+            raise CommandError("invalid", words[2][1])
+        only_pem = words[1][0] if len(words) > 1 else None
+        await s.emit(pki.show_certificates_pem(list(s.device.trustpoints.values()), only=only_pem))
+        return True
     verbose = False
     if words and "verbose".startswith(words[0][0].lower()) and len(words[0][0]) >= 1:
         verbose = True
@@ -694,6 +727,18 @@ async def h_show_trustpoints(s: Session, c: Call) -> bool:
         if len(words) > 1:
             raise CommandError("invalid", words[1][1])
     await s.emit(pki.show_trustpoints(list(s.device.trustpoints.values()), status=status, only=only))
+    return True
+
+
+async def h_show_trustpool(s: Session, c: Call) -> bool:
+    _end_of_args(c)
+    await s.emit(pki.show_trustpool(s.device.trustpool, s.device.zone))
+    return True
+
+
+async def h_trustpool_import(s: Session, c: Call) -> bool:
+    _end_of_args(c)
+    await pki.import_trustpool(s, s.device.trustpool)
     return True
 
 
@@ -1078,6 +1123,7 @@ def _build_tables() -> dict[str, CommandTable]:
     exec_table.add("show startup-config", h_show_startup)
     exec_table.add("show crypto pki certificates", h_show_certificates, args=True)
     exec_table.add("show crypto pki trustpoints", h_show_trustpoints, args=True)
+    exec_table.add("show crypto pki trustpool", h_show_trustpool)
     exec_table.add("show event manager environment", h_show_env, args=True)
     exec_table.add("show event manager policy registered", h_show_policy)
     exec_table.add("show event manager history events", h_show_history)
@@ -1095,6 +1141,8 @@ def _build_tables() -> dict[str, CommandTable]:
     config.add("hostname", h_hostname, args=True)
     config.add("crypto pki trustpoint", h_trustpoint, args=True)
     config.add("crypto pki authenticate", h_authenticate, args=True)
+    # with `trustpool` beside `trustpoint`, `crypto pki trust` is ambiguous, as on a real router
+    config.add("crypto pki trustpool import terminal", h_trustpool_import)
     config.add("no crypto pki trustpoint", h_no_trustpoint, args=True)
     config.add("event manager environment", h_environment, args=True)
     config.add("event manager applet", h_applet, args=True)

@@ -70,6 +70,7 @@ class DeviceSpec:
     ``clock`` is the time source (default: the wall clock); the device reads ``clock() + clock_offset`` for
     everything it shows or checks (log, `show clock`, EEM, config headers, the mailer's validity check).
     Tests pin it (clock.ticking_clock) so no output depends on today's date.
+    ``vty_lines``: concurrent SSH connections (`line vty 0 4` = 5); one more is closed unanswered.
     """
 
     name: str
@@ -84,11 +85,14 @@ class DeviceSpec:
     host: str = "127.0.0.1"
     port: int = 0
     version: str = "17.09.04a"
+    vty_lines: int = 5
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)
         if self.host not in ("127.0.0.1", "::1", "localhost"):
             raise ValueError(f"lab device {self.name}: listens on loopback only, not {self.host!r}")
+        if self.vty_lines < 1:
+            raise ValueError(f"lab device {self.name}: vty_lines must be at least 1, not {self.vty_lines}")
         for user in self.users:
             if not 0 <= user.privilege <= 15:
                 raise ValueError(f"lab device {self.name}: user {user.name} privilege must be 0-15")
@@ -107,6 +111,9 @@ class Device:
         self.started_at = self.now()
         self.hostname = spec.hostname or spec.name
         self.trustpoints: dict[str, Trustpoint] = {}
+        # (certificate, `Built-In` | `Downloaded`). The lab ships no built-in bundle; it lives outside the
+        # running-config like IOS's (`nvram:` files), so it survives a restart of the lab device object only.
+        self.trustpool: list[tuple[Certificate, str]] = []
         self.env: dict[str, str] = {}
         self.applets: dict[str, eem.Applet] = {}
         self.logbuf = LogBuffer()
@@ -152,6 +159,12 @@ class Device:
     def mark_changed(self, user: str) -> None:
         self.last_change = (self.now(), user)
 
+    def checks_crl(self, name: str) -> bool:
+        """Whether trustpoint ``name`` checks revocation by CRL: `crl` is the IOS default, `none` among the
+        methods (`revocation-check none`, `crl none`) lets a failed fetch pass."""
+        tp = self.trustpoints.get(name)
+        return tp is not None and "none" not in (tp.revocation_check or "crl").split()
+
     def trustpoint_certs(self) -> Mapping[str, Sequence[Certificate]]:
         return {name: [tp.ca_cert] for name, tp in self.trustpoints.items() if tp.ca_cert is not None}
 
@@ -190,7 +203,7 @@ class Device:
         lines.append("!")
         for tp in self.trustpoints.values():
             lines += tp.chain_lines()
-        lines += ["!", "!", "line con 0", " stopbits 1", "line vty 0 4", " login local", " transport input ssh", "!"]
+        lines += ["!", "!", "line con 0", " stopbits 1", *self.vty_lines(), "!"]
         for name, value in self.env.items():
             lines.append(f"event manager environment {name} {value}")
         if self.history_size != HISTORY_SIZE:
@@ -199,6 +212,16 @@ class Device:
             lines += applet.config_lines()
         lines += ["!", "end"]
         return lines
+
+    def vty_lines(self) -> list[str]:
+        # IOS keeps the first five vtys in their own block (`line vty 0 4`, `line vty 5 15`).
+        count = self.spec.vty_lines
+        ranges = [(0, min(count, 5) - 1)] + ([(5, count - 1)] if count > 5 else [])
+        out: list[str] = []
+        for first, last in ranges:
+            out += [f"line vty {first} {last}" if last > first else f"line vty {first}", " login local",
+                    " transport input ssh"]
+        return out
 
     def clock_lines(self) -> list[str]:
         lines = []
@@ -332,6 +355,7 @@ class Device:
         ctx = eem.RunContext(
             env=dict(self.env), hostname=self.hostname, log=self.log, trustpoints=self.trustpoint_certs,
             now=self.now, lenient=self.spec.lenient, mail_outcomes=self.mail_outcomes,
+            crl_check=self.checks_crl,
         )
 
         async def job() -> None:

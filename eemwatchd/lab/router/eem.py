@@ -315,6 +315,7 @@ class RunContext:
     now: Callable[[], datetime]
     lenient: bool
     mail_outcomes: list[tuple[str, MailOutcome]]
+    crl_check: Callable[[str], bool] | None = None
 
 
 async def run_applet(applet: Applet, ctx: RunContext) -> str:
@@ -380,12 +381,14 @@ async def _mail(applet: Applet, action: Action, fields: dict[str, str], ctx: Run
         helo=ctx.hostname,
     )
     outcome = await send_mail(
-        request, trustpoints=ctx.trustpoints, now=ctx.now, lenient=ctx.lenient,
+        request, trustpoints=ctx.trustpoints, now=ctx.now, lenient=ctx.lenient, crl_check=ctx.crl_check,
         timeout=min(applet.effective_maxrun, 30.0),
     )
     ctx.mail_outcomes.append((applet.name, outcome))
     if outcome.ok:
         return True
+    for line in outcome.pki_log:
+        ctx.log(line)
     # eem_applet_mail_fmpd_smtp_error__gh_iosv.txt: the host only (never the user or password).
     ctx.log(f"%HA_EM-3-FMPD_SMTP: Error occurred when sending mail to SMTP server: {shown_host(host)} : "
             f"{outcome.reason}")

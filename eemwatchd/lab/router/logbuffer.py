@@ -64,7 +64,8 @@ class LogBuffer:
         if not self.enabled or (severity is not None and severity > self.level):
             return
         self.logged += 1
-        self.lines.append(self.render(moment, zone, message))
+        # a multi-line message (%PKI-3-CRL_FETCH_FAIL's `Reason :` line) keeps its continuation lines
+        self.lines.extend(self.render(moment, zone, message).split("\n"))
         self._trim()
 
     def render(self, moment: datetime, zone: Zone, message: str) -> str:

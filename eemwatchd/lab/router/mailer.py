@@ -22,6 +22,15 @@ TIMEOUT_ERROR = "timeout error"  # eem_mail_action_debug_fmpd_smtp_timeout__gh_n
 # inferred: no capture shows a TLS/certificate failure; the router cannot complete the connection, so the
 # connect wording is used. The validator's own reason is kept in MailOutcome.detail (never logged on IOS).
 TLS_ERROR = CONNECT_ERROR
+# show_logging_PKI-3-CRL_FETCH_FAIL__gh_dnac_switch.txt: two lines, the reason indented 22 spaces.
+# The lab never reaches a CRL (no CDP server on loopback); the reason is the captured one for every case
+# (inferred for certificates that name a CRL distribution point).
+CRL_FETCH_REASON = "Enrollment URL not configured."
+
+
+def crl_fetch_fail(trustpoint: str) -> str:
+    return (f"%PKI-3-CRL_FETCH_FAIL: CRL fetch for trustpoint {trustpoint} failed\n"
+            f"{' ' * 22}Reason : {CRL_FETCH_REASON}")
 
 
 @dataclass(frozen=True)
@@ -48,14 +57,18 @@ class MailOutcome:
     detail: str
     validation: IosValidation | None = None
     chain: tuple[Certificate, ...] = ()
+    pki_log: tuple[str, ...] = ()  # PKI messages the attempt logged before the FMPD lines
 
 
 class _SmtpFailure(Exception):
-    def __init__(self, reason: str, detail: str, validation: IosValidation | None = None) -> None:
+    def __init__(
+        self, reason: str, detail: str, validation: IosValidation | None = None, pki_log: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
         self.validation = validation
+        self.pki_log = pki_log
 
 
 async def _reply(reader: asyncio.StreamReader) -> tuple[int, list[str]]:
@@ -115,6 +128,7 @@ async def _starttls(
     trustpoints: Callable[[], Mapping[str, Sequence[Certificate]]],
     now: Callable[[], datetime],
     lenient: bool,
+    crl_check: Callable[[str], bool] | None,
 ) -> tuple[IosValidation, tuple[Certificate, ...]]:
     await _command(reader, writer, "STARTTLS", 220)
     if reader._buffer:  # type: ignore[attr-defined]  # bytes before the handshake = STARTTLS injection
@@ -132,6 +146,14 @@ async def _starttls(
     verdict = validate_as_ios(chain, trustpoints(), now(), lenient=lenient)
     if not verdict.ok:
         raise _SmtpFailure(TLS_ERROR, f"bad_certificate: {verdict.reason}", verdict)
+    anchor = verdict.anchor_trustpoint
+    if anchor is not None and crl_check is not None and crl_check(anchor):
+        # `revocation-check crl` (the IOS default) on the anchoring trustpoint: IOS fetches a CRL, the lab
+        # has none to give, the handshake fails (docs/lab-router.md "Revocation").
+        raise _SmtpFailure(
+            TLS_ERROR, f"CRL fetch for trustpoint {anchor} failed (revocation-check without none)", verdict,
+            pki_log=(crl_fetch_fail(anchor),),
+        )
     return verdict, chain
 
 
@@ -148,6 +170,7 @@ async def _converse(
     trustpoints: Callable[[], Mapping[str, Sequence[Certificate]]],
     now: Callable[[], datetime],
     lenient: bool,
+    crl_check: Callable[[str], bool] | None = None,
 ) -> None:
     """The SMTP dialogue; raises _SmtpFailure with the IOS reason on any refusal."""
     try:
@@ -162,7 +185,9 @@ async def _converse(
     if req.secure_tls:
         if not any(e.upper().startswith("STARTTLS") for e in ehlo):
             raise _SmtpFailure(CONNECT_ERROR, "server does not offer STARTTLS")
-        state.validation, state.chain = await _starttls(reader, writer, req, trustpoints, now, lenient)
+        state.validation, state.chain = await _starttls(
+            reader, writer, req, trustpoints, now, lenient, crl_check
+        )
         ehlo = await _command(reader, writer, f"EHLO {req.helo}", 250)
     if req.user is not None:
         await _login(reader, writer, req, ehlo)
@@ -187,17 +212,22 @@ async def send_mail(
     now: Callable[[], datetime],
     lenient: bool = False,
     timeout: float = 20.0,
+    crl_check: Callable[[str], bool] | None = None,
 ) -> MailOutcome:
-    """Deliver one mail like IOS's smtp_lib; never raises, never puts the password in a reason."""
+    """Deliver one mail like IOS's smtp_lib; never raises, never puts the password in a reason.
+
+    ``crl_check(trustpoint)`` says whether that trustpoint checks revocation by CRL (no `none`).
+    """
     state = _State()
     try:
         async with asyncio.timeout(timeout):
-            await _converse(req, state, trustpoints, now, lenient)
+            await _converse(req, state, trustpoints, now, lenient, crl_check)
     except TimeoutError:
         return MailOutcome(False, TIMEOUT_ERROR, f"no answer within {timeout:.1f} s", state.validation, state.chain)
     except _SmtpFailure as failure:
         return MailOutcome(
-            False, failure.reason, failure.detail, failure.validation or state.validation, state.chain
+            False, failure.reason, failure.detail, failure.validation or state.validation, state.chain,
+            failure.pki_log,
         )
     except (OSError, ssl.SSLError, UnicodeError) as exc:
         return MailOutcome(False, CONNECT_ERROR, f"{type(exc).__name__}: {exc}", state.validation, state.chain)

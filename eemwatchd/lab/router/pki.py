@@ -79,6 +79,14 @@ REMOVE_QUESTION = "Are you sure you want to do this? [yes/no]: "
 REMOVE_DONE = ["", "% Be sure to ask the CA administrator to revoke your certificates.", ""]
 
 
+# crypto_pki_trustpool_import_terminal_and_show_trustpool__cisco_fn72323.txt
+TRUSTPOOL_BANNER = ["% Enter PEM-formatted CA certificate.", '% End with a blank line or "quit" on a line by itself.']
+TRUSTPOOL_IMPORTED = "% PEM files import succeeded."
+# inferred: genielibs treats `Certificate import failed` / `No certificates imported from terminal` as failures;
+# the exact line IOS prints is not captured.
+TRUSTPOOL_FAILED = "% PEM files import failed."
+
+
 def unknown_trustpoint(name: str) -> str:
     """pki_prompt_and_error_strings__genielibs_code.txt: `% Certificate Authority (trustpoint) X is unknown`."""
     return f"% Certificate Authority (trustpoint) {name} is unknown"
@@ -258,6 +266,56 @@ def decode_paste(lines: Sequence[str]) -> Certificate:
     return Certificate.from_der(der, what="pasted certificate")
 
 
+def decode_bundle(lines: Sequence[str]) -> list[Certificate]:
+    """Every certificate of a pasted PEM bundle; bare base64 without BEGIN/END is one certificate (FN72323)."""
+    stripped = [ln.strip() for ln in lines if ln.strip()]
+    if not any(ln.startswith("-----BEGIN") for ln in stripped):
+        return [decode_paste(stripped)]
+    certs: list[Certificate] = []
+    block: list[str] | None = None
+    for line in stripped:
+        if line.startswith("-----BEGIN"):
+            block = []
+        elif line.startswith("-----END"):
+            if block is None:
+                raise CertificateError("END line without BEGIN")
+            certs.append(decode_paste(block))
+            block = None
+        elif block is not None:
+            block.append(line)
+    if block is not None:
+        raise CertificateError("BEGIN line without END")
+    return certs
+
+
+async def import_trustpool(term: Terminal, pool: list[tuple[Certificate, str]]) -> bool:
+    """`crypto pki trustpool import terminal`: read a PEM bundle, add its CA certificates as `Downloaded`."""
+    await term.write_lines(TRUSTPOOL_BANNER)
+    pasted: list[str] = []
+    while True:
+        line = await term.read_line()
+        if line is None:
+            return False
+        stripped = line.strip()
+        if not stripped or stripped.lower() == "quit":
+            break
+        pasted.append(stripped)
+    try:
+        certs = decode_bundle(pasted)
+    except CertificateError:
+        await term.write_lines([TRUSTPOOL_FAILED])
+        return False
+    # PKI Trustpool Management guide: "Device certificates ... cannot be enrolled in a PKI trustpool"
+    # (inferred: a non-CA certificate in the bundle fails the whole import).
+    if not certs or any(not cert.is_ca for cert in certs):
+        await term.write_lines([TRUSTPOOL_FAILED])
+        return False
+    known = {cert for cert, _ in pool}
+    pool.extend((cert, "Downloaded") for cert in certs if cert not in known)
+    await term.write_lines([TRUSTPOOL_IMPORTED])
+    return True
+
+
 def fingerprint_lines(cert: Certificate) -> list[str]:
     """Right-aligned colons: 7 spaces before MD5, 6 before SHA1 (qytang C8Kv, no trailing space on IOS XE)."""
     return [
@@ -422,17 +480,42 @@ def _verbose_lines(cert: Certificate, installed_at: datetime | None, zone: Zone)
     return lines
 
 
+def certificate_usage(cert: Certificate) -> str:
+    """`Certificate Usage:` as IOS names it: `Signature` for CA certificates (every CA block captured),
+    `General Purpose` for a certificate that signs and encrypts (router certificates in ntc_1, csr1000v);
+    a key that only encrypts is `Encryption` (inferred). A pasted non-CA certificate (the tech note pasted
+    the smtp.gmail.com leaf) is thus shown for what it is."""
+    usage = _ext(cert, ExtensionOID.KEY_USAGE)
+    if cert.is_ca or not isinstance(usage, x509.KeyUsage):
+        return "Signature" if cert.is_ca else "General Purpose"
+    signs = usage.digital_signature or usage.content_commitment
+    encrypts = usage.key_encipherment or usage.key_agreement or usage.data_encipherment
+    if signs and encrypts:
+        return "General Purpose"
+    return "Encryption" if encrypts else "Signature"
+
+
+def storage_file(cert: Certificate, number: int) -> str:
+    """The nvram file IOS keeps a trustpoint's CA certificate in: the CN without spaces cut to 12 characters,
+    `#`, a number, `CA.cer` (`nvram:CiscoLicensi#1CA.cer`,
+    show_startup-config_crypto_pki_nvram_refs__gh_ie_switch_17_3.txt; the number's origin is not known: the
+    lab counts in config order, inferred)."""
+    stem = cert.common_name.replace(" ", "")[:12]
+    return f"nvram:{stem}#{number:X}CA.cer"
+
+
 def certificate_block(
     cert: Certificate, trustpoints: Sequence[str], *, verbose: bool, installed_at: datetime | None,
-    zone: Zone = UTC_ZONE,
+    zone: Zone = UTC_ZONE, storage: str | None = None,
 ) -> list[str]:
-    """One `CA Certificate` block, genie style (trailing spaces after Issuer:, Subject:, Validity Date:)."""
+    """One `CA Certificate` block, genie style (trailing spaces after Issuer:, Subject:, Validity Date:);
+    ``storage`` adds the `Storage:` line after the trustpoints (ntc_1, csr1000v)."""
     lines = ["CA Certificate", "  Status: Available"]
     if verbose:
         lines.append("  Version: 3")
     lines += [
         f"  Certificate Serial Number (hex): {cert.serial_ios}",
-        "  Certificate Usage: Signature",
+        f"  Certificate Usage: {certificate_usage(cert)}",
         "  Issuer: ",
         *dn_lines(cert.x509.issuer),
         "  Subject: ",
@@ -456,7 +539,32 @@ def certificate_block(
     if verbose:
         lines += _verbose_lines(cert, installed_at, zone)
     lines.append(f"  Associated Trustpoints: {' '.join(trustpoints)} ")
+    if storage is not None:
+        lines.append(f"  Storage: {storage}")
     return lines
+
+
+def storage_files(trustpoints: Sequence[Trustpoint]) -> dict[Certificate, str]:
+    """The nvram file of every trustpoint CA certificate, numbered in config order (see storage_file)."""
+    files: dict[Certificate, str] = {}
+    for tp in trustpoints:
+        if tp.ca_cert is not None and tp.ca_cert not in files:
+            files[tp.ca_cert] = storage_file(tp.ca_cert, len(files) + 1)
+    return files
+
+
+def show_certificates_pem(trustpoints: Sequence[Trustpoint], *, only: str | None) -> list[str]:
+    """`show crypto pki certificates pem [NAME]`: `------Trustpoint: NAME------`, a `% ... certificate:` label,
+    the PEM, a blank line (show_crypto_pki_certificates_pem_server__genie_1.txt). The label of an authenticated
+    CA is `% CA certificate:` as in `crypto pki export ... pem terminal`
+    (crypto_pki_export_pem_terminal__gh_iosv_ca_lab.txt; inferred for this command, whose only capture shows
+    a router's own `% Self-signed CA certificate:`)."""
+    out: list[str] = []
+    for tp in trustpoints:
+        if tp.ca_cert is None or (only is not None and tp.name != only):
+            continue
+        out += [f"------Trustpoint: {tp.name}------", "% CA certificate:", *tp.ca_cert.pem.splitlines(), ""]
+    return out
 
 
 def show_certificates(
@@ -475,16 +583,29 @@ def show_certificates(
             installed[tp.ca_cert] = tp.installed_at
         holders[tp.ca_cert].append(tp.name)
     blocks: list[list[str]] = []
+    files = storage_files(trustpoints)
     for cert in order:
         if only is not None and only not in holders[cert]:
             continue
         blocks.append(certificate_block(cert, holders[cert], verbose=verbose, installed_at=installed[cert],
-                                        zone=zone))
+                                        zone=zone, storage=files.get(cert)))
     out: list[str] = []
     for i, block in enumerate(blocks):
         if i:
             out.append("")
         out.extend(block)
+    return out
+
+
+def show_trustpool(pool: Sequence[tuple[Certificate, str]], zone: Zone = UTC_ZONE) -> list[str]:
+    """`show crypto pki trustpool`: `CA Certificate` blocks, `Associated Trustpoints: Trustpool ` and
+    `Trustpool: Built-In|Downloaded` (show_crypto_pki_trustpool__genie_1.txt, one blank line between)."""
+    out: list[str] = []
+    for i, (cert, source) in enumerate(pool):
+        if i:
+            out.append("")
+        out += certificate_block(cert, ["Trustpool"], verbose=False, installed_at=None, zone=zone)
+        out.append(f"  Trustpool: {source}")
     return out
 
 

@@ -29,6 +29,17 @@ class _SshServer(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
+        if len(self._lab._connections) >= self._lab.spec.vty_lines:
+            # Every vty is taken (`line vty 0 4`: five). IOS takes a vty when the TCP connection arrives,
+            # not at login, and a client then gets no SSH banner at all: "Connection refused" for telnet
+            # (Cisco Cookbook, VTY lockout), "Unable to connect to port 22" from Ansible on a CSR1000v out of
+            # sessions (ansible-modules-core#5181). The lab closes the connection before the version exchange
+            # (inferred: the exact TCP behaviour, RST vs FIN, is not captured).
+            log.info("lab device %s: all %d vty lines busy, connection closed", self._lab.name,
+                     self._lab.spec.vty_lines)
+            self._lab.refused_logins += 1
+            conn.abort()
+            return
         self._lab._connections.add(conn)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -64,6 +75,7 @@ class LabDevice:
         self._server: asyncssh.SSHAcceptor | None = None
         self._connections: set[asyncssh.SSHServerConnection] = set()
         self._vtys: set[int] = set()
+        self.refused_logins = 0  # connections closed because every vty line was busy
         self._tasks: set[asyncio.Task[None]] = set()
         self.host_key: asyncssh.SSHKey | None = None
 
