@@ -38,7 +38,7 @@ def free_port() -> int:
 
 def get(url: str, timeout: float = 5.0) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 - 127.0.0.1 only
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
             return answer.status, answer.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
@@ -78,7 +78,7 @@ async def wait_until(what: str, check: Callable[[], Any], timeout: float, daemon
 @contextlib.contextmanager
 def daemon_process(config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "eemwatchd.cli", "run", "-c", str(config)],  # noqa: S603
+        proc = subprocess.Popen([sys.executable, "-m", "eemwatchd.cli", "run", "-c", str(config)],
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             yield proc

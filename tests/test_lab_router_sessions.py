@@ -79,11 +79,6 @@ async def test_the_product_uses_one_session_per_router(lab: LabDevice, tmp_path:
         await client.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs adapter change: RouterSession._open_error should report a connection closed before the SSH "
-    "banner as RouterUnreachable with 'all vty lines busy?' in its message",
-)
 async def test_the_product_reports_a_refused_sixth_login_clearly(lab: LabDevice, tmp_path: Path) -> None:
     operators = [await login(lab) for _ in range(5)]
     try:

@@ -174,7 +174,7 @@ def test_the_lab_story_runs_under_the_services_seccomp_rules(tmp_path: Path) -> 
         pytest.skip("libseccomp's Python binding is missing: apt-get install python3-seccomp")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, __file__, str(UNITS / "eemwatchd.service"), "lab", "--routers", "1",
+        [sys.executable, __file__, str(UNITS / "eemwatchd.service"), "lab", "--once", "--routers", "1",
          "--state-dir", str(tmp_path / "lab")],
         capture_output=True, text=True, timeout=110, env=env, check=False, cwd=tmp_path,
     )

@@ -309,6 +309,16 @@ class RouterSession:
         t = self.target
         if isinstance(exc, asyncssh.HostKeyNotVerifiable):
             return _host_key_rejection(t)
+        if isinstance(exc, ConnectionResetError | asyncssh.ConnectionLost) or (
+            isinstance(exc, ScrapliConnectionNotOpened) and "reset" in str(exc).lower()
+        ):
+            # IOS drops the TCP connection before the SSH banner when every vty line is taken
+            # (docs/lab-router.md cites the sources); eemwatchd itself uses one session per router.
+            return RouterUnreachable(
+                self.name,
+                f"{t.host}:{t.port}: the router closed the connection before the SSH banner (all vty lines "
+                "busy? `line vty 0 4` allows five sessions; check `show users`)",
+            )
         if isinstance(exc, asyncssh.PermissionDenied):
             return AuthenticationFailed(self.name, f"user {t.username!r} was refused ({self._credentials()})")
         if isinstance(exc, ScrapliAuthenticationFailed):

@@ -268,6 +268,7 @@ def plan_router(
     validate: ChainValidator | None = is_accepted_strict,
     proven: Collection[str] | None = frozenset(),
     saved: Mapping[str, Sequence[str]] | None = None,
+    other_certificates: Mapping[str, Sequence[Certificate]] | None = None,
 ) -> RouterPlan:
     """Plan one router: add what is desired and not held, retire managed trust unneeded beyond retention.
 
@@ -278,6 +279,7 @@ def plan_router(
 
     ``proven``: the SHA-256 of every managed certificate the router held at its last successful test-fire
     (None: never proven). The router is "unproven" unless that equals what it holds now.
+    ``other_certificates``: identity and self-signed certificates the trustpoints hold (expiry reports only).
     ``saved``: trustpoint name -> its certificates' IOS serials as the startup-config lists them (serials,
     because a startup-config may show `nvram:` references instead of the certificate; None: not read).
     Any difference from the running-config makes the router "unsaved".
@@ -329,6 +331,7 @@ def plan_router(
         else:
             reports.append(Report("pending", None, f"new chain not yet confirmed: {text}"))
     reports.extend(_expiry_reports(trustpoints, policy, now))
+    reports.extend(_expiry_reports(other_certificates or {}, policy, now))
     for server in desired.unconfirmed:
         reports.append(Report("unconfirmed", None, f"{server}: no confirmed verified chain seen recently; "
                                                    "the router cannot be called in sync"))

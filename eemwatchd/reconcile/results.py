@@ -104,6 +104,8 @@ class RouterResult:
     error_reason: Reason | None = None
     # (name, managed, CA certificates) as read, kept current by apply's adds and retires
     trustpoints: list[tuple[str, bool, tuple[Certificate, ...]]] = field(default_factory=list)
+    # every certificate each trustpoint holds with its kind (ca, identity, self-signed), as read
+    certificates: dict[str, tuple[tuple[str, Certificate], ...]] = field(default_factory=dict)
     plan: RouterPlan | None = None
     lint: list[Finding] = field(default_factory=list)
     steps: list[AppliedStep] = field(default_factory=list)
@@ -152,8 +154,8 @@ class RouterResult:
                     "name": name,
                     "managed": managed,
                     "certs": [
-                        {"sha256": c.sha256, "not_after": c.not_after.isoformat(), "subject": c.subject}
-                        for c in certs
+                        {"kind": kind, "sha256": c.sha256, "not_after": c.not_after.isoformat(), "subject": c.subject}
+                        for kind, c in self.certificates.get(name, tuple(("ca", c) for c in certs))
                     ],
                 }
                 for name, managed, certs in self.trustpoints

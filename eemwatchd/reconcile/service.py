@@ -352,6 +352,9 @@ class Reconciler:
                 (name, is_managed(name, prefix=prefix, adopt=router.adopt), certs)
                 for name, certs in trustpoints.items()
             ]
+            result.certificates = {tp.name: tp.certificates_with_kind for tp in snapshot.trustpoints}
+            others = {tp.name: [c for kind, c in tp.certificates_with_kind if kind != "ca"]
+                      for tp in snapshot.trustpoints}
             self._explain_differences(router, trustpoints, result)
             proof = self.store.last_proof(router.name, ok_only=True)
             plan = plan_router(
@@ -364,10 +367,12 @@ class Reconciler:
                 validate=self._validator(),
                 proven=proof.trust if proof is not None else None,
                 saved=saved,
+                other_certificates={name: certs for name, certs in others.items() if certs},
             )
             result.plan = plan
             result.lint = lint_router(snapshot, servers=self._known_servers(), applet_name=router.applet, now=now,
-                                      our_clock=now, soon=self.policy.expiry_warning)
+                                      our_clock=now, soon=self.policy.expiry_warning, trustpoint_prefix=prefix,
+                                      adopt=router.adopt)
             if self.readonly:
                 return
             self.store.set_unneeded(router.name, plan.unneeded)
