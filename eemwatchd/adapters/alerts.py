@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import smtplib
 import ssl
 import urllib.error
@@ -25,6 +24,7 @@ from email.utils import formatdate, make_msgid
 from typing import Any, Literal, Protocol, get_args
 
 from eemwatchd.config import AlertConfig, Secret
+from eemwatchd.core.secrets import scrub_text
 from eemwatchd.errors import AlertError
 
 log = logging.getLogger("eemwatchd.alerts")
@@ -36,7 +36,6 @@ EVENTS: tuple[AlertEvent, ...] = get_args(AlertEvent)
 # Events a person must look at; the others (a change we expected, a refresh that worked) are news.
 BAD_EVENTS: frozenset[str] = frozenset({"chain_unverified", "router_drift", "refresh_failed", "expiry"})
 
-_CREDENTIALS = re.compile(r"(?P<user>[^\s:/@\"']+):(?P<password>[^\s@\"']+)@")
 _EXCERPT = 200
 
 
@@ -82,14 +81,6 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
-
-
-def scrub_text(text: str, secrets: Collection[str]) -> str:
-    """``text`` with every secret and every ``user:password@`` password replaced by ``****``."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "****")
-    return _CREDENTIALS.sub(lambda m: f"{m.group('user')}:****@", text)
 
 
 def _scrub_value(value: Any, secrets: Collection[str]) -> Any:

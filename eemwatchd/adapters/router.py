@@ -8,7 +8,7 @@ import logging
 import re
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +37,7 @@ from eemwatchd.core.iosparse import (
     parse_show_clock,
 )
 from eemwatchd.core.router_state import RouterSnapshot, Trustpoint
+from eemwatchd.core.secrets import mail_passwords, scrub_text
 from eemwatchd.errors import (
     AuthenticationFailed,
     CommandFailed,
@@ -234,6 +235,7 @@ class RouterSession:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._conn: AsyncIOSXEDriver | None = None
         self._closed_reason: str | None = None
+        self._secrets: set[str] = set()  # mail passwords read from this router: scrubbed from what we return
 
     async def __aenter__(self) -> RouterSession:
         await self.open()
@@ -486,9 +488,11 @@ class RouterSession:
         except ParseError as exc:
             logger.warning("router %s: clock not read: %s", self.name, exc)
             clock = None
-        return RouterSnapshot(
+        snapshot = RouterSnapshot(
             hostname=hostname, trustpoints=trustpoints, environment=environment, applets=applets, clock=clock
         )
+        self._secrets |= mail_passwords(snapshot)
+        return snapshot
 
     async def read_saved_trustpoints(self) -> dict[str, tuple[str, ...]]:
         """Trustpoint name -> the serials of its certificates, as the startup-config holds them.
@@ -724,6 +728,10 @@ class RouterSession:
                 return self._fired(applet, result)
 
     def _fired(self, applet: str, result: FireResult) -> FireResult:
+        """Log the verdict; the router may log its `_email_server` (with the password): scrub it everywhere."""
+        result = replace(result, lines=tuple(scrub_text(ln, self._secrets) for ln in result.lines),
+                         reason=scrub_text(result.reason, self._secrets),
+                         evidence=scrub_text(result.evidence, self._secrets))
         logger.info(
             "router %s: test-fire of %s %s",
             self.name,

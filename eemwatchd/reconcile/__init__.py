@@ -1,6 +1,7 @@
 """The reconcile service: observe servers, compute desired trust, plan and apply it router by router."""
 
 from eemwatchd.core.reason import Reason
+from eemwatchd.core.secrets import mail_passwords
 from eemwatchd.reconcile.alerting import build_alerts
 from eemwatchd.reconcile.connect import (
     RouterConnector,
@@ -19,7 +20,7 @@ from eemwatchd.reconcile.results import (
     RunReport,
     ServerOutcome,
 )
-from eemwatchd.reconcile.service import Reconciler, config_secrets, mail_passwords, trust_policy, utc_now
+from eemwatchd.reconcile.service import Reconciler, config_secrets, trust_policy, utc_now
 
 __all__ = [
     "AddressOutcome", "AppliedStep", "ApplyFailed", "Interrupted", "Reason", "Reconciler", "RouterConnector",

@@ -23,7 +23,8 @@ from eemwatchd.core.ios_trust import validate_as_ios
 from eemwatchd.core.lint import KnownServer, lint_router
 from eemwatchd.core.plan import ChainValidator, is_managed, managed_trust, plan_router
 from eemwatchd.core.reason import Reason
-from eemwatchd.core.router_state import DEFAULT_MAXRUN, MailServer, RouterSnapshot
+from eemwatchd.core.router_state import DEFAULT_MAXRUN, RouterSnapshot
+from eemwatchd.core.secrets import mail_passwords
 from eemwatchd.errors import EemwatchdError, ResolveError
 from eemwatchd.reconcile.alerting import build_alerts, gate_alerts
 from eemwatchd.reconcile.applier import Applier, AuditWriter
@@ -344,7 +345,9 @@ class Reconciler:
         async with self._connect(router) as session:
             snapshot = await session.read_snapshot()
             result.reachable = True
-            self._router_secrets.update(mail_passwords(snapshot))
+            passwords = mail_passwords(snapshot)
+            self._router_secrets.update(passwords)
+            self.store.add_secrets(passwords)  # the router's mail password never reaches the audit or state
             saved = await session.read_saved_trustpoints()
             now = self._clock()
             trustpoints = {tp.name: tp.ca_certificates for tp in snapshot.trustpoints}
@@ -415,15 +418,3 @@ class Reconciler:
 def _without_prefix(error: str, name: str) -> str:
     prefix = f"router {name}: "
     return error[len(prefix):] if error.startswith(prefix) else error
-
-
-def mail_passwords(snapshot: RouterSnapshot) -> set[str]:
-    """The SMTP passwords a router's applets use (``_email_server`` and mail actions), to scrub from alerts."""
-    texts = [snapshot.environment.get("_email_server", "")]
-    texts += [snapshot.expand(m.server)[0] for a in snapshot.applets for m in a.mail_actions]
-    out: set[str] = set()
-    for text in texts:
-        password = MailServer.from_text(text).password if text else None
-        if password:
-            out.add(password)
-    return out
