@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from typing import Any
 
+from eemwatchd.adapters.lock import StateLock
+from eemwatchd.errors import StateLocked
 from eemwatchd.reconcile import Reconciler
 from eemwatchd.report import emit, exit_code
 from eemwatchd.runtime import load, open_store
@@ -29,8 +32,22 @@ def run(args: argparse.Namespace) -> int:
     config = load(args)
     if config is None:
         return 2
-    # plan reads without the writer lock and sends no alerts (the daemon and apply do)
-    with open_store(config) as store:
-        report = asyncio.run(Reconciler(config, store).run(apply=False, router=args.router, notify=False))
+    # plan never changes a router and sends no alerts (the daemon and apply do). It records its sightings and
+    # the audit's observed rows only when no other writer holds the store; otherwise it reads, and writes nothing.
+    lock = StateLock(config.state_path, purpose="plan")
+    try:
+        lock.acquire()
+    except StateLocked:
+        readonly = True
+    else:
+        readonly = False
+    try:
+        with open_store(config) as store:
+            reconciler = Reconciler(config, store, readonly=readonly)
+            report = asyncio.run(reconciler.run(apply=False, router=args.router, notify=False))
+    finally:
+        lock.release()
+    if readonly:
+        print("plan: another eemwatchd holds the state; showing its view, recording nothing", file=sys.stderr)
     emit(report, as_json=args.json)
     return exit_code(report)

@@ -135,6 +135,9 @@ class Daemon:
                              (signal.SIGINT, self._on_stop)):
             loop.add_signal_handler(sig, handler, sig)
         beat = asyncio.create_task(self._heartbeat(), name="heartbeat")
+        # READY as soon as we serve (a first pass over hundreds of routers may outlast a start timeout);
+        # /readyz turns 200 only after that first pass.
+        self.notifier.ready(status="first pass under way")
         self._load_recent_changes()
         say.info("eemwatchd %s running: status page %s/ , metrics %s/metrics", __version__, self.http.url,
                  self.http.url)
@@ -143,7 +146,7 @@ class Daemon:
             if self._stop.is_set():
                 return 0
             self.status.ready = True
-            self.notifier.ready(status=self._summary())
+            self.notifier.status(self._summary())
             if self.options.on_ready is not None:
                 self.options.on_ready(self.http.url)
             self.scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
