@@ -114,6 +114,8 @@ def configure_logging(
     root.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))
     # -v is for eemwatchd's own events; the SSH library's connection chatter only with -vv.
     logging.getLogger("asyncssh").setLevel(logging.WARNING if verbosity < 2 else logging.NOTSET)
+    # APScheduler logs every job run at INFO; the daemon's own narrative says what the jobs did.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING if verbosity < 2 else logging.NOTSET)
     # scrapli stays at WARNING even with -vv: at DEBUG it logs every byte read, and `show running-config`
     # holds the mail password in `event manager environment _email_server` (see adapters/router.py).
     logging.getLogger("scrapli").setLevel(logging.WARNING)

@@ -1,0 +1,56 @@
+"""`eemwatchd lab` as a newcomer runs it: the daemon on the lab, a rotation on request, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def wait_for(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: float, after: int = 0) -> int:
+    """The offset just past ``text`` in the output file, once it appears after ``after``; bounded."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        output = path.read_text(errors="replace")
+        found = output.find(text, after)
+        if found >= 0:
+            return found + len(text)
+        if proc.poll() is not None:
+            pytest.fail(f"the lab exited ({proc.returncode}) before {text!r}:\n{output[-3000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"no {text!r} within {timeout}s:\n{path.read_text(errors='replace')[-3000:]}")
+
+
+@pytest.mark.timeout(150)
+def test_the_live_lab_detects_and_repairs_a_rotation_on_request(tmp_path: Path) -> None:
+    lab_dir = tmp_path / "lab"
+    out = tmp_path / "lab.out"
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "eemwatchd.cli", "lab", "--routers", "1", "--rotate-every", "0",
+             "--dir", str(lab_dir)], stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        seen = wait_for(out, "status page http://127.0.0.1:", proc, 60)
+        seen = wait_for(out, "test-fire PROVED mail works", proc, 60, 0)
+        rotate = subprocess.run([sys.executable, "-m", "eemwatchd.cli", "lab", "rotate", "--dir", str(lab_dir)],
+                                capture_output=True, timeout=30, check=False)
+        assert rotate.returncode == 0, rotate.stderr
+        seen = wait_for(out, "== rotation 1: the provider now serves a new intermediate", proc, 30, seen)
+        seen = wait_for(out, "chain CHANGED from", proc, 30, seen)
+        seen = wait_for(out, "confirmed", proc, 30, seen)
+        wait_for(out, "test-fire PROVED mail works", proc, 60, seen)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    text = out.read_text()
+    assert "eemwatchd stopped" in text
+    assert (lab_dir / "eemwatchd.yaml").is_file()  # kept for the person to look at
