@@ -78,9 +78,11 @@ class MailSetup:
 
 
 def check_request(
-    *, mode: str, port: int, username: str, account_from: str, mail_from: str | None, to: Sequence[str]
+    *, mode: str, port: int, username: str, account_from: str, mail_from: str | None, to: Sequence[str] | None
 ) -> list[Refusal]:
-    """Every refusal that needs no router: the account, the sender, the recipients, the server's TLS mode."""
+    """Every refusal that needs no router: the account, the sender, the recipients, the server's TLS mode.
+
+    ``to`` None: the recipients are not known yet (they may come from the router's `_email_to`)."""
     refusals: list[Refusal] = []
     if "@" in username:
         refusals.append(Refusal(
@@ -102,11 +104,11 @@ def check_request(
             f"the server is configured for implicit TLS (mode {mode}, port {port}): IOS XE EEM mail has only "
             "`secure tls` (STARTTLS), no implicit TLS, so the applet could never send",
             "point the server at the provider's STARTTLS port (mode: starttls, port: 587)"))
-    if not to:
+    if to is not None and not to:
         refusals.append(Refusal(
             NO_RECIPIENT, "no recipient: the router has no _email_to and none was given",
             "give one or more --to ADDR"))
-    for address in to:
+    for address in to or ():
         if (problem := check_ios_token(address, what="a mail address", max_length=254)) is not None:
             refusals.append(Refusal(BAD_VALUE, f"--to {problem}", "give one plain address per --to"))
         elif not _ADDRESS.fullmatch(address) or "," in address:
