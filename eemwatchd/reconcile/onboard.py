@@ -296,7 +296,7 @@ class Onboarder:
         if plan is None or plan.waiting or plan.unconfirmed:
             result.notes.append(
                 "the EEM setup is in the running-config but not saved: the server's chain is not confirmed yet "
-                f"(policy.confirmations); run `eemwatchd apply` (or onboard again) once it is, to install the "
+                "(policy.confirmations); run `eemwatchd apply` (or onboard again) once it is, to install the "
                 "trust, test-fire and save")
             return
         # Nothing to add or retire, the new EEM setup to prove; `unsaved` names what differs from the
