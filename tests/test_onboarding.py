@@ -378,3 +378,14 @@ async def test_cli_onboards_and_a_second_run_changes_nothing(cli_lab: Lab) -> No
     assert ran.code == 0, ran.out + ran.err
     assert "EEM setup: nothing to change" in ran.out and SMTP_PASSWORD not in ran.out + ran.err
     assert len(cli_lab.smtp.messages) == 1
+
+
+async def test_the_lab_story_onboards_its_bare_router_first(tmp_path: Path) -> None:
+    from eemwatchd.lab.scenario import run_lab
+
+    said: list[str] = []
+    run = await asyncio.wait_for(run_lab(tmp_path, routers=1, bare=1, say=said.append), timeout=55)
+    text = "\n".join(said)
+    assert run.onboarded and run.ok, text
+    assert "0b. eemwatchd onboard" in text and "lab-rtr-01: onboarded, 1 test mail(s) delivered" in text
+    assert "alerts:****@127.0.0.1" in text
