@@ -1,10 +1,10 @@
 """`eemwatchd lab`: a local SMTP server with its own PKI, simulated IOS XE routers, and a rotation to watch.
 
 Everything listens on 127.0.0.1. The routers start with the EEM mail applet an operator would have
-configured (with ``bare``, some with no EEM setup at all, for `eemwatchd onboard`) and no trustpoints for
-the SMTP server's CAs; eemwatchd then does what it does in production: fetch the chain, plan, apply
-(add, confirm, test-fire, retire), while the provider rotates its intermediate and then its root. After every step each router test-fires its applet and the lab counts the
-mails that really arrived.
+configured (with ``bare``, some with no EEM setup at all, for `eemwatchd onboard`) and no trustpoints
+for the SMTP server's CAs; eemwatchd then does what it does in production: fetch the chain, plan,
+apply (add, confirm, test-fire, retire), while the provider rotates its intermediate and then its root.
+After every step each router test-fires its applet and the lab counts the mails that really arrived.
 """
 
 from __future__ import annotations
