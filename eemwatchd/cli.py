@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "eemwatchd.commands.apply",
     "eemwatchd.commands.audit",
     "eemwatchd.commands.run",
+    "eemwatchd.commands.onboard",
 )
 
 

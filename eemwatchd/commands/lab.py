@@ -32,6 +32,9 @@ def register(sub: Any) -> None:
                              "directory, kept and printed (removed at the end with --once)")
     parser.add_argument("--rotate-every", type=float, default=60.0, metavar="SECONDS",
                         help="the provider rotates its chain this often (default 60; 0: only on `lab rotate`)")
+    parser.add_argument("--bare", type=int, default=0, metavar="N",
+                        help="the last N routers start with no EEM setup at all, for `eemwatchd onboard` "
+                             "(with --once the story onboards them first)")
     parser.add_argument("--once", action="store_true",
                         help="run the scripted rotation story and exit (for tests and CI)")
     parser.add_argument("--serve", action="store_true",
@@ -45,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.routers <= 50:
         print("eemwatchd lab: --routers must be 1-50", file=sys.stderr)
         return 2
+    if not 0 <= args.bare <= args.routers:
+        print(f"eemwatchd lab: --bare must be 0-{args.routers} (the number of routers)", file=sys.stderr)
+        return 2
     if args.once:
         return _once(args)
     from eemwatchd.lab.live import run_live
@@ -55,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"lab directory: {state_dir} (kept)", flush=True)
     configure_logging(verbosity=max(args.verbose, 0), fmt="text")
     return asyncio.run(run_live(state_dir, routers=args.routers, rotate_every=args.rotate_every,
-                                say=lambda text: print(text, flush=True)))
+                                say=lambda text: print(text, flush=True), bare=args.bare))
 
 
 def _rotate(state_dir: Path | None) -> int:
@@ -82,7 +88,8 @@ def _once(args: argparse.Namespace) -> int:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError):
                     loop.add_signal_handler(sig, stop.set)
-        return await run_lab(state_dir, routers=args.routers, say=lambda text: print(text, flush=True), serve=stop)
+        return await run_lab(state_dir, routers=args.routers, say=lambda text: print(text, flush=True), serve=stop,
+                             bare=args.bare)
 
     try:
         result = asyncio.run(main())

@@ -56,9 +56,9 @@ async def _rotations(lab: Lab, say: Say, every: float) -> None:
             + " <- ".join(c.common_name for c in lab.pki.served))
 
 
-async def run_live(state_dir: Path, *, routers: int, rotate_every: float, say: Say) -> int:
+async def run_live(state_dir: Path, *, routers: int, rotate_every: float, say: Say, bare: int = 0) -> int:
     """Run the lab and the daemon until SIGINT/SIGTERM; the daemon's exit code."""
-    async with Lab(state_dir, routers=routers, say=say, live=True) as lab:
+    async with Lab(state_dir, routers=routers, say=say, live=True, bare=bare) as lab:
         say(f"lab SMTP server (STARTTLS, AUTH) on 127.0.0.1:{lab.smtp.port}, serving "
             + " <- ".join(c.common_name for c in lab.pki.served))
         for device in lab.fleet:
@@ -67,6 +67,9 @@ async def run_live(state_dir: Path, *, routers: int, rotate_every: float, say: S
         say(f"eemwatchd config: {lab.config_path}")
         when = f"every {rotate_every:g}s" if rotate_every > 0 else "never by itself"
         say(f"the provider rotates {when}; rotate now with: eemwatchd lab rotate --dir {state_dir}")
+        for name in lab.bare_routers:
+            say(f"router {name} has no EEM setup at all; watch it onboarded with: "
+                f"eemwatchd onboard -c {lab.config_path} --router {name} --to noc@lab.example --yes")
         say("Ctrl-C stops the daemon and the lab\n")
 
         def ready(url: str) -> None:

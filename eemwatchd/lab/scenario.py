@@ -1,10 +1,10 @@
 """`eemwatchd lab`: a local SMTP server with its own PKI, simulated IOS XE routers, and a rotation to watch.
 
 Everything listens on 127.0.0.1. The routers start with the EEM mail applet an operator would have
-configured and no trustpoints for the SMTP server's CAs; eemwatchd then does what it does in production:
-fetch the chain, plan, apply (add, confirm, test-fire, retire), while the provider rotates its
-intermediate and then its root. After every step each router test-fires its applet and the lab counts the
-mails that really arrived.
+configured (with ``bare``, some with no EEM setup at all, for `eemwatchd onboard`) and no trustpoints
+for the SMTP server's CAs; eemwatchd then does what it does in production: fetch the chain, plan,
+apply (add, confirm, test-fire, retire), while the provider rotates its intermediate and then its root.
+After every step each router test-fires its applet and the lab counts the mails that really arrived.
 """
 
 from __future__ import annotations
@@ -27,9 +27,12 @@ from eemwatchd.lab.pki import GmailShapedPki
 from eemwatchd.lab.router import Fleet, User
 from eemwatchd.lab.smtp import LabSmtpServer
 from eemwatchd.reconcile import Reconciler, RunReport
+from eemwatchd.reconcile.onboard import Onboarder, OnboardRequest
 
 APPLET = "MAIL-ALERT"
 MAIL_USER = "alerts"
+MAIL_FROM = "alerts@lab.example"
+MAIL_TO = "noc@lab.example"
 SUCCESS_LINE = "test mail handed to the SMTP server"
 Say = Callable[[str], None]
 
@@ -47,10 +50,11 @@ class StepResult:
 class LabRun:
     steps: list[StepResult] = field(default_factory=list)
     trust_kept: bool = True  # no router that was sending mail lost the trust it used
+    onboarded: bool = True  # every bare router was onboarded and proved mail
 
     @property
     def ok(self) -> bool:
-        return self.trust_kept and bool(self.steps) and all(
+        return self.trust_kept and self.onboarded and bool(self.steps) and all(
             s.routers_mailing == s.routers for s in self.steps
         ) and self.steps[-1].changes == 0
 
@@ -65,8 +69,8 @@ def _router_config(smtp_port: int, mail_password: str) -> list[str]:
     """The EEM mail setup as the original tech note configures it (the app password is the lab's own)."""
     return [
         f"event manager environment _email_server {MAIL_USER}:{mail_password}@127.0.0.1",
-        "event manager environment _email_from alerts@lab.example",
-        "event manager environment _email_to noc@lab.example",
+        f"event manager environment _email_from {MAIL_FROM}",
+        f"event manager environment _email_to {MAIL_TO}",
         f"event manager applet {APPLET}",
         " event none maxrun 60",
         f' action 0010 mail server "$_email_server" to "$_email_to" from "$_email_from" subject '
@@ -78,8 +82,9 @@ def _router_config(smtp_port: int, mail_password: str) -> list[str]:
 class Lab:
     """The lab's moving parts: PKI, SMTP server, routers, the eemwatchd config that points at them."""
 
-    def __init__(self, state_dir: Path, *, routers: int, say: Say, live: bool = False) -> None:
+    def __init__(self, state_dir: Path, *, routers: int, say: Say, live: bool = False, bare: int = 0) -> None:
         self.state_dir = state_dir
+        self.bare = bare  # the last `bare` routers start with no EEM setup at all (for `eemwatchd onboard`)
         self.live = live  # the daemon runs on this lab: metrics endpoint, log alerts, a router schedule
         self.router_count = routers
         self.say = say
@@ -100,6 +105,8 @@ class Lab:
         await self.smtp.__aenter__()
         await self.fleet.start()
         for device in self.fleet:
+            if device.name in self.bare_routers:
+                continue
             device.state.apply_config(_router_config(self.smtp.port, self.mail_password))
             device.state.save()
         self._write_config()
@@ -112,8 +119,14 @@ class Lab:
     def _write_trust_store(self) -> None:
         self.anchors_path.write_text("".join(c.pem for c in self.trusted), encoding="ascii")
 
+    @property
+    def bare_routers(self) -> list[str]:
+        names = [d.name for d in self.fleet]
+        return names[len(names) - self.bare:] if self.bare else []
+
     def _write_config(self) -> None:
         _write_secret(self.state_dir / "router.password", self.router_password)
+        _write_secret(self.state_dir / "mail.password", self.mail_password)
         known_hosts = self.state_dir / "known_hosts"
         known_hosts.write_text("".join(d.known_hosts_line() + "\n" for d in self.fleet), encoding="ascii")
         self._write_trust_store()
@@ -121,7 +134,10 @@ class Lab:
             "state_path": "state.db",
             "servers": [{"name": "lab-smtp", "host": "127.0.0.1", "port": self.smtp.port, "mode": "starttls",
                          "interval": "1s", "servername": "smtp.lab.example",
-                         "timeouts": {"connect": "5s", "step": "5s", "total": "15s"}}],
+                         "timeouts": {"connect": "5s", "step": "5s", "total": "15s"},
+                         # the account `eemwatchd onboard` puts into _email_server (the lab server's own)
+                         "account": {"username": MAIL_USER, "password_file": "mail.password",
+                                     "from": MAIL_FROM}}],
             "defaults": {"routers": {"username": "eemwatchd", "password_file": "router.password",
                                      "known_hosts": "known_hosts", "applet": APPLET, "servers": ["lab-smtp"],
                                      "timeouts": {"connect": "5s", "step": "20s", "total": "2m"}}},
@@ -213,10 +229,36 @@ async def _step(lab: Lab, title: str, reconciler_factory: Callable[[], Reconcile
     run.steps.append(StepResult(title, changes, delivered, len(lab.fleet), in_sync))
 
 
-async def run_lab(state_dir: Path, *, routers: int = 3, say: Say = print, serve: asyncio.Event | None = None) -> LabRun:
-    """Run the rotation scenario; with ``serve``, keep everything up until the event is set."""
+async def _onboard_bare(lab: Lab, store: Store, run: LabRun) -> None:
+    """`eemwatchd onboard` for each bare router: EEM setup, trust, a proven test mail, saved."""
+    lab.say(f"\n== 0b. eemwatchd onboard sets up the routers with no EEM setup at all: {', '.join(lab.bare_routers)}")
+    config = lab.config()
+    await Reconciler(config, store).observe()  # a first sighting; onboard's own makes the policy's second
+    await asyncio.sleep(min(s.interval for s in config.servers) / 2 + 0.1)
+    for name in lab.bare_routers:
+        before = len(lab.smtp.messages)
+        result = await Onboarder(config, store).onboard(OnboardRequest(router=name, to=(MAIL_TO,)))
+        for refusal in result.refusals:
+            lab.say(f"    {name}: REFUSED {refusal.message}")
+        for line in result.sent:
+            lab.say(f"    {name}: sent  {line}")
+        for step in result.trust.steps if result.trust is not None else ():
+            mark = "ok" if step.ok else "FAILED"
+            lab.say(f"    {name}: {f'{step.kind} {step.trustpoint or str()}'.strip()}: {mark} ({step.detail})")
+        error = result.error or (result.trust.error if result.trust is not None else None)
+        if error:
+            lab.say(f"    {name}: ERROR {error}")
+        mailed = len(lab.smtp.messages) - before
+        lab.say(f"    {name}: {'onboarded, ' if result.ok else 'NOT onboarded, '}{mailed} test mail(s) delivered")
+        run.onboarded = run.onboarded and result.ok and mailed > 0
+
+
+async def run_lab(state_dir: Path, *, routers: int = 3, say: Say = print, serve: asyncio.Event | None = None,
+                  bare: int = 0) -> LabRun:
+    """Run the rotation scenario; with ``serve``, keep everything up until the event is set. The last ``bare``
+    routers start with no EEM setup: `eemwatchd onboard` sets them up before the rotations."""
     run = LabRun()
-    async with Lab(state_dir, routers=routers, say=say) as lab:
+    async with Lab(state_dir, routers=routers, say=say, bare=bare) as lab:
         say(f"lab SMTP server (STARTTLS, AUTH) on 127.0.0.1:{lab.smtp.port}, serving "
             + " <- ".join(c.common_name for c in lab.pki.served))
         for device in lab.fleet:
@@ -232,7 +274,10 @@ async def run_lab(state_dir: Path, *, routers: int = 3, say: Say = print, serve:
             lab.say("\n== 0. Fresh routers: the applet is configured, the SMTP server's CAs are not")
             delivered = await _fire_all(lab)
             lab.say(f"  test-fire from every router: {delivered}/{len(lab.fleet)} mails delivered "
-                    "(the routers log %HA_EM-3-FMPD_SMTP / FMPD_ERROR)")
+                    "(the routers log %HA_EM-3-FMPD_SMTP / FMPD_ERROR)"
+                    + (f"; no applet at all on {', '.join(lab.bare_routers)}" if lab.bare_routers else ""))
+            if lab.bare_routers:
+                await _onboard_bare(lab, store, run)
             await _step(lab, "1. eemwatchd installs the chain's CAs", reconciler, run)
             lab.pki.rotate_intermediate("Lab WR2")
             lab.serve()

@@ -1,0 +1,326 @@
+"""The onboard step: check, read the router, set up its EEM mail, then the trust path apply uses."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from eemwatchd.adapters.router import RouterSession
+from eemwatchd.adapters.store import AuditEntry, Store
+from eemwatchd.config import Config, RouterConfig, ServerConfig
+from eemwatchd.core.certificate import Certificate
+from eemwatchd.core.onboarding import (
+    EMAIL_TO,
+    MASK,
+    NO_ACCOUNT,
+    NO_VERIFIED_CHAIN,
+    UNKNOWN_SERVER,
+    MailSetup,
+    OnboardPlan,
+    Refusal,
+    check_clock,
+    check_request,
+    check_setup,
+    mask_line,
+    plan_onboarding,
+    render_applet,
+    render_environment,
+)
+from eemwatchd.core.plan import RouterPlan, managed_trust
+from eemwatchd.core.router_state import DEFAULT_MAXRUN, RouterSnapshot
+from eemwatchd.errors import EemwatchdError
+from eemwatchd.reconcile.applier import Applier, AuditWriter
+from eemwatchd.reconcile.connect import RouterSessionLike, target_from_config
+from eemwatchd.reconcile.results import RouterResult, reason_for, summarize
+from eemwatchd.reconcile.service import Reconciler, mail_passwords, utc_now
+
+log = logging.getLogger("eemwatchd.onboard")
+
+
+class OnboardSession(RouterSessionLike, Protocol):
+    """What onboarding needs from a router session beyond apply's (RouterSession fits)."""
+
+    async def read_running_config(self) -> str: ...
+
+    async def configure(self, lines: Sequence[str]) -> None: ...
+
+
+OnboardConnector = Callable[[RouterConfig], contextlib.AbstractAsyncContextManager[OnboardSession]]
+
+
+@contextlib.asynccontextmanager
+async def ssh_connector(router: RouterConfig) -> AsyncIterator[OnboardSession]:
+    """An SSH session through eemwatchd.adapters.router."""
+    async with RouterSession(target_from_config(router)) as session:
+        yield session
+
+
+@dataclass(frozen=True)
+class OnboardRequest:
+    """What the operator asked for. Empty ``to``: keep the router's `_email_to`."""
+
+    router: str
+    server: str | None = None
+    to: tuple[str, ...] = ()
+    mail_from: str | None = None
+    applet: str | None = None
+    dry_run: bool = False
+    replace: bool = False
+
+
+@dataclass
+class OnboardResult:
+    """What onboarding found and did. ``sent``: the configuration lines sent, masked."""
+
+    router: str
+    server: str | None = None
+    applet: str | None = None
+    refusals: list[Refusal] = field(default_factory=list)
+    plan: OnboardPlan | None = None
+    lines: list[str] = field(default_factory=list)  # the full configuration, masked unless asked otherwise
+    sent: list[str] = field(default_factory=list)
+    trust: RouterResult | None = None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    diff: list[str] = field(default_factory=list)  # the plan's line-by-line difference, masked
+
+    @property
+    def changed(self) -> bool:
+        """The router's configuration was changed (EEM lines, trustpoints or a save)."""
+        steps = self.trust.steps if self.trust is not None else []
+        return bool(self.sent) or any(s.ok and s.kind in ("add", "retire", "save") for s in steps)
+
+    @property
+    def ok(self) -> bool:
+        """Refused nothing, failed nothing, and (unless a dry run) the router is in sync and proven."""
+        if self.refusals or self.error is not None:
+            return False
+        if self.dry_run:
+            return True
+        return self.trust is not None and self.trust.in_sync
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "router": self.router,
+            "server": self.server,
+            "applet": self.applet,
+            "ok": self.ok,
+            "dry_run": self.dry_run,
+            "refusals": [dataclasses.asdict(r) for r in self.refusals],
+            "changes": [
+                {"what": c.what, "state": c.state} for c in (self.plan.changes if self.plan else ())
+            ],
+            "diff": self.diff,
+            "lines": list(self.lines),
+            "sent": list(self.sent),
+            "trust": self.trust.to_json() if self.trust is not None else None,
+            "error": self.error,
+            "notes": list(self.notes),
+        }
+
+
+class _Audit(AuditWriter):
+    """Audit rows and proofs of the prove-and-save step, like apply's (same store, same clock)."""
+
+    def __init__(self, store: Store, router: str, clock: Callable[[], datetime]) -> None:
+        self.store, self.router, self.clock = store, router, clock
+
+    def change(self, action: str, *, trustpoint: str | None = None, before: str | None = None,
+               after: str | None = None, reason: str) -> None:
+        self.store.append_audit(AuditEntry(at=self.clock(), router=self.router, action=action, trustpoint=trustpoint,
+                                           sha256_before=before, sha256_after=after, test_fire=None, reason=reason))
+
+    def test_fire(self, ok: bool, *, detail: str, evidence: str | None, reason: str,
+                  trust: frozenset[str]) -> None:
+        at = self.clock()
+        self.store.append_audit(AuditEntry(at=at, router=self.router, action="test-fire", trustpoint=None,
+                                           sha256_before=None, sha256_after=None,
+                                           test_fire="ok" if ok else f"failed: {detail}", reason=reason,
+                                           evidence=evidence))
+        self.store.record_proof(self.router, at=at, ok=ok, evidence=evidence or detail, trust=trust)
+
+
+class Onboarder:
+    """Onboard one router: refuse what cannot work before touching it, set up EEM, then reconcile its trust."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        connect: OnboardConnector | None = None,
+        reconciler: Reconciler | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        show_secrets: bool = False,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self._connect: OnboardConnector = connect or ssh_connector
+        self._clock = clock
+        self.reconciler = reconciler or Reconciler(config, store, connect=self._connect, clock=clock)
+        self.show_secrets = show_secrets
+
+    async def onboard(self, request: OnboardRequest) -> OnboardResult:
+        result = OnboardResult(request.router, dry_run=request.dry_run)
+        router = self.config.router(request.router)
+        applet = request.applet or router.applet
+        result.applet = applet
+        server, refusals = self._server(router, request.server)
+        if server is None:
+            result.refusals = refusals
+            return result
+        result.server = server.name
+        if server.account is None:
+            result.refusals = [Refusal(
+                NO_ACCOUNT, f"server {server.name} has no SMTP account to put into _email_server",
+                f"add servers[].account (username, password or password_file, from) to server {server.name}")]
+            return result
+        account = server.account
+        refusals = check_request(mode=server.mode, port=server.effective_port, username=account.username,
+                                 account_from=account.mail_from, mail_from=request.mail_from,
+                                 to=request.to or None)
+        if refusals:
+            result.refusals = refusals
+            return result
+        # The server's chain: its certificates must be valid by the router's clock. This sighting also
+        # counts towards policy.confirmations, as plan's and apply's do.
+        outcome = await self.reconciler.observe_server(server)
+        chains = [a.certificates for a in outcome.addresses if a.verified and a.certificates]
+        if not chains:
+            why = outcome.error or "; ".join(f"{a.address}: {a.error}" for a in outcome.addresses) or "no address"
+            result.refusals = [Refusal(
+                NO_VERIFIED_CHAIN, f"server {server.name} ({server.host}:{server.effective_port}) sent no chain that "
+                f"verifies ({why}): nothing could tell which CAs the router needs",
+                "check the server with `eemwatchd fetch` and the trust store (policy.trust_store, servers[].ca_file)")]
+            return result
+        effective = router if applet == router.applet else router.model_copy(update={"applet": applet})
+        try:
+            await self._configure(effective, server, request, chains, result)
+        except EemwatchdError as exc:
+            result.error = str(exc)
+            return result
+        if result.refusals or request.dry_run:
+            return result
+        if applet != router.applet:
+            result.notes.append(f"routers[].applet of {router.name} is {router.applet}; set it to {applet} so "
+                                "apply and the daemon test-fire the onboarded applet")
+        result.trust = await self.reconciler.reconcile_router(effective, apply=True)
+        if result.sent:
+            self._audit_eem(router.name, result)
+            await self._prove_and_save(effective, result)
+        return result
+
+    def _server(self, router: RouterConfig, name: str | None) -> tuple[ServerConfig | None, list[Refusal]]:
+        known = [s.name for s in self.config.servers]
+        if name is None:
+            if len(router.servers) == 1:
+                name = router.servers[0]
+            else:
+                return None, [Refusal(UNKNOWN_SERVER, f"router {router.name} mails through "
+                                      f"{', '.join(router.servers)}; say which one the applet uses",
+                                      "give --server NAME")]
+        if name not in known:
+            return None, [Refusal(UNKNOWN_SERVER, f"server {name!r} is not in the configuration (servers: "
+                                  f"{', '.join(known)})", "add it under servers: or give one of those names")]
+        if name not in router.servers:
+            return None, [Refusal(UNKNOWN_SERVER, f"server {name!r} is not one of router {router.name}'s servers "
+                                  f"({', '.join(router.servers)}): eemwatchd would not keep its trust on the router",
+                                  f"add {name} to routers[].servers of {router.name}")]
+        return self.config.server(name), []
+
+    async def _configure(self, router: RouterConfig, server: ServerConfig, request: OnboardRequest,
+                         chains: Sequence[Sequence[Certificate]], result: OnboardResult) -> None:
+        """Read the router, check it, and unless refused or a dry run send the EEM lines it needs."""
+        assert server.account is not None
+        async with self._connect(router) as session:
+            snapshot = await session.read_snapshot()
+            running = await session.read_running_config()
+            our_clock = self._clock()
+            to = request.to or _addresses(snapshot.environment.get(EMAIL_TO, ""))
+            setup = MailSetup(applet=router.applet, router=router.name, host=server.host,
+                              port=server.effective_port, username=server.account.username,
+                              password=server.account.password.reveal(),
+                              mail_from=request.mail_from or server.account.mail_from, to=to)
+            refusals = check_request(mode=server.mode, port=server.effective_port,
+                                     username=server.account.username, account_from=server.account.mail_from,
+                                     mail_from=request.mail_from, to=to)
+            refusals += check_setup(setup)
+            refusals += check_clock(snapshot.clock, our_clock=our_clock, chains=chains)
+            secrets = self._secrets(setup, snapshot)
+            plan = plan_onboarding(setup, running)
+            result.plan = plan
+            result.diff = plan.diff(secrets=() if self.show_secrets else secrets)
+            shown = setup if self.show_secrets else dataclasses.replace(setup, password=MASK)
+            result.lines = [f"event manager environment {n} {v}" for n, v in render_environment(shown)]
+            result.lines += render_applet(shown)
+            if plan.conflicts and not request.replace:
+                refusals.append(Refusal(
+                    "existing-differs",
+                    "the router already has " + ", ".join(c.what for c in plan.conflicts) + " with other values "
+                    "(see the difference)", "give --replace to overwrite them, or --applet NAME for a new applet"))
+            result.refusals = refusals
+            if refusals or request.dry_run or not plan.needed:
+                return
+            lines = plan.lines()
+            await session.configure(lines)
+            result.sent = [line if self.show_secrets else mask_line(line, secrets) for line in lines]
+            log.info("router %s: EEM mail setup configured (%d lines)", router.name, len(lines),
+                     extra={"event": "eem_configured", "router": router.name})
+
+    def _secrets(self, setup: MailSetup, snapshot: RouterSnapshot) -> list[str]:
+        return [setup.password, *mail_passwords(snapshot), *self.config.secrets()]
+
+    def _audit_eem(self, router: str, result: OnboardResult) -> None:
+        assert result.plan is not None
+        changed = [f"{c.what} ({'added' if c.state == 'add' else 'replaced'})"
+                   for c in result.plan.changes if c.state != "same"]
+        self.store.append_audit(AuditEntry(
+            at=self._clock(), router=router, action="eem-configure", trustpoint=None, sha256_before=None,
+            sha256_after=None, test_fire=None, reason="onboard: " + "; ".join(changed)))
+
+    async def _prove_and_save(self, router: RouterConfig, result: OnboardResult) -> None:
+        """The EEM lines are in the running-config only. When reconciling made no successful test-fire (the
+        router's trust was in place and proven already), prove the new setup and save it the way apply
+        does: the same Applier on a plan with nothing to change but something to prove."""
+        trust = result.trust
+        assert trust is not None
+        if any(s.kind == "test-fire" and s.ok for s in trust.steps) or trust.error is not None:
+            return
+        plan = trust.plan
+        if plan is None or plan.waiting or plan.unconfirmed:
+            result.notes.append(
+                "the EEM setup is in the running-config but not saved: the server's chain is not confirmed yet "
+                "(policy.confirmations); run `eemwatchd apply` (or onboard again) once it is, to install the "
+                "trust, test-fire and save")
+            return
+        # Nothing to add or retire, the new EEM setup to prove; `unsaved` names what differs from the
+        # startup-config, so the Applier saves after a successful test-fire (and only then).
+        assert result.plan is not None
+        prove = RouterPlan(actions=(), reports=(), unproven=True,
+                           unsaved=tuple(c.what for c in result.plan.changes if c.state != "same"))
+        try:
+            async with self._connect(router) as session:
+                snapshot = await session.read_snapshot()
+                applet = snapshot.applet(router.applet)
+                held = managed_trust({tp.name: tp.ca_certificates for tp in snapshot.trustpoints},
+                                     prefix=self.config.policy.trustpoint_prefix)
+                applier = Applier(
+                    session=session, router=router, result=trust, audit=_Audit(self.store, router.name, self._clock),
+                    checkpoint=lambda step: None, held=set(held),
+                    maxrun=applet.effective_maxrun if applet is not None else DEFAULT_MAXRUN,
+                    success_messages=applet.syslog_messages_after_mail() if applet is not None else ())
+                await applier.apply(prove)
+        except EemwatchdError as exc:
+            trust.error, trust.error_reason = str(exc), reason_for(exc)
+        trust.plan = dataclasses.replace(plan, unproven=True, unsaved=prove.unsaved)
+        trust.result = summarize(trust)
+
+
+def _addresses(text: str) -> tuple[str, ...]:
+    return tuple(a.strip() for a in text.split(",") if a.strip())
