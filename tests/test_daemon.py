@@ -171,7 +171,8 @@ async def test_daemon_keeps_routers_mailing_through_a_root_rotation(lab: Lab, tm
 
             def holders_of(sha256: str) -> set[str]:
                 return {dict(labels)["router"] for (n, labels), _ in metrics(base).items()
-                        if n == "eemwatchd_router_cert_not_after_timestamp_seconds" and dict(labels)["sha256"] == sha256}
+                        if n == "eemwatchd_router_cert_not_after_timestamp_seconds"
+                        and dict(labels)["sha256"] == sha256}
 
             await wait_until("routers re-synced with a proven test-fire",
                              lambda: holders_of(new_root) == set(names) and in_sync_everywhere(base, names, mails, lab),

@@ -136,7 +136,7 @@ def test_test_fire_evidence_round_trips(store: Store) -> None:
 
 def test_documented_actions() -> None:
     assert {"add", "add-failed", "retire", "retire-failed", "rollback", "save", "save-failed", "test-fire",
-            "observed-add", "observed-retire", "observed-unsaved"} == AUDIT_ACTIONS
+            "observed-add", "observed-retire", "eem-configure"} == AUDIT_ACTIONS
 
 
 def test_secrets_never_reach_the_file(store: Store) -> None:

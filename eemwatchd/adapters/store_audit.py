@@ -45,7 +45,7 @@ GENESIS = "0" * 64
 #                              an interrupted step): the row explains the router's state
 AUDIT_ACTIONS = frozenset({
     "add", "add-failed", "retire", "retire-failed", "rollback", "save", "save-failed", "test-fire",
-    "observed-add", "observed-retire", "observed-unsaved",
+    "observed-add", "observed-retire", "eem-configure",
 })
 
 _FIELDS = ("id", "at", "router", "action", "trustpoint", "sha256_before", "sha256_after", "test_fire", "reason",

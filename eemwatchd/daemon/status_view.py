@@ -5,6 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from eemwatchd.adapters.store import AuditEntry, Proof
+from eemwatchd.config import ServerConfig
+from eemwatchd.core.certificate import Certificate
+from eemwatchd.core.reason import Reason
+from eemwatchd.reconcile import RouterResult, ServerOutcome
 from eemwatchd.status import (
     AddressStatus,
     AuditLine,
@@ -14,12 +19,6 @@ from eemwatchd.status import (
     ServerStatus,
     TrustpointStatus,
 )
-
-from eemwatchd.adapters.store import AuditEntry, Proof
-from eemwatchd.config import ServerConfig
-from eemwatchd.core.certificate import Certificate
-from eemwatchd.core.reason import Reason
-from eemwatchd.reconcile import RouterResult, ServerOutcome
 
 
 def cert_status(position: int, cert: Certificate) -> CertStatus:

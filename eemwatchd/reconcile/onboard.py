@@ -33,11 +33,12 @@ from eemwatchd.core.onboarding import (
 )
 from eemwatchd.core.plan import RouterPlan, managed_trust
 from eemwatchd.core.router_state import DEFAULT_MAXRUN, RouterSnapshot
+from eemwatchd.core.secrets import mail_passwords
 from eemwatchd.errors import EemwatchdError
 from eemwatchd.reconcile.applier import Applier, AuditWriter
 from eemwatchd.reconcile.connect import RouterSessionLike, target_from_config
 from eemwatchd.reconcile.results import RouterResult, reason_for, summarize
-from eemwatchd.reconcile.service import Reconciler, mail_passwords, utc_now
+from eemwatchd.reconcile.service import Reconciler, utc_now
 
 log = logging.getLogger("eemwatchd.onboard")
 
