@@ -10,19 +10,18 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from eemwatchd.lab.scenario import LabRun, run_lab
+if TYPE_CHECKING:
+    from eemwatchd.lab.scenario import LabRun
 
 
-def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "lab",
-        help="a local SMTP server with its own PKI, simulated IOS XE routers and a certificate rotation",
-        description="Start a lab SMTP server (STARTTLS, its own Gmail-shaped PKI) and simulated IOS XE routers "
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Start a lab SMTP server (STARTTLS, its own Gmail-shaped PKI) and simulated IOS XE routers "
         "over real SSH on 127.0.0.1, then let eemwatchd install the CAs, follow an intermediate and a "
         "root rotation, and retire what is no longer needed. Every router test-fires its EEM applet "
-        "after each step. Exit status 0 when every router mailed after every step.",
+        "after each step. Exit status 0 when every router mailed after every step."
     )
     parser.add_argument("--routers", type=int, default=3, metavar="N", help="number of lab routers (default 3)")
     parser.add_argument("--state-dir", type=Path, metavar="DIR",
@@ -55,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _main(state_dir: Path, routers: int, *, serve: bool) -> LabRun:
+    from eemwatchd.lab.scenario import run_lab  # asyncssh, aiosmtpd, scrapli: not needed for `--help`
+
     stop: asyncio.Event | None = None
     if serve:
         stop = asyncio.Event()

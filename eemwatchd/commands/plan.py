@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
-
-from eemwatchd.reconcile import Reconciler
-from eemwatchd.report import emit, exit_code
-from eemwatchd.runtime import load, open_store
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,15 +12,17 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document")
 
 
-def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "plan", help="show the trustpoint changes each router needs (reads routers only)"
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at module level: scrapli, asyncssh and pydantic are not needed for `--help`.
+    from eemwatchd.reconcile import Reconciler
+    from eemwatchd.report import emit, exit_code
+    from eemwatchd.runtime import load, open_store
+
     config = load(args)
     if config is None:
         return 2
