@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import itertools
 import json
 import multiprocessing as mp
@@ -68,6 +69,10 @@ def _router_config(smtp_port: int) -> list[str]:
 
 
 def _serve_lab(count: int, state: str, ready: Queue[Any], stop: Any) -> None:
+    import logging
+
+    # Netmiko drops its sessions without a goodbye; asyncio then warns once per write to the dead socket.
+    logging.getLogger("asyncio").setLevel(logging.ERROR)
     from eemwatchd.lab.pki import GmailShapedPki
     from eemwatchd.lab.router import Fleet, User
     from eemwatchd.lab.smtp import LabSmtpServer
@@ -215,7 +220,7 @@ def _netmiko(spec: dict[str, Any], count: int, concurrency: int) -> tuple[int, l
     return len(routers) - len(failures), failures
 
 
-def run_pass(kind: str, spec_path: Path, count: int, concurrency: int) -> None:
+def run_pass(kind: str, spec_path: Path, count: int, concurrency: int, profile: Path | None = None) -> None:
     """One pass in this (fresh) interpreter; prints one JSON line."""
     import logging
 
@@ -230,6 +235,9 @@ def run_pass(kind: str, spec_path: Path, count: int, concurrency: int) -> None:
         import netmiko  # noqa: F401
     with tempfile.TemporaryDirectory(prefix="bench-fleet-pass-") as tmp:
         config_path = _write_config(spec, count, concurrency, Path(tmp))
+        profiler = cProfile.Profile() if profile is not None else None
+        if profiler is not None:
+            profiler.enable()
         started_cpu = time.process_time()
         started = time.perf_counter()
         if kind == "floor":
@@ -242,6 +250,9 @@ def run_pass(kind: str, spec_path: Path, count: int, concurrency: int) -> None:
             raise SystemExit(f"unknown pass {kind!r}")
         wall = time.perf_counter() - started
         cpu = time.process_time() - started_cpu
+        if profiler is not None and profile is not None:
+            profiler.disable()
+            profiler.dump_stats(profile / f"{kind}-{count}.prof")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"wall": wall, "cpu": cpu, "ok": ok, "failures": failures[:5], "peak_mib": peak}))
 
@@ -250,8 +261,10 @@ def run_pass(kind: str, spec_path: Path, count: int, concurrency: int) -> None:
 
 
 class Bench:
-    def __init__(self, spec_path: Path, lab_pid: int, concurrency: int, pass_timeout: float, deadline: float) -> None:
+    def __init__(self, spec_path: Path, lab_pid: int, concurrency: int, pass_timeout: float, deadline: float,
+                 profile: Path | None) -> None:
         self.spec_path = spec_path
+        self.profile = profile
         self.lab_pid = lab_pid
         self.concurrency = concurrency
         self.pass_timeout = pass_timeout
@@ -265,7 +278,8 @@ class Bench:
         lab_before = _cpu_seconds(self.lab_pid)
         proc = subprocess.run(
             [sys.executable, __file__, "--pass", kind, "--spec", str(self.spec_path), "--count", str(count),
-             "--concurrency", str(self.concurrency)],
+             "--concurrency", str(self.concurrency),
+             *(["--profile", str(self.profile)] if self.profile is not None else [])],
             capture_output=True, text=True, timeout=min(self.pass_timeout, remaining), check=False,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
@@ -312,7 +326,8 @@ def orchestrate(args: argparse.Namespace) -> int:
             spec_path = Path(tmp) / "spec.json"
             spec_path.write_text(json.dumps(spec))
             assert lab.pid is not None
-            bench = Bench(spec_path, lab.pid, args.concurrency, args.pass_timeout, started + args.deadline)
+            bench = Bench(spec_path, lab.pid, args.concurrency, args.pass_timeout, started + args.deadline,
+                          args.profile)
             table: dict[tuple[str, int], dict[str, Any] | None] = {}
             for size in sizes:
                 print(f"{size} routers")
@@ -364,12 +379,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--apply", type=int, default=100, help="fresh routers for apply vs plan (0: skip)")
     parser.add_argument("--pass-timeout", type=float, default=900.0)
     parser.add_argument("--deadline", type=float, default=1800.0, help="seconds for the whole run")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="run every pass under cProfile, stats to DIR/<pass>-<count>.prof (slower)")
     parser.add_argument("--pass", dest="pass_kind", help=argparse.SUPPRESS)
     parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.pass_kind:
-        run_pass(args.pass_kind, args.spec, args.count, args.concurrency)
+        run_pass(args.pass_kind, args.spec, args.count, args.concurrency, args.profile)
         return 0
     if not 1 <= max(args.sizes) <= 1000 or args.apply > max(args.sizes):
         parser.error("--sizes must be 1-1000 and --apply at most the largest size")
