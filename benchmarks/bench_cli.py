@@ -10,7 +10,8 @@ machine's load falls on all of them alike; medians and p90 in milliseconds, and 
   `openssl s_client -starttls smtp -connect 127.0.0.1:PORT -servername smtp.lab.example -CAfile ANCHORS
   -showcerts` on the same lab SMTP server (STARTTLS, a Gmail-shaped chain), in a process of its own
   (target: fetch within 8x of openssl);
-- `python -c "import <what fetch imports>"`: how much of fetch is importing.
+- `python -c "import <what fetch imports>"`: how much of fetch is importing;
+- fetch with eemwatchd/reconcile/__init__.py skipped: what a lazy package init would give.
 eemwatchd runs from this tree (`python -m eemwatchd.cli`, PYTHONPATH set to it). 127.0.0.1 only.
 """
 
@@ -32,6 +33,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 FETCH_IMPORTS = "import eemwatchd.cli, eemwatchd.commands.fetch, eemwatchd.reconcile.observe"
+# `eemwatchd fetch` with eemwatchd/reconcile/__init__.py skipped (an empty package stands in for it): what
+# fetch would cost if that package did not import the router side (scrapli, asyncssh, pydantic) eagerly.
+FETCH_WITHOUT_RECONCILE_INIT = f"""
+import sys, types
+package = types.ModuleType("eemwatchd.reconcile")
+package.__path__ = [{str(ROOT / "eemwatchd" / "reconcile")!r}]
+sys.modules["eemwatchd.reconcile"] = package
+from eemwatchd.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 def _serve(ready: Queue[Any], stop: Any) -> None:
@@ -94,6 +105,9 @@ def main() -> int:
                 "eemwatchd fetch": [*eemwatchd, "fetch", f"127.0.0.1:{port}", "--servername", "smtp.lab.example",
                                     "--ca-file", str(anchors)],
                 "python -c 'import (fetch's modules)'": [python, "-c", FETCH_IMPORTS],
+                "fetch, reconcile/__init__ skipped": [
+                    python, "-c", FETCH_WITHOUT_RECONCILE_INIT, "fetch", f"127.0.0.1:{port}",
+                    "--servername", "smtp.lab.example", "--ca-file", str(anchors)],
             }
             for argv in commands.values():  # warm the page cache and .pyc files
                 _time_one(argv, env)
@@ -127,6 +141,8 @@ def main() -> int:
           f"target <= 8x: {'met' if fetch_ratio <= 8 else 'MISSED'}")
     share = median["python -c 'import (fetch's modules)'"] / median["eemwatchd fetch"]
     print(f"  importing fetch's modules / fetch        {share:5.0%}")
+    lean = median["fetch, reconcile/__init__ skipped"] / median["openssl s_client -starttls smtp"]
+    print(f"  fetch, reconcile/__init__ skipped / openssl  {lean:5.1f}x")
     return 0
 
 
