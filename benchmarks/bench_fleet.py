@@ -8,7 +8,8 @@ router with the EEM mail applet of the tech note. Every client pass runs in a fr
 which reports the pass's wall time, CPU seconds and peak RSS (interpreter start and imports excluded from
 wall and CPU; the whole process's peak RSS). Passes, same routers, same concurrency:
 
-- floor:   asyncssh alone: connect (host keys from the same known_hosts file, read once), a shell with a pty,
+- floor:   asyncssh alone: connect (host keys from the same known_hosts file, read once; AES-GCM as the
+           adapter prefers), a shell with a pty,
            the commands `eemwatchd plan` sends (terminal length 0, terminal width 512, show running-config,
            show clock, show startup-config | section crypto pki), each read up to the prompt, exit.
 - plan:    `Reconciler(config, store).run(apply=False)`, what `eemwatchd plan` runs: observe the lab SMTP
@@ -49,6 +50,9 @@ MAIL_USER, MAIL_PASSWORD = "alerts", "mail-pw-not-secret"
 APPLET = "MAIL-ALERT"
 SHOW_COMMANDS = ("show running-config", "show clock", "show startup-config | section crypto pki")
 SESSION_COMMANDS = ("terminal length 0", "terminal width 512", *SHOW_COMMANDS)
+# The floor negotiates what the router adapter prefers (AES-GCM), so the ratio compares session handling,
+# not ciphers; asyncssh's default would pick ChaCha20-Poly1305.
+FLOOR_CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com"]
 
 
 # --- the lab process ---------------------------------------------------------------------------------------
@@ -114,7 +118,7 @@ async def _floor_session(port: int, known_hosts: Any) -> None:
     import asyncssh
 
     conn = await asyncssh.connect("127.0.0.1", port, username=USER, password=PASSWORD, known_hosts=known_hosts,
-                                  client_keys=None, agent_path=None, config=None)
+                                  client_keys=None, agent_path=None, config=None, encryption_algs=FLOOR_CIPHERS)
     try:
         proc = await conn.create_process(encoding="utf-8", term_type="xterm")
         prompt = ""
