@@ -6,24 +6,73 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from eemwatchd import __version__
 from eemwatchd.errors import EemwatchdError
 from eemwatchd.logformat import configure_logging
 
-# Each module has `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
-COMMANDS: tuple[str, ...] = (
-    "eemwatchd.commands.fetch",
-    "eemwatchd.commands.check_config",
-    "eemwatchd.commands.lab",
-    "eemwatchd.commands.lab_router",
-    "eemwatchd.commands.plan",
-    "eemwatchd.commands.apply",
-    "eemwatchd.commands.audit",
-    "eemwatchd.commands.run",
-    "eemwatchd.commands.onboard",
+
+@dataclass(frozen=True)
+class Command:
+    """A command as `eemwatchd --help` lists it. Its module is imported only when the command is parsed: it has
+    `add_arguments(parser)` (which sets `func(args) -> int`) and imports its heavy libraries inside `run`."""
+
+    name: str
+    help: str
+    module: str
+
+
+# A static table, so `eemwatchd --help` imports no command module (the lab pulls in asyncssh and aiosmtpd,
+# plan scrapli, check-config pydantic: 0.6 s before the parser was built lazily; BENCHMARKS.md).
+COMMANDS: tuple[Command, ...] = (
+    Command("fetch", "show and verify the certificate chain an SMTP server sends", "eemwatchd.commands.fetch"),
+    Command("check-config", "validate a configuration file and list every problem", "eemwatchd.commands.check_config"),
+    Command("lab", "a lab SMTP server, simulated IOS XE routers and the daemon keeping them mailing through rotations",
+            "eemwatchd.commands.lab"),
+    Command("lab-router", "run simulated IOS XE routers over SSH on 127.0.0.1 (for tests and demos)",
+            "eemwatchd.commands.lab_router"),
+    Command("plan", "show the trustpoint changes each router needs (reads routers only)", "eemwatchd.commands.plan"),
+    Command("apply", "add and retire trustpoints on the routers (blue-green, test-fired)", "eemwatchd.commands.apply"),
+    Command("audit", "print the audit log of router changes", "eemwatchd.commands.audit"),
+    Command("run", "run as a daemon: fetch chains, keep routers in sync, serve metrics and a status page",
+            "eemwatchd.commands.run"),
+    Command("onboard", "set up a router's EEM mail (environment, applet, trust), test-fire it and save",
+            "eemwatchd.commands.onboard"),
 )
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser that adds its arguments (importing the command's module) the first time it is used:
+    when argparse hands it the command's arguments, or prints its help or usage."""
+
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def _load(self) -> None:
+        add, self.add_arguments = self.add_arguments, None
+        if add is not None:
+            add(self)
+
+    def parse_known_args(self, args: Iterable[str] | None = None, namespace: Any = None) -> tuple[Any, list[str]]:
+        self._load()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self._load()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._load()
+        return super().format_help()
+
+
+def _adder(module: str) -> Callable[[argparse.ArgumentParser], None]:
+    def add(parser: argparse.ArgumentParser) -> None:
+        importlib.import_module(module).add_arguments(parser)
+
+    return add
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,9 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"eemwatchd {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
-        importlib.import_module(name).register(sub)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=CommandParser)
+    for command in COMMANDS:
+        command_parser = sub.add_parser(command.name, help=command.help)
+        command_parser.add_arguments = _adder(command.module)
     return parser
 
 

@@ -46,6 +46,13 @@ def lock_held(lock: StateLock) -> Iterator[StateLock]:
         lock.release()
 
 
+def confirm(prompt: str) -> bool:
+    """Ask on stderr, read one answer from stdin: only y/yes is a yes."""
+    print(prompt, end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline().strip().lower()
+    return answer in ("y", "yes")
+
+
 def open_store(config: Config) -> Store:
     return Store.open(config.state_path, secrets=config.secrets())
 

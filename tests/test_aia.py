@@ -19,7 +19,7 @@ from eemwatchd.core.certificate import Certificate
 from eemwatchd.errors import AiaError
 from eemwatchd.lab.pki import Issued, make_intermediate, make_leaf, make_root
 from eemwatchd.lab.smtp import LabSmtpServer
-from eemwatchd.reconcile.observe import observe_server
+from eemwatchd.observe import observe_server
 
 NOW = datetime.now(UTC)
 

@@ -1,1 +1,1 @@
-"""CLI commands, one module each, registered in eemwatchd.cli.COMMANDS."""
+"""CLI commands, one module each, listed in eemwatchd.cli.COMMANDS (loaded only when used)."""

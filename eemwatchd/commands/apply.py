@@ -5,31 +5,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
-from eemwatchd.adapters.lock import StateLock
-from eemwatchd.adapters.store import Store
-from eemwatchd.commands.plan import add_common_arguments
-from eemwatchd.config import Config
+from eemwatchd.cli_arguments import add_common_arguments
 from eemwatchd.errors import StateLocked
-from eemwatchd.reconcile import Reason, Reconciler, RunReport
-from eemwatchd.report import emit, exit_code, print_report
-from eemwatchd.runtime import EXIT_LOCKED, StopSignals, load, lock_held, open_store
+
+if TYPE_CHECKING:
+    from eemwatchd.adapters.store import Store
+    from eemwatchd.config import Config
+    from eemwatchd.reconcile import RunReport
 
 
-def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "apply", help="add and retire trustpoints on the routers (blue-green, test-fired)"
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--yes", action="store_true", help="apply without asking")
     parser.set_defaults(func=run)
-
-
-def confirm(prompt: str) -> bool:
-    print(prompt, end="", file=sys.stderr, flush=True)
-    answer = sys.stdin.readline().strip().lower()
-    return answer in ("y", "yes")
 
 
 def _say(text: str) -> None:
@@ -37,6 +27,9 @@ def _say(text: str) -> None:
 
 
 async def _apply(config: Config, store: Store, *, router: str | None, observe: bool) -> tuple[RunReport, int | None]:
+    from eemwatchd.reconcile import Reconciler
+    from eemwatchd.runtime import StopSignals
+
     reconciler = Reconciler(config, store)
     signals = StopSignals(reconciler.request_stop, announce=_say)
     signals.install(asyncio.current_task())
@@ -48,6 +41,12 @@ async def _apply(config: Config, store: Store, *, router: str | None, observe: b
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at module level: scrapli, asyncssh and pydantic are not needed for `--help`.
+    from eemwatchd.adapters.lock import StateLock
+    from eemwatchd.reconcile import Reason, Reconciler
+    from eemwatchd.report import emit, exit_code, print_report
+    from eemwatchd.runtime import EXIT_LOCKED, confirm, load, lock_held, open_store
+
     config = load(args)
     if config is None:
         return 2

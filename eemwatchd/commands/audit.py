@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
-from eemwatchd.config import Config
-from eemwatchd.runtime import load, open_store
+if TYPE_CHECKING:
+    from eemwatchd.config import Config
 
 
-def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser("audit", help="print the audit log of router changes")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", required=True, metavar="FILE")
     parser.add_argument("--router", metavar="NAME", help="only this router")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
@@ -22,6 +21,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from eemwatchd.runtime import load, open_store  # pydantic and the store: not needed for `--help`
+
     config = load(args)
     if config is None:
         return 2
@@ -73,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
 
 def verify(config: Config, *, as_json: bool) -> int:
     """Exit 0 when the chain, its heads and the triggers are intact; 1 naming the first broken row."""
+    from eemwatchd.runtime import open_store
+
     with open_store(config) as store:
         verdict = store.verify_audit()
     if as_json:

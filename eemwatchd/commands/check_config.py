@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
-from eemwatchd.config import load_config
 from eemwatchd.errors import ConfigError
 
 
-def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "check-config", help="validate a configuration file and list every problem"
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", required=True, metavar="FILE")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from eemwatchd.config import load_config  # pydantic: not needed for `--help`
+
     try:
         # Strict about windows: what is checked here is what the daemon will run with.
         loaded = load_config(args.config, strict_windows=True)

@@ -21,7 +21,6 @@ from eemwatchd.adapters.smtp import (
 from eemwatchd.adapters.truststore import load_anchors
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.chain import ChainObservation, certificate_facts, issuer_common_name, role
-from eemwatchd.reconcile.observe import observe_server
 
 
 def parse_target(text: str) -> tuple[str, int | None]:
@@ -58,15 +57,11 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "fetch",
-        help="show and verify the certificate chain an SMTP server sends",
-        description=(
-            "Fetch the certificate chain from every address of an SMTP server (STARTTLS or implicit TLS), "
-            "exactly as sent, and verify it for the server's name. Exit status 0 only when every address "
-            "was fetched and verified."
-        ),
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Fetch the certificate chain from every address of an SMTP server (STARTTLS or implicit TLS), "
+        "exactly as sent, and verify it for the server's name. Exit status 0 only when every address "
+        "was fetched and verified."
     )
     parser.add_argument("target", metavar="HOST[:PORT]", type=parse_target,
                         help="server name or address; IPv6 as [ADDRESS]:PORT (default 587; 465 implicit)")
@@ -88,6 +83,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: `eemwatchd.reconcile` brings the router side (scrapli, asyncssh), which `fetch --help`
+    # does not need (and `fetch` itself would not, were reconcile/__init__ lazy; see BENCHMARKS.md).
+    from eemwatchd.observe import observe_server
+
     host, port_given = args.target
     mode: Mode = args.mode
     port = port_given or DEFAULT_PORTS[mode]

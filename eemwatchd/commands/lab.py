@@ -10,19 +10,16 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 
-def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "lab",
-        help="a local SMTP server with its own PKI, simulated IOS XE routers and the daemon keeping them mailing",
-        description="Start a lab SMTP server (STARTTLS, its own Gmail-shaped PKI) and simulated IOS XE routers "
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Start a lab SMTP server (STARTTLS, its own Gmail-shaped PKI) and simulated IOS XE routers "
         "over real SSH on 127.0.0.1, write a ready config and run the eemwatchd daemon on it in the foreground: "
         "watch it install the CAs, prove mail by test-fires, and follow the provider's rotations (a new "
         "intermediate, then a new root). `lab rotate --dir DIR` rotates now from another shell. "
         "With --once: the scripted story (install, rotate, repair, retire), exit 0 when every router mailed "
-        "after every step.",
+        "after every step."
     )
     parser.add_argument("action", nargs="?", choices=("run", "rotate"), default="run",
                         help="run the lab (default), or ask a running lab (--dir) to rotate now")

@@ -9,15 +9,13 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from eemwatchd.lab.router import Fleet, User
+if TYPE_CHECKING:
+    from eemwatchd.lab.router import Fleet
 
 
-def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "lab-router", help="run simulated IOS XE routers over SSH on 127.0.0.1 (for tests and demos)"
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=1, help="number of routers (default 1)")
     parser.add_argument("--state-dir", required=True, type=Path, metavar="DIR",
                         help="one sub-directory per router: host key and startup-config")
@@ -39,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     if args.base_port and not 1024 <= args.base_port <= 65535 - args.count:
         print("eemwatchd lab-router: --base-port must leave room for --count ports above 1024", file=sys.stderr)
         return 2
+    from eemwatchd.lab.router import Fleet, User  # asyncssh: not needed for `--help`
+
     password = os.environ.get(args.password_env, "admin")
     fleet = Fleet.numbered(args.count, args.state_dir, base_port=args.base_port,
                            users=(User(args.username, password),), lenient=args.lenient)

@@ -6,25 +6,22 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from eemwatchd.adapters.lock import StateLock
-from eemwatchd.adapters.store import Store
-from eemwatchd.commands.apply import confirm
-from eemwatchd.config import Config
 from eemwatchd.errors import StateLocked
-from eemwatchd.reconcile.onboard import Onboarder, OnboardRequest, OnboardResult
-from eemwatchd.report import print_router
-from eemwatchd.runtime import EXIT_LOCKED, StopSignals, load, lock_held, open_store
+
+if TYPE_CHECKING:
+    from eemwatchd.adapters.store import Store
+    from eemwatchd.config import Config
+    from eemwatchd.reconcile.onboard import OnboardRequest, OnboardResult
 
 
-def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "onboard", help="set up a router's EEM mail applet and trust, then prove it by a test mail",
-        description="Render the EEM mail setup a router needs (`_email_server`, `_email_to`, `_email_from`, an "
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Render the EEM mail setup a router needs (`_email_server`, `_email_to`, `_email_from`, an "
         "`event none` applet with a `secure tls` mail action and a success line), refuse setups that cannot "
         "work before touching the router, configure it, then install the server's CAs, test-fire and save "
-        "exactly as `apply` does. Existing values that differ are kept unless --replace.",
+        "exactly as `apply` does. Existing values that differ are kept unless --replace."
     )
     parser.add_argument("-c", "--config", required=True, metavar="FILE")
     parser.add_argument("--router", required=True, metavar="NAME", help="the router to onboard")
@@ -51,12 +48,17 @@ def _say(text: str) -> None:
 
 
 def _request(args: argparse.Namespace, *, dry_run: bool) -> OnboardRequest:
+    from eemwatchd.reconcile.onboard import OnboardRequest
+
     return OnboardRequest(router=args.router, server=args.server, to=tuple(args.to), mail_from=args.mail_from,
                           applet=args.applet, dry_run=dry_run, replace=args.replace)
 
 
 async def _onboard(config: Config, store: Store, request: OnboardRequest, *, show_secrets: bool) -> tuple[
         OnboardResult, int | None]:
+    from eemwatchd.reconcile.onboard import Onboarder
+    from eemwatchd.runtime import StopSignals
+
     onboarder = Onboarder(config, store, show_secrets=show_secrets)
     signals = StopSignals(onboarder.reconciler.request_stop, announce=_say)
     signals.install(asyncio.current_task())
@@ -68,14 +70,27 @@ async def _onboard(config: Config, store: Store, request: OnboardRequest, *, sho
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at module level: scrapli, asyncssh and pydantic are not needed for `--help`.
+    from eemwatchd.adapters.lock import StateLock
+    from eemwatchd.runtime import EXIT_LOCKED, confirm, load, lock_held, open_store
+
     config = load(args)
     if config is None:
         return 2
     if args.dry_run:
-        # like plan: reads the router and records the server's chain, without the writer lock
-        with open_store(config) as store:
-            result, _ = asyncio.run(_onboard(config, store, _request(args, dry_run=True),
-                                             show_secrets=args.show_secrets))
+        # like plan: it records the server's chain only when it can take the writer lock; it never changes the
+        # router, and under another writer it waits for nobody (the lock is not needed to read)
+        lock = StateLock(config.state_path, purpose="onboard --dry-run")
+        try:
+            lock.acquire()
+        except StateLocked:
+            _say("another eemwatchd holds the state: showing what would be sent; nothing recorded")
+        try:
+            with open_store(config) as store:
+                result, _ = asyncio.run(_onboard(config, store, _request(args, dry_run=True),
+                                                 show_secrets=args.show_secrets))
+        finally:
+            lock.release()
         return _emit(result, as_json=args.json)
     if not args.yes and not sys.stdin.isatty():
         _say("stdin is not a terminal; review with --dry-run, then run with --yes")
@@ -135,6 +150,8 @@ def print_result(result: OnboardResult, *, out: TextIO) -> None:
     elif result.plan is not None and not result.refusals and not result.dry_run:
         print("  EEM setup: nothing to change", file=out)
     if result.trust is not None:
+        from eemwatchd.report import print_router
+
         print_router(result.trust, out=out)
     for note in result.notes:
         print(f"  note: {note}", file=out)

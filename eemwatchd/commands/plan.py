@@ -5,30 +5,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
 
-from eemwatchd.adapters.lock import StateLock
-from eemwatchd.errors import StateLocked
-from eemwatchd.reconcile import Reconciler
-from eemwatchd.report import emit, exit_code
-from eemwatchd.runtime import load, open_store
+from eemwatchd.cli_arguments import add_common_arguments
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", required=True, metavar="FILE")
-    parser.add_argument("--router", metavar="NAME", help="only this router")
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
-
-
-def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "plan", help="show the trustpoint changes each router needs (reads routers only)"
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at module level: scrapli, asyncssh and pydantic are not needed for `--help`.
+    from eemwatchd.adapters.lock import StateLock
+    from eemwatchd.errors import StateLocked
+    from eemwatchd.reconcile import Reconciler
+    from eemwatchd.report import emit, exit_code
+    from eemwatchd.runtime import load, open_store
+
     config = load(args)
     if config is None:
         return 2

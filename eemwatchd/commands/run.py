@@ -5,18 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
-from typing import Any
 
 from eemwatchd.logformat import LOG_FORMATS, configure_logging
 
 
-def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "run", help="run as a daemon: fetch chains, keep routers in sync, serve metrics and a status page",
-        description="Observe every server and reconcile every router on a schedule (servers[].interval, "
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Observe every server and reconcile every router on a schedule (servers[].interval, "
         "routers[].interval), with a first pass at start. SIGHUP reloads the configuration; SIGTERM or SIGINT "
         "stop after the router steps under way. Serves /metrics, /healthz, /readyz and a status page on "
-        "metrics.listen. Holds the state lock for its lifetime.",
+        "metrics.listen. Holds the state lock for its lifetime."
     )
     parser.add_argument("-c", "--config", required=True, metavar="FILE", type=Path)
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="text", help="text (default) or json lines")

@@ -26,6 +26,7 @@ from eemwatchd.core.reason import Reason
 from eemwatchd.core.router_state import DEFAULT_MAXRUN, RouterSnapshot
 from eemwatchd.core.secrets import mail_passwords
 from eemwatchd.errors import EemwatchdError, ResolveError
+from eemwatchd.observe import judge_results
 from eemwatchd.reconcile.alerting import build_alerts, gate_alerts
 from eemwatchd.reconcile.applier import Applier, AuditWriter
 from eemwatchd.reconcile.connect import (
@@ -35,7 +36,6 @@ from eemwatchd.reconcile.connect import (
     default_connector,
     default_fetcher,
 )
-from eemwatchd.reconcile.observe import judge_results
 from eemwatchd.reconcile.results import (
     AddressOutcome,
     AppliedStep,
