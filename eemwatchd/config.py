@@ -131,7 +131,17 @@ def _resolve_secrets(node: Any, path: str, base: Path, problems: list[str], warn
             if name in node:
                 problems.append(f"{where}: give either {name} or {key}, not both")
                 continue
-            file_path = Path(str(value)).expanduser()
+            text = str(value)
+            if "${CREDENTIALS_DIRECTORY}" in text:
+                # systemd's LoadCredential= directory, which names the unit (and a template's instance): one
+                # config serves eemwatchd.service, eemwatchd@K-N.service and the oneshot unit alike
+                credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+                if not credentials:
+                    problems.append(f"{where}: ${{CREDENTIALS_DIRECTORY}} is not set (it is, under systemd with "
+                                    "LoadCredential=); run under the unit, or give the file's real path")
+                    continue
+                text = text.replace("${CREDENTIALS_DIRECTORY}", credentials)
+            file_path = Path(text).expanduser()
             if not file_path.is_absolute():
                 file_path = base / file_path
             try:

@@ -25,6 +25,7 @@ from eemwatchd.core.ios_token import (
     check_trustpoint_name,
     check_username,
 )
+from eemwatchd.core.shard import Shard
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
@@ -308,6 +309,26 @@ class Config(_Model):
     policy: PolicyConfig = PolicyConfig()
     alerts: tuple[AlertConfig, ...] = (AlertConfig(kind="log"),)
     metrics: MetricsConfig = MetricsConfig()
+    # This instance's share of the routers, "K/N" (docs/deploy.md: several instances); None: all of them.
+    shard: str | None = None
+
+    @model_validator(mode="after")
+    def _check_shard(self) -> Config:
+        if self.shard is not None:
+            Shard.parse(self.shard)  # ValueError with the fix
+        return self
+
+    def sharded(self, shard: Shard | None) -> Config:
+        """The part of this config one instance runs: its routers (rendezvous hashing of their names), the
+        servers they mail through, its own state file (``state.db`` -> ``state.0-of-3.db``)."""
+        if shard is None or shard.count == 1:
+            return self
+        routers = tuple(r for r in self.routers if shard.owns(r.name))
+        needed = {name for r in routers for name in r.servers}
+        servers = tuple(s for s in self.servers if s.name in needed)  # none when it owns no router
+        state = self.state_path.with_name(f"{self.state_path.stem}.{shard.suffix}{self.state_path.suffix}")
+        return self.model_copy(update={"routers": routers, "servers": servers, "state_path": state,
+                                       "shard": str(shard)})
 
     def server(self, name: str) -> ServerConfig:
         for server in self.servers:

@@ -313,3 +313,14 @@ def test_check_config_on_invalid_utf8(base: Path, capsys: pytest.CaptureFixture[
     code, _, err = run_check_config(file, capsys)
     assert code == 1
     assert err.strip() == f"{file}: 1 problem\n  not valid UTF-8 at byte offset 17 (line 1); save the file as UTF-8"
+
+
+def test_secret_files_may_live_in_systemds_credentials_directory(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "router-password").write_text("from-credentials\n")
+    text = config_text(router="password_file: '${CREDENTIALS_DIRECTORY}/router-password'")
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    assert any("CREDENTIALS_DIRECTORY} is not set" in p for p in problems(text, tmp_path))
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    config = parse_config(text, base=tmp_path).config
+    assert config.routers[0].password is not None and config.routers[0].password.reveal() == "from-credentials"

@@ -54,7 +54,8 @@ def staged(tmp_path: Path) -> Path:
 
 
 @needs_systemd_analyze
-@pytest.mark.parametrize("unit", ["eemwatchd.service", "eemwatchd-apply.service", "eemwatchd-apply.timer"])
+@pytest.mark.parametrize("unit", ["eemwatchd.service", "eemwatchd-apply.service", "eemwatchd-apply.timer",
+                                  "eemwatchd@0-3.service"])
 def test_systemd_analyze_verify_is_silent(unit: str, tmp_path: Path) -> None:
     assert SYSTEMD_ANALYZE is not None
     where = staged(tmp_path)
@@ -64,7 +65,7 @@ def test_systemd_analyze_verify_is_silent(unit: str, tmp_path: Path) -> None:
 
 
 @needs_systemd_analyze
-@pytest.mark.parametrize("unit", ["eemwatchd.service", "eemwatchd-apply.service"])
+@pytest.mark.parametrize("unit", ["eemwatchd.service", "eemwatchd-apply.service", "eemwatchd@0-3.service"])
 def test_systemd_analyze_security_exposure_stays_low(unit: str, tmp_path: Path) -> None:
     assert SYSTEMD_ANALYZE is not None
     where = staged(tmp_path)

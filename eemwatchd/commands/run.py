@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="text", help="text (default) or json lines")
     parser.add_argument("--plan-only", action="store_true",
                         help="observe and report, never change a router (a dry run of the daemon)")
+    parser.add_argument("--shard", metavar="K/N",
+                        help="run instance K of N: only the routers rendezvous hashing gives it (overrides shard:)")
+    parser.add_argument("--listen", metavar="HOST:PORT", help="overrides metrics.listen (instances on one machine)")
     parser.set_defaults(func=run)
 
 
@@ -27,4 +30,5 @@ def run(args: argparse.Namespace) -> int:
     from eemwatchd.daemon.service import Daemon, DaemonOptions  # imported only for this command
 
     configure_logging(verbosity=max(args.verbose, 1), fmt=args.log_format)
-    return asyncio.run(Daemon(DaemonOptions(config_path=args.config, plan_only=args.plan_only)).run())
+    options = DaemonOptions(config_path=args.config, plan_only=args.plan_only, shard=args.shard, listen=args.listen)
+    return asyncio.run(Daemon(options).run())

@@ -34,6 +34,7 @@ from eemwatchd.adapters.metrics import Metrics
 from eemwatchd.adapters.store import Store
 from eemwatchd.adapters.systemd import SystemdNotifier
 from eemwatchd.config import Config, RouterConfig, ServerConfig, load_config
+from eemwatchd.core.shard import Shard
 from eemwatchd.daemon.status_view import audit_lines, narrate_router, narrate_server, router_status, server_status
 from eemwatchd.daemon.timed_session import timed_connector
 from eemwatchd.errors import ConfigError, EemwatchdError
@@ -67,7 +68,8 @@ class DaemonOptions:
     fetch: ServerFetcher | None = None
     clock: Callable[[], datetime] = utc_now
     on_ready: Callable[[str], None] | None = None  # called with the HTTP endpoint's URL after the first pass
-    shard: str | None = None
+    shard: str | None = None  # "K/N": overrides the config's shard
+    listen: str | None = None  # overrides metrics.listen (several instances on one machine)
 
 
 @dataclass
@@ -82,9 +84,9 @@ class Daemon:
     def __init__(self, options: DaemonOptions) -> None:
         self.options = options
         self.notifier = SystemdNotifier.from_environment()
-        self.status = FleetStatus(version=__version__, started_at=options.clock(), shard=options.shard)
+        self.status = FleetStatus(version=__version__, started_at=options.clock())
         self.registry = CollectorRegistry()
-        self.metrics = Metrics(self.registry, status=self.status)
+        self.metrics: Metrics | None = None  # built once the shard is known (it labels every series)
         self._jobs = _Jobs()
         self._stop = asyncio.Event()
         self._stop_reason: str | None = None
@@ -98,15 +100,30 @@ class Daemon:
 
     # --- life ------------------------------------------------------------------------------------
 
+    def _load(self) -> Config:
+        """The config this instance runs: its shard of the routers, the listen address it was given."""
+        loaded = load_config(self.options.config_path)
+        for warning in loaded.warnings:
+            log.warning("config: %s", warning)
+        config = loaded.config
+        text = self.options.shard or config.shard
+        try:
+            shard = Shard.parse(text) if text else None
+        except ValueError as exc:
+            raise ConfigError([f"--shard: {exc}"], source="command line") from exc
+        if self.options.listen:
+            config = config.model_copy(update={"metrics": config.metrics.model_copy(
+                update={"listen": self.options.listen})})
+        return config.sharded(shard)
+
     async def run(self) -> int:
         try:
-            config = load_config(self.options.config_path)
+            self.config = self._load()
         except ConfigError as exc:
             log.error("%s", exc)  # noqa: TRY400 - our error says it all; no traceback
             return 2
-        for warning in config.warnings:
-            log.warning("config: %s", warning)
-        self.config = config.config
+        self.status.shard = self.config.shard
+        self.metrics = Metrics(self.registry, status=self.status)
         lock = StateLock(self.config.state_path, purpose="daemon")
         try:
             lock.acquire()
@@ -216,16 +233,14 @@ class Daemon:
         assert self.config is not None
         self.notifier.reloading(status="reloading the configuration")
         try:
-            loaded = load_config(self.options.config_path)
-            self._check_reloadable(loaded.config)
+            config = self._load()
+            self._check_reloadable(config)
         except ConfigError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)  # noqa: TRY400 - our error says it all; no traceback
             self.status.record_reload(ok=False, at=self.options.clock())
             self.notifier.ready(status="reload FAILED; running configuration kept")
             return False
-        for warning in loaded.warnings:
-            log.warning("config: %s", warning)
-        self.config = loaded.config
+        self.config = config
         assert self.store is not None
         self.store.add_secrets(config_secrets(self.config))
         self.reconciler = self._reconciler(self.config)
@@ -247,6 +262,8 @@ class Daemon:
         if new.state_path != self.config.state_path:
             problems.append(f"state_path: changing it ({self.config.state_path} -> {new.state_path}) needs a "
                             "restart (the daemon holds the store and its lock)")
+        if new.shard != self.config.shard:
+            problems.append(f"shard: changing it ({self.config.shard} -> {new.shard}) needs a restart")
         if new.metrics.listen != self.config.metrics.listen:
             problems.append(f"metrics.listen: changing it ({self.config.metrics.listen} -> {new.metrics.listen}) "
                             "needs a restart")
@@ -257,6 +274,7 @@ class Daemon:
 
     def _reconciler(self, config: Config) -> Reconciler:
         assert self.store is not None
+        assert self.metrics is not None
         connect = timed_connector(self.options.connect or default_connector, self.metrics.observe_router_operation)
         return Reconciler(config, self.store, connect=connect, fetch=self.options.fetch, clock=self.options.clock)
 
@@ -321,7 +339,8 @@ class Daemon:
         reconciler = self.reconciler
         started = time.monotonic()
         outcome = await reconciler.observe_server(server)
-        self.metrics.observe_fetch(name, time.monotonic() - started)
+        if self.metrics is not None:
+            self.metrics.observe_fetch(name, time.monotonic() - started)
         self._publish_server(server, outcome)
         await self._alert(reconciler, RunReport([outcome], [], []))
         confirmed = frozenset(a.chain for a in outcome.addresses
