@@ -455,3 +455,38 @@ async def test_install_is_verified_by_der(lab: LabDevice, target: RouterTarget, 
     async with _LyingRouter(target, sent=sent, shown=shown) as session:
         with pytest.raises(CommandFailed, match="holds"):
             await session.install_certificate("EEMW-Z", sent)
+
+
+# --- issue 11: the verdict holds with every log and clock style a real router may have ------------------------
+
+@pytest.mark.parametrize(
+    ("settings", "offset"),
+    [
+        pytest.param(["service sequence-numbers"], timedelta(0), id="sequence-numbers"),
+        pytest.param(["clock timezone CET 1 0", "service timestamps log datetime msec localtime show-timezone"],
+                     timedelta(0), id="localtime-show-timezone-CET"),
+        pytest.param(["clock timezone IST 5 30", "service sequence-numbers",
+                      "service timestamps log datetime msec localtime show-timezone year"], timedelta(0),
+                     id="IST-sequence-year"),
+        pytest.param([], timedelta(minutes=7), id="router-clock-7-minutes-ahead"),
+        pytest.param([], -timedelta(minutes=13), id="router-clock-13-minutes-behind"),
+        pytest.param(["logging buffered 8192 warnings"], timedelta(0), id="buffer-drops-informational"),
+    ],
+)
+async def test_fire_applet_verdict_holds_with_every_log_and_clock_style(
+    lab: LabDevice, target: RouterTarget, pki: GmailShapedPki, settings: list[str], offset: timedelta
+) -> None:
+    smtp = await _smtp(pki)
+    try:
+        lab.spec.clock_offset = offset
+        lab.state.apply_config([*settings, *_applet_config(smtp.port)])
+        async with RouterSession(target) as session:
+            await session.install_certificate("EEMW-OLD-ROOT", pki.old_root.cert)
+            ok = await session.fire_applet("MAIL-TEST", maxrun=15.0, success_messages=("mail sent to $_email_to",))
+            await session.retire_trustpoint("EEMW-OLD-ROOT")
+            failed = await session.fire_applet("MAIL-TEST", maxrun=15.0, success_messages=("mail sent to $_email_to",))
+        assert ok.ok and " success " in ok.evidence, ok
+        assert not failed.ok and failed.evidence, failed  # and a failing mail is still seen as failing
+        assert len(await smtp.wait_for_messages(1)) == 1
+    finally:
+        await smtp.stop()
