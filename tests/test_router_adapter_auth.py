@@ -327,3 +327,30 @@ async def test_eof_in_the_middle_of_the_paste_installs_nothing(lab: Lab, pki: Gm
             await asyncio.sleep(0.02)
     tp = lab.device.state.trustpoints["EEMW-HALF"]
     assert tp.ca_cert is None
+
+
+# --- issue 8 sec. 6: SHA-1 SSH algorithms only when a router is set to legacy_algorithms --------------------
+
+OLD_IMAGE = {"kex_algs": ["diffie-hellman-group14-sha1"], "mac_algs": ["hmac-sha1"],
+             "encryption_algs": ["aes128-ctr"]}
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["strict-default", "legacy_algorithms"])
+async def test_sha1_only_router_needs_legacy_algorithms(tmp_path: Path, legacy: bool) -> None:
+    device = LabDevice(DeviceSpec("old", tmp_path / "old", users=(User("admin", "pw-1"),),
+                                  ssh_algorithms=OLD_IMAGE))
+    await device.start()
+    try:
+        known_hosts = tmp_path / "known_hosts"
+        known_hosts.write_text(device.known_hosts_line() + "\n")
+        target = RouterTarget("old", device.host, device.port, "admin", password="pw-1", known_hosts=known_hosts,
+                              legacy_algorithms=legacy, timeouts=RouterTimeouts(connect=5.0, command=5.0))
+        if legacy:
+            async with RouterSession(target) as session:
+                assert (await session.read_snapshot()).hostname
+        else:
+            with pytest.raises(RouterUnreachable, match="(?i)key exchange|no matching"):
+                async with RouterSession(target):
+                    pass
+    finally:
+        await device.stop()

@@ -310,3 +310,17 @@ def test_a_second_writer_gives_up_after_the_busy_timeout(busy_writer: Path) -> N
     with Store.open(busy_writer, busy_timeout=0.3) as store, pytest.raises(StateError, match="holds the store"):
         store.record_outcome("r1", at=NOW, ok=True, summary="x", error=None)
     assert time.monotonic() - start < 5.0
+
+
+def test_sightings_within_half_an_interval_count_once(tmp_path: Path) -> None:
+    """Issue 8 sec. 5: confirmations count distinct observations spaced at least half the interval apart."""
+    from eemwatchd.lab.pki import GmailShapedPki
+
+    chain = tuple(GmailShapedPki.create(now=datetime(2026, 3, 1, tzinfo=UTC)).served)
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    spacing = timedelta(minutes=30)
+    with Store.open(tmp_path / "state.db") as store:
+        seen = [store.record_observation(server="s", address="a", chain=chain, verified=True, path=(), error=None,
+                                         now=at + timedelta(minutes=m), min_spacing=spacing).times_seen
+                for m in (0, 1, 29, 30, 31, 61)]
+    assert seen == [1, 1, 1, 2, 2, 3]

@@ -86,6 +86,9 @@ class DeviceSpec:
     port: int = 0
     version: str = "17.09.04a"
     vty_lines: int = 5
+    # SSH algorithms the device offers, as asyncssh server options (e.g. {"kex_algs": [...]}): an old IOS image
+    # that knows only SHA-1 key exchange, MACs and host-key signatures.
+    ssh_algorithms: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)

@@ -143,6 +143,7 @@ class LabDevice:
             x11_forwarding=False,
             login_timeout=30,
             reuse_address=True,
+            **self.spec.ssh_algorithms,
         )
         sockets = self._server.sockets
         self.port = sockets[0].getsockname()[1]
