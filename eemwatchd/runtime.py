@@ -7,12 +7,15 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
 
 from eemwatchd.adapters.lock import StateLock
 from eemwatchd.adapters.store import Store
 from eemwatchd.config import Config, load_config
 from eemwatchd.errors import ConfigError
+
+T = TypeVar("T")
 
 # Exit codes: 75 (EX_TEMPFAIL) another writer holds the state; 128 + signal number when stopped by one.
 EXIT_LOCKED = 75
@@ -92,3 +95,16 @@ class StopSignals:
     @property
     def exit_code(self) -> int | None:
         return EXIT_SIGNAL.get(self.received) if self.received is not None else None
+
+
+async def run_stoppable(request_stop: Callable[[str], None], work: Awaitable[T], *,
+                        announce: Callable[[str], None]) -> tuple[T, int | None]:
+    """Await ``work`` with SIGINT/SIGTERM asking ``request_stop`` to stop between steps; (its result, the exit
+    code of the signal that stopped it, or None)."""
+    signals = StopSignals(request_stop, announce=announce)
+    signals.install(asyncio.current_task())
+    try:
+        result = await work
+    finally:
+        signals.remove()
+    return result, signals.exit_code

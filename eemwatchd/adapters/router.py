@@ -8,9 +8,8 @@ import logging
 import re
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -25,6 +24,14 @@ from scrapli.exceptions import (
     ScrapliTimeout,
 )
 
+from eemwatchd.adapters.router_access import (  # re-exported: callers reach a router through this module
+    RouterTarget,
+    RouterTimeouts,
+    host_key_rejection,
+    read_known_hosts,
+    record_first_host_key,
+    ssh_algorithms,
+)
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.ios_token import check_ios_token
 from eemwatchd.core.iosparse import (
@@ -38,6 +45,7 @@ from eemwatchd.core.iosparse import (
 )
 from eemwatchd.core.router_state import RouterSnapshot, Trustpoint
 from eemwatchd.core.secrets import mail_passwords, scrub_text
+from eemwatchd.core.testfire import SHOW_HISTORY, FireResult, job_after, judge, message_pattern
 from eemwatchd.errors import (
     AuthenticationFailed,
     CommandFailed,
@@ -48,6 +56,9 @@ from eemwatchd.errors import (
     RouterTimeout,
     RouterUnreachable,
 )
+
+__all__ = ["FireResult", "RouterSession", "RouterTarget", "RouterTimeouts", "read_known_hosts",
+           "record_first_host_key"]
 
 logger = logging.getLogger("eemwatchd.router")
 
@@ -76,165 +87,6 @@ _REFUSALS = ("Command authorization failed", "% Authorization failed")
 # scrapli's IOS XE failure strings plus the refusals; a command whose output holds one of them failed.
 _FAILED_WHEN_CONTAINS = ["% Ambiguous command", "% Incomplete command", "% Invalid input detected",
                          "% Unknown command", *_REFUSALS]
-SHOW_HISTORY = "show event manager history events"
-# SHA-1 algorithms are off unless a router sets legacy_algorithms (old IOS images).
-_SHA1_KEX = ("diffie-hellman-group14-sha1", "diffie-hellman-group-exchange-sha1", "diffie-hellman-group1-sha1")
-_SHA1_MAC = ("hmac-sha1", "hmac-sha1-etm@openssh.com")
-_SHA1_SIG = ("ssh-rsa",)
-_GCM_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
-
-
-@dataclass(frozen=True)
-class RouterTimeouts:
-    """Seconds allowed per step. An import can take ~60 s on a busy box (field notes sec. 8)."""
-
-    connect: float = 15.0
-    command: float = 30.0
-    running_config: float = 60.0
-    change: float = 90.0
-    poll_interval: float = 1.0  # the longest wait between two looks at the EEM history
-    fire_grace: float = 5.0
-
-
-@dataclass(frozen=True)
-class RouterTarget:
-    """How to reach one router. Secrets are left out of the repr."""
-
-    name: str
-    host: str
-    port: int = 22
-    username: str = ""
-    password: str | None = field(default=None, repr=False)
-    key_file: Path | None = None
-    enable_secret: str | None = field(default=None, repr=False)
-    known_hosts: Path | None = None
-    trust_on_first_use: bool = False
-    legacy_algorithms: bool = False
-    timeouts: RouterTimeouts = field(default_factory=RouterTimeouts)
-
-    @property
-    def known_hosts_path(self) -> Path:
-        return self.known_hosts if self.known_hosts is not None else Path.home() / ".ssh" / "known_hosts"
-
-    @property
-    def host_pattern(self) -> str:
-        """How OpenSSH names this host in known_hosts: ``[host]:port`` unless the port is 22."""
-        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
-
-
-@dataclass(frozen=True)
-class FireResult:
-    """Outcome of a test-fire. ``ok`` only on positive evidence; ``evidence`` says what was seen (the
-    history row of this run, the applet's success line) or the router's words refusing the run.
-    ``lines`` are the router's HA_EM log lines after the marker (empty when the log does not keep them)."""
-
-    ok: bool
-    marker: str
-    lines: tuple[str, ...]
-    reason: str = ""
-    evidence: str = ""
-
-
-# --- host keys -------------------------------------------------------------------------------------
-
-_KNOWN_HOSTS_LOCKS: dict[Path, asyncio.Lock] = {}
-# Parsed known_hosts files by path, with the (inode, size, mtime) they were parsed at. Handing asyncssh the
-# path made it re-read and re-parse the whole file for every connection: with one file for the fleet that is
-# O(routers) per login, 50 % of a 1000-router plan's CPU (BENCHMARKS.md).
-_KNOWN_HOSTS: dict[Path, tuple[tuple[int, int, int], asyncssh.SSHKnownHosts]] = {}
-
-
-def read_known_hosts(path: Path) -> asyncssh.SSHKnownHosts:
-    """The parsed known_hosts file, parsed again only when the file changed.
-
-    A change is a new inode (`ssh-keygen -R` and editors replace the file), size (an appended key, trust on
-    first use) or modification time. Raises OSError when unreadable, ValueError when an entry is malformed.
-    """
-    stat = path.stat()
-    version = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-    cached = _KNOWN_HOSTS.get(path)
-    if cached is not None and cached[0] == version:
-        return cached[1]
-    known = asyncssh.read_known_hosts(str(path))
-    _KNOWN_HOSTS[path] = (version, known)
-    return known
-
-
-def _has_known_host(target: RouterTarget) -> bool:
-    path = target.known_hosts_path
-    if not path.exists():
-        return False
-    result = read_known_hosts(path).match(target.host, target.host, target.port)
-    return bool(result[0] or result[1])
-
-
-def _host_key_advice(target: RouterTarget) -> str:
-    path = target.known_hosts_path
-    return f"`ssh-keyscan -p {target.port} {target.host} >> {path}` (after checking the key out of band)"
-
-
-def _host_key_rejection(target: RouterTarget) -> HostKeyRejected:
-    path = target.known_hosts_path
-    if not path.exists():
-        return HostKeyRejected(
-            target.name,
-            f"known_hosts file {path} does not exist; add the router's key with {_host_key_advice(target)}, "
-            "or enable trust_on_first_use for this router",
-        )
-    if _has_known_host(target):
-        return HostKeyRejected(
-            target.name,
-            f"host key of {target.host_pattern} does NOT match the one in {path} (device replaced, key "
-            "regenerated, or someone in the path); if the change is expected run "
-            f"`ssh-keygen -R '{target.host_pattern}' -f {path}` and then {_host_key_advice(target)}",
-        )
-    return HostKeyRejected(
-        target.name,
-        f"host key of {target.host_pattern} is not in {path}; add it with {_host_key_advice(target)}, "
-        "or enable trust_on_first_use for this router",
-    )
-
-
-async def record_first_host_key(target: RouterTarget) -> bool:
-    """Trust on first use: append the router's current host key when known_hosts has none for it.
-
-    Returns True when a key was recorded. An existing (possibly different) entry is never replaced.
-    """
-    path = target.known_hosts_path
-    lock = _KNOWN_HOSTS_LOCKS.setdefault(path, asyncio.Lock())
-    async with lock:
-        if _has_known_host(target):
-            return False
-        try:
-            key = await asyncio.wait_for(
-                asyncssh.get_server_host_key(target.host, target.port), timeout=target.timeouts.connect
-            )
-        except TimeoutError as exc:
-            raise RouterTimeout(target.name, "fetching the SSH host key") from exc
-        except ConnectionRefusedError as exc:
-            reason = (f"{target.host}:{target.port}: connection refused while fetching the SSH host key "
-                      "(is SSH enabled, and is that the right port?)")
-            raise RouterUnreachable(target.name, reason) from exc
-        except (OSError, asyncssh.Error) as exc:
-            raise RouterUnreachable(target.name, f"cannot fetch the SSH host key: {exc}") from exc
-        if key is None:
-            raise HostKeyRejected(target.name, "the server presented no host key")
-        algorithm, blob = key.export_public_key("openssh").decode("ascii").split()[:2]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="ascii") as handle:
-            handle.write(f"{target.host_pattern} {algorithm} {blob}\n")
-        path.chmod(0o600)
-        logger.warning(
-            "router %s: trusted SSH host key on first use: %s %s %s -> %s",
-            target.name,
-            target.host_pattern,
-            algorithm,
-            key.get_fingerprint("sha256"),
-            path,
-            extra={"event": "host_key_recorded", "router": target.name, "fingerprint": key.get_fingerprint()},
-        )
-        return True
-
 
 # --- the session -----------------------------------------------------------------------------------
 
@@ -284,7 +136,7 @@ class RouterSession:
             # password attempt when no password is configured (a failed login in the router's log).
             "client_keys": [client_key] if client_key is not None else None,
             "password": t.password,
-            **_algorithms(legacy=t.legacy_algorithms),
+            **ssh_algorithms(legacy=t.legacy_algorithms),
         }
         longest = max(t.timeouts.command, t.timeouts.running_config, t.timeouts.change)
         return _Driver(
@@ -310,7 +162,7 @@ class RouterSession:
         if t.trust_on_first_use:
             await record_first_host_key(t)
         elif not t.known_hosts_path.exists():
-            raise _host_key_rejection(t)
+            raise host_key_rejection(t)
         try:
             known_hosts = read_known_hosts(t.known_hosts_path)
         except (OSError, ValueError) as exc:
@@ -339,7 +191,7 @@ class RouterSession:
     def _open_error(self, exc: BaseException) -> BaseException:
         t = self.target
         if isinstance(exc, asyncssh.HostKeyNotVerifiable):
-            return _host_key_rejection(t)
+            return host_key_rejection(t)
         if isinstance(exc, ConnectionResetError | asyncssh.ConnectionLost) or (
             isinstance(exc, ScrapliConnectionNotOpened) and "reset" in str(exc).lower()
         ):
@@ -740,18 +592,18 @@ class RouterSession:
             lines = tuple(words.splitlines())
             return self._fired(applet, FireResult(False, marker, lines, reason=f"the router refused to run the "
                                                   f"applet: {' / '.join(lines)}", evidence=" / ".join(lines)))
-        success = [_message_pattern(applet, text) for text in success_messages]
+        success = [message_pattern(applet, text) for text in success_messages]
         deadline = started + maxrun + self.target.timeouts.fire_grace
         pause = min(0.1, self.target.timeouts.poll_interval)
         while True:
             await asyncio.sleep(pause)
             pause = min(pause * 2, self.target.timeouts.poll_interval)
-            job = _job_after(await self._history(), applet, baseline)
+            job = job_after(await self._history(), applet, baseline)
             timed_out = loop.time() >= deadline
             if job is None and not success and not timed_out:
                 continue
             entries = await self._log_after(marker)
-            result = _judge(applet, marker, job, entries, success, timed_out=timed_out,
+            result = judge(applet, marker, job, entries, success, timed_out=timed_out,
                             waited=loop.time() - started)
             if result is not None:
                 return self._fired(applet, result)
@@ -786,107 +638,10 @@ class RouterSession:
             return None
 
 
-def _job_after(events: Sequence[HistoryEvent], applet: str, baseline: int) -> HistoryEvent | None:
-    """This run's history row: the first job of ``applet`` newer than the newest before the run."""
-    ours = [e for e in events if e.name == applet and e.job_id > baseline]
-    return min(ours, key=lambda e: e.job_id) if ours else None
-
-
-def _judge(
-    applet: str,
-    marker: str,
-    job: HistoryEvent | None,
-    entries: Sequence[LogLine] | None,
-    success: Sequence[re.Pattern[str]],
-    *,
-    timed_out: bool,
-    waited: float,
-) -> FireResult | None:
-    """The verdict on what the router shows so far, or None to keep waiting. Success needs evidence."""
-    ours = [e for e in entries or () if e.facility == "HA_EM"]
-    lines = tuple(str(e) for e in ours)
-    failures = [
-        e for e in ours
-        if e.mnemonic.startswith("FMPD_") and (e.mnemonic != "FMPD_ERROR" or f"applet {applet} " in e.message + " ")
-    ]
-    said = [e for e in ours if e.mnemonic == "LOG" and any(p.match(e.message) for p in success)]
-    if job is not None and job.status.lower() != "success":
-        detail = failures[0].message.splitlines()[0] if failures else "no mail error in the log"
-        return FireResult(False, marker, tuple(str(e) for e in failures) or lines,
-                          reason=f"job {job.job_id} of {applet} ended with status {job.status!r}: {detail}",
-                          evidence=_row(job))
-    if any(e.mnemonic == "FMPD_ERROR" for e in failures):
-        return FireResult(False, marker, tuple(str(e) for e in failures),
-                          reason=failures[0].message.splitlines()[0], evidence=str(failures[0]))
-    if job is not None:
-        evidence = _row(job) + (f"; {said[0]}" if said else "")
-        return FireResult(True, marker, lines, reason="the applet ran to its end after its mail action",
-                          evidence=evidence)
-    if said and not failures:
-        return FireResult(True, marker, lines, reason="the applet logged its success line", evidence=str(said[0]))
-    if not timed_out:
-        return None
-    why = f"no history row for this run and no success line within {waited:.0f}s"
-    if failures:
-        why = failures[0].message.splitlines()[0]
-    elif entries is None:
-        why += ("; the log buffer does not hold our marker either (buffered logging must keep informational "
-                "messages: `logging buffered 64000 informational`)")
-    return FireResult(False, marker, lines, reason=f"could not prove mail works: {why}")
-
-
-def _row(job: HistoryEvent) -> str:
-    return f"{SHOW_HISTORY}: job {job.job_id} {job.status} {job.time_text} {job.event_type} applet: {job.name}"
-
-
 def _check_refused(router: str, command: str, output: str) -> None:
     """AAA refusals are errors wherever they appear; nothing is parsed from a refused command."""
     if any(text in output for text in _REFUSALS):
         raise CommandRefused(router, command, output)
-
-
-def _algorithms(*, legacy: bool) -> dict[str, list[str]]:
-    """asyncssh algorithm lists without SHA-1 key exchange, MACs and `ssh-rsa` signatures (unless legacy),
-    AES-GCM preferred."""
-    from asyncssh.encryption import get_default_encryption_algs
-    from asyncssh.kex import get_default_kex_algs, get_kex_algs
-    from asyncssh.mac import get_default_mac_algs, get_mac_algs
-    from asyncssh.public_key import get_default_public_key_algs
-
-    kex = [a.decode() for a in get_default_kex_algs()]
-    mac = [a.decode() for a in get_default_mac_algs()]
-    sig = [a.decode() for a in get_default_public_key_algs()]
-    ciphers = [a.decode() for a in get_default_encryption_algs()]
-    # AES-GCM before asyncssh's first choice ChaCha20-Poly1305: AES-NI does it in hardware, while asyncssh
-    # builds a ChaCha20 context in Python for every packet (a bare client's fleet pass took 0.73x the time
-    # with AES-GCM; BENCHMARKS.md). IOS XE offers aes128-gcm/aes256-gcm and no ChaCha20, so a real router
-    # negotiated AES already; the order matters against servers offering both, the lab router among them.
-    ciphers = [a for a in _GCM_CIPHERS if a in ciphers] + [a for a in ciphers if a not in _GCM_CIPHERS]
-    if legacy:
-        known_kex = {a.decode() for a in get_kex_algs()}
-        known_mac = {a.decode() for a in get_mac_algs()}
-        return {
-            "kex_algs": kex + [a for a in _SHA1_KEX if a in known_kex and a not in kex],
-            "mac_algs": mac + [a for a in _SHA1_MAC if a in known_mac and a not in mac],
-            "signature_algs": sig,
-            "server_host_key_algs": sig,
-            "encryption_algs": ciphers,
-        }
-    strict_sig = [a for a in sig if a not in _SHA1_SIG]
-    return {
-        "kex_algs": [a for a in kex if not a.endswith("-sha1")],
-        "mac_algs": [a for a in mac if a not in _SHA1_MAC],
-        "signature_algs": strict_sig,
-        "server_host_key_algs": strict_sig,
-        "encryption_algs": ciphers,
-    }
-
-
-def _message_pattern(applet: str, text: str) -> re.Pattern[str]:
-    """`%HA_EM-6-LOG: <applet>: <msg>` with `$variables` in msg matching anything."""
-    parts = re.split(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", text)
-    body = ".*".join(re.escape(p) for p in parts)
-    return re.compile(rf"{re.escape(applet)}\s*:\s*{body}\s*$", re.S)
 
 
 def _device_text(output: str, command: str, *, empty: str = "(no output)") -> str:

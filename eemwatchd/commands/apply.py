@@ -28,16 +28,11 @@ def _say(text: str) -> None:
 
 async def _apply(config: Config, store: Store, *, router: str | None, observe: bool) -> tuple[RunReport, int | None]:
     from eemwatchd.reconcile import Reconciler
-    from eemwatchd.runtime import StopSignals
+    from eemwatchd.runtime import run_stoppable
 
     reconciler = Reconciler(config, store)
-    signals = StopSignals(reconciler.request_stop, announce=_say)
-    signals.install(asyncio.current_task())
-    try:
-        report = await reconciler.run(apply=True, router=router, observe=observe)
-    finally:
-        signals.remove()
-    return report, signals.exit_code
+    return await run_stoppable(reconciler.request_stop, reconciler.run(apply=True, router=router, observe=observe),
+                               announce=_say)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -57,16 +57,10 @@ def _request(args: argparse.Namespace, *, dry_run: bool) -> OnboardRequest:
 async def _onboard(config: Config, store: Store, request: OnboardRequest, *, show_secrets: bool) -> tuple[
         OnboardResult, int | None]:
     from eemwatchd.reconcile.onboard import Onboarder
-    from eemwatchd.runtime import StopSignals
+    from eemwatchd.runtime import run_stoppable
 
     onboarder = Onboarder(config, store, show_secrets=show_secrets)
-    signals = StopSignals(onboarder.reconciler.request_stop, announce=_say)
-    signals.install(asyncio.current_task())
-    try:
-        result = await onboarder.onboard(request)
-    finally:
-        signals.remove()
-    return result, signals.exit_code
+    return await run_stoppable(onboarder.reconciler.request_stop, onboarder.onboard(request), announce=_say)
 
 
 def run(args: argparse.Namespace) -> int:

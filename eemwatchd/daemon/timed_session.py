@@ -6,10 +6,10 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-from eemwatchd.adapters.router import FireResult
 from eemwatchd.config import RouterConfig
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.router_state import RouterSnapshot
+from eemwatchd.core.testfire import FireResult
 from eemwatchd.reconcile import RouterConnector, RouterSessionLike
 
 Observe = Callable[[str, float], None]

@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from eemwatchd.adapters.router import FireResult
+from eemwatchd.adapters.store import AuditEntry, Store
 from eemwatchd.config import RouterConfig
 from eemwatchd.core.plan import Action, RouterPlan
 from eemwatchd.core.reason import Reason
+from eemwatchd.core.testfire import FireResult
 from eemwatchd.errors import EemwatchdError
 from eemwatchd.reconcile.connect import RouterSessionLike
 from eemwatchd.reconcile.results import AppliedStep, ApplyFailed, RouterResult
@@ -33,6 +35,27 @@ class AuditWriter:
     def test_fire(self, ok: bool, *, detail: str, evidence: str | None, reason: str,
                   trust: frozenset[str]) -> None:
         raise NotImplementedError
+
+
+class StoreAudit(AuditWriter):
+    """Audit rows and proofs for one router, in the store, stamped by the service's clock."""
+
+    def __init__(self, store: Store, router: str, clock: Callable[[], datetime]) -> None:
+        self.store, self.router, self.clock = store, router, clock
+
+    def change(self, action: str, *, trustpoint: str | None = None, before: str | None = None,
+               after: str | None = None, reason: str) -> None:
+        self.store.append_audit(AuditEntry(at=self.clock(), router=self.router, action=action, trustpoint=trustpoint,
+                                           sha256_before=before, sha256_after=after, test_fire=None, reason=reason))
+
+    def test_fire(self, ok: bool, *, detail: str, evidence: str | None, reason: str,
+                  trust: frozenset[str]) -> None:
+        at = self.clock()
+        self.store.append_audit(AuditEntry(at=at, router=self.router, action="test-fire", trustpoint=None,
+                                           sha256_before=None, sha256_after=None,
+                                           test_fire="ok" if ok else f"failed: {detail}", reason=reason,
+                                           evidence=evidence))
+        self.store.record_proof(self.router, at=at, ok=ok, evidence=evidence or detail, trust=trust)
 
 
 @dataclass

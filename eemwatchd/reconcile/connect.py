@@ -6,11 +6,13 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
-from eemwatchd.adapters.router import FireResult, RouterSession, RouterTarget, RouterTimeouts
+from eemwatchd.adapters.router import RouterSession
+from eemwatchd.adapters.router_access import RouterTarget, RouterTimeouts
 from eemwatchd.adapters.smtp import AddressResult, FetchTimeouts, fetch_server
 from eemwatchd.config import RouterConfig, ServerConfig
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.router_state import RouterSnapshot
+from eemwatchd.core.testfire import FireResult
 
 
 class RouterSessionLike(Protocol):

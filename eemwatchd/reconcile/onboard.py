@@ -35,7 +35,7 @@ from eemwatchd.core.plan import RouterPlan, managed_trust
 from eemwatchd.core.router_state import DEFAULT_MAXRUN, RouterSnapshot
 from eemwatchd.core.secrets import mail_passwords
 from eemwatchd.errors import EemwatchdError
-from eemwatchd.reconcile.applier import Applier, AuditWriter
+from eemwatchd.reconcile.applier import Applier, StoreAudit
 from eemwatchd.reconcile.connect import RouterSessionLike, target_from_config
 from eemwatchd.reconcile.results import RouterResult, reason_for, summarize
 from eemwatchd.reconcile.service import Reconciler, utc_now
@@ -124,27 +124,6 @@ class OnboardResult:
             "error": self.error,
             "notes": list(self.notes),
         }
-
-
-class _Audit(AuditWriter):
-    """Audit rows and proofs of the prove-and-save step, like apply's (same store, same clock)."""
-
-    def __init__(self, store: Store, router: str, clock: Callable[[], datetime]) -> None:
-        self.store, self.router, self.clock = store, router, clock
-
-    def change(self, action: str, *, trustpoint: str | None = None, before: str | None = None,
-               after: str | None = None, reason: str) -> None:
-        self.store.append_audit(AuditEntry(at=self.clock(), router=self.router, action=action, trustpoint=trustpoint,
-                                           sha256_before=before, sha256_after=after, test_fire=None, reason=reason))
-
-    def test_fire(self, ok: bool, *, detail: str, evidence: str | None, reason: str,
-                  trust: frozenset[str]) -> None:
-        at = self.clock()
-        self.store.append_audit(AuditEntry(at=at, router=self.router, action="test-fire", trustpoint=None,
-                                           sha256_before=None, sha256_after=None,
-                                           test_fire="ok" if ok else f"failed: {detail}", reason=reason,
-                                           evidence=evidence))
-        self.store.record_proof(self.router, at=at, ok=ok, evidence=evidence or detail, trust=trust)
 
 
 class Onboarder:
@@ -312,7 +291,8 @@ class Onboarder:
                 held = managed_trust({tp.name: tp.ca_certificates for tp in snapshot.trustpoints},
                                      prefix=self.config.policy.trustpoint_prefix)
                 applier = Applier(
-                    session=session, router=router, result=trust, audit=_Audit(self.store, router.name, self._clock),
+                    session=session, router=router, result=trust,
+                    audit=StoreAudit(self.store, router.name, self._clock),
                     checkpoint=lambda step: None, held=set(held),
                     maxrun=applet.effective_maxrun if applet is not None else DEFAULT_MAXRUN,
                     success_messages=applet.syslog_messages_after_mail() if applet is not None else ())

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from eemwatchd.adapters.alerts import Alerter
-from eemwatchd.adapters.store import AuditEntry, Store
+from eemwatchd.adapters.store import Store
 from eemwatchd.adapters.truststore import load_anchors
 from eemwatchd.config import Config, RouterConfig, ServerConfig
 from eemwatchd.core.audit_replay import AuditedChange, expected_holdings, observed_differences
@@ -28,7 +28,7 @@ from eemwatchd.core.secrets import mail_passwords
 from eemwatchd.errors import EemwatchdError, ResolveError
 from eemwatchd.observe import judge_results
 from eemwatchd.reconcile.alerting import build_alerts, gate_alerts
-from eemwatchd.reconcile.applier import Applier, AuditWriter
+from eemwatchd.reconcile.applier import Applier, StoreAudit
 from eemwatchd.reconcile.connect import (
     RouterConnector,
     RouterSessionLike,
@@ -70,27 +70,6 @@ def utc_now() -> datetime:
 def config_secrets(config: Config) -> list[str]:
     """Every secret value in the config, so the store and alerts can scrub them from anything they write."""
     return config.secrets()
-
-
-class _StoreAudit(AuditWriter):
-    """Audit rows and proofs for one router, in the store, stamped by the service's clock."""
-
-    def __init__(self, store: Store, router: str, clock: Callable[[], datetime]) -> None:
-        self.store, self.router, self.clock = store, router, clock
-
-    def change(self, action: str, *, trustpoint: str | None = None, before: str | None = None,
-               after: str | None = None, reason: str) -> None:
-        self.store.append_audit(AuditEntry(at=self.clock(), router=self.router, action=action, trustpoint=trustpoint,
-                                           sha256_before=before, sha256_after=after, test_fire=None, reason=reason))
-
-    def test_fire(self, ok: bool, *, detail: str, evidence: str | None, reason: str,
-                  trust: frozenset[str]) -> None:
-        at = self.clock()
-        self.store.append_audit(AuditEntry(at=at, router=self.router, action="test-fire", trustpoint=None,
-                                           sha256_before=None, sha256_after=None,
-                                           test_fire="ok" if ok else f"failed: {detail}", reason=reason,
-                                           evidence=evidence))
-        self.store.record_proof(self.router, at=at, ok=ok, evidence=evidence or detail, trust=trust)
 
 
 class Reconciler:
@@ -388,7 +367,7 @@ class Reconciler:
         assert result.plan is not None
         applet = snapshot.applet(router.applet)
         applier = Applier(
-            session=session, router=router, result=result, audit=_StoreAudit(self.store, router.name, self._clock),
+            session=session, router=router, result=result, audit=StoreAudit(self.store, router.name, self._clock),
             checkpoint=checkpoint, held=held,
             maxrun=applet.effective_maxrun if applet is not None else DEFAULT_MAXRUN,
             success_messages=applet.syslog_messages_after_mail() if applet is not None else (),
@@ -406,7 +385,7 @@ class Reconciler:
         rows = [AuditedChange(e.action, e.trustpoint, e.sha256_before, e.sha256_after)
                 for e in self.store.audit(router=router.name)]
         actual = {name: tuple(c.sha256 for c in certs) for name, certs in trustpoints.items()}
-        audit = _StoreAudit(self.store, router.name, self._clock)
+        audit = StoreAudit(self.store, router.name, self._clock)
         for diff in observed_differences(expected_holdings(rows, prefix=prefix), actual, prefix=prefix):
             if not self.readonly:
                 audit.change(diff.action, trustpoint=diff.trustpoint, before=diff.sha256_before,
