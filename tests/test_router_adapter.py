@@ -441,8 +441,11 @@ class _LyingRouter(RouterSession):
         super().__init__(target)
         self._sent, self._shown = sent, shown
 
-    async def read_running_config(self) -> str:
-        lines = [line.strip() for line in (await super().read_running_config()).splitlines()]
+    async def _command(self, command: str, *, timeout: float | None = None) -> str:
+        output = await super()._command(command, timeout=timeout)
+        if not command.startswith("show running-config"):  # the whole config, or the trustpoint's sections
+            return output
+        lines = [line.strip() for line in output.splitlines()]
         sent = [line.strip() for line in render_certificate_block(self._sent)]
         for i in range(len(lines)):
             if lines[i : i + len(sent)] == sent:

@@ -349,7 +349,7 @@ async def test_sha1_only_router_needs_legacy_algorithms(tmp_path: Path, legacy: 
             async with RouterSession(target) as session:
                 assert (await session.read_snapshot()).hostname
         else:
-            with pytest.raises(RouterUnreachable, match="(?i)key exchange|no matching"):
+            with pytest.raises(RouterUnreachable, match=r"(?i)key exchange|no matching"):
                 async with RouterSession(target):
                     pass
     finally:

@@ -387,7 +387,20 @@ class RouterSession:
         return {tp.name: tuple(h.serial for h in tp.certificates if h.kind == "ca") for tp in trustpoints}
 
     async def _read_trustpoint(self, name: str) -> Trustpoint | None:
-        trustpoints, _env, _applets, _host = parse_running_config(await self.read_running_config())
+        """Trustpoint ``name`` as the running-config holds it (definition and certificates, DER included),
+        read from its own sections only; None when it is not configured.
+
+        The whole `show running-config` grew with every install and was read twice per install: 6 full reads
+        and parses per fresh router (BENCHMARKS.md). "Not configured" needs the filter's `hostname` line
+        too, so an empty or truncated answer is never taken for an absent trustpoint.
+        """
+        command = _trustpoint_sections_command(name)
+        text = await self._command(command, timeout=self.target.timeouts.running_config)
+        trustpoints, _env, _applets, hostname = parse_running_config(text)
+        if hostname is None:
+            raise CommandFailed(self.name, command,
+                                f"% the filtered running-config has no `hostname` line, so it cannot show whether "
+                                f"trustpoint {name} is configured:\n{_device_text(text, command)}")
         return next((tp for tp in trustpoints if tp.name == name), None)
 
     # --- changing --------------------------------------------------------------------------------
@@ -636,6 +649,22 @@ class RouterSession:
             return parse_log_lines(text, marker=marker)
         except ParseError:
             return None
+
+
+def _trustpoint_sections_command(name: str) -> str:
+    """`show running-config` filtered to the `hostname` line and trustpoint ``name``'s two sections.
+
+    `| section REGEX` prints every top-level block (a line at column 0 with its indented children) in which a
+    line matches REGEX (the lab router does the same). IOS XE's CLI string search takes a regex with `^`,
+    alternation and parentheses, but `_` matches a delimiter (space, comma, brace, parenthesis, start, end),
+    not an underscore (Cisco, "Regular Expressions", IOS XE 17 security guide): an underscore in the name
+    becomes `.`. No `$`: a name that is a prefix of another brings that one's sections too. Both only ever
+    add sections, never lose one; the parser picks the trustpoint by its exact name. Every running-config
+    has a `hostname` line (show_running-config_head__gh_ansible_facts_csr1000v_17_3): seeing it proves the
+    filter ran over the running-config.
+    """
+    pattern = name.replace("_", ".")
+    return f"show running-config | section ^hostname |^crypto pki (trustpoint|certificate chain) {pattern}"
 
 
 def _check_refused(router: str, command: str, output: str) -> None:

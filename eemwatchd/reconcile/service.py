@@ -18,7 +18,14 @@ from eemwatchd.config import Config, RouterConfig, ServerConfig
 from eemwatchd.core.audit_replay import AuditedChange, expected_holdings, observed_differences
 from eemwatchd.core.certificate import Certificate, unique
 from eemwatchd.core.chain import ChainObservation
-from eemwatchd.core.desired import DesiredTrust, SeenChain, TrustPolicy, compute_desired, is_pinned_match
+from eemwatchd.core.desired import (
+    DesiredTrust,
+    SeenChain,
+    TrustPolicy,
+    compute_desired,
+    is_pinned_match,
+    is_usable,
+)
 from eemwatchd.core.ios_trust import validate_as_ios
 from eemwatchd.core.lint import KnownServer, lint_router
 from eemwatchd.core.plan import ChainValidator, is_managed, managed_trust, plan_router
@@ -48,6 +55,8 @@ from eemwatchd.reconcile.results import (
 )
 
 log = logging.getLogger("eemwatchd.reconcile")
+# Desired trust kept per distinct input (server set, sightings, policy, anchors, pins): a few per pass.
+_DESIRED_CACHE_SIZE = 64
 
 
 def trust_policy(config: Config) -> TrustPolicy:
@@ -99,6 +108,7 @@ class Reconciler:
         self._clock = clock
         self._extra: list[Certificate] = []  # issuers fetched via AIA (twin candidates)
         self._anchor_cache: dict[str, list[Certificate]] = {}
+        self._desired_cache: dict[tuple[object, ...], DesiredTrust] = {}  # see desired_for
         self._gate = asyncio.Semaphore(config.policy.max_parallel_routers)
         self._router_locks: dict[str, asyncio.Lock] = {}
         self._stop_reason: str | None = None
@@ -201,18 +211,44 @@ class Reconciler:
     # --- desired and plan ---------------------------------------------------------------------------
 
     def desired_for(self, router: RouterConfig, now: datetime) -> DesiredTrust:
+        """What ``router`` should trust now; computed once for all routers that share every input.
+
+        Every router of a server set wants the same trust, and computing it checks signatures (9 % of a
+        500-router plan, BENCHMARKS.md). The cache key holds every input of compute_desired: the router's
+        servers, each usable observation with its counters and last sighting (a new sighting or chain is a
+        new key), the policy, the anchors, the AIA certificates and the pins. `now` enters compute_desired
+        only through which observations are usable, and those are in the key.
+        """
         servers = [self.config.server(n) for n in router.servers]
         anchors = unique(c for s in servers for c in self.anchors_for(s))
-        observations = self.store.observations(servers=router.servers, since=now - self.policy.recent)
-        return compute_desired(
+        observations = [o for o in self.store.observations(servers=router.servers, since=now - self.policy.recent)
+                        if is_usable(o, self.policy, now)]
+        pins = {s.name: s.pins for s in servers}
+        key = (
+            tuple(router.servers),
+            tuple((o.server, o.address, tuple(c.sha256 for c in o.chain), tuple(c.sha256 for c in o.path),
+                   o.verified, o.error, o.times_seen, o.first_seen, o.last_seen) for o in observations),
+            self.policy,
+            tuple(c.sha256 for c in anchors),
+            tuple(c.sha256 for c in self._extra),
+            tuple((name, tuple(p)) for name, p in pins.items()),
+        )
+        cached = self._desired_cache.get(key)
+        if cached is not None:
+            return cached
+        desired = compute_desired(
             observations,
             servers=router.servers,
             policy=self.policy,
             anchors=anchors,
             extra=self._extra,
-            pins={s.name: s.pins for s in servers},
+            pins=pins,
             now=now,
         )
+        if len(self._desired_cache) >= _DESIRED_CACHE_SIZE:  # older sightings' entries: drop the oldest
+            del self._desired_cache[next(iter(self._desired_cache))]
+        self._desired_cache[key] = desired
+        return desired
 
     def _validator(self) -> ChainValidator:
         lenient = not self.config.policy.strict_ios_validation
