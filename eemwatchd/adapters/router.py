@@ -607,7 +607,7 @@ class RouterSession:
                                                   f"applet: {' / '.join(lines)}", evidence=" / ".join(lines)))
         success = [message_pattern(applet, text) for text in success_messages]
         deadline = started + maxrun + self.target.timeouts.fire_grace
-        pause = min(0.1, self.target.timeouts.poll_interval)
+        pause = min(0.02, self.target.timeouts.poll_interval)  # first look soon: a short job ends in ~50 ms
         while True:
             await asyncio.sleep(pause)
             pause = min(pause * 2, self.target.timeouts.poll_interval)
