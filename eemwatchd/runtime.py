@@ -13,7 +13,7 @@ from typing import TypeVar
 from eemwatchd.adapters.lock import StateLock
 from eemwatchd.adapters.store import Store
 from eemwatchd.config import Config, load_config
-from eemwatchd.errors import ConfigError
+from eemwatchd.errors import ConfigError, StateLocked
 
 T = TypeVar("T")
 
@@ -47,6 +47,18 @@ def lock_held(lock: StateLock) -> Iterator[StateLock]:
         yield lock
     finally:
         lock.release()
+
+
+def take_writer_lock(config: Config, *, purpose: str, say: Callable[[str], None]) -> StateLock | None:
+    """The writer lock beside the state database, taken at once; None (after saying who holds it) when
+    another eemwatchd has it: the caller exits EXIT_LOCKED."""
+    lock = StateLock(config.state_path, purpose=purpose)
+    try:
+        lock.acquire()
+    except StateLocked as exc:
+        say(str(exc))
+        return None
+    return lock
 
 
 def confirm(prompt: str) -> bool:

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from eemwatchd.adapters.router import RouterSession, RouterTarget, RouterTimeouts
-from eemwatchd.lab.router.device import DeviceSpec, User
+from eemwatchd.adapters.router import RouterSession, RouterTarget
 from eemwatchd.lab.router.server import LabDevice
+from tests import test_router_adapter as ta
 
-PASSWORD = "ssh-pw-4711"
-FAST = RouterTimeouts(connect=5.0, command=5.0, running_config=5.0, change=5.0, poll_interval=0.1, fire_grace=1.0)
-
-
-@pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[LabDevice]:
-    device = LabDevice(DeviceSpec("r1", tmp_path / "r1", users=(User("admin", PASSWORD),)))
-    await device.start()
-    try:
-        yield device
-    finally:
-        await device.stop()
+lab = ta.lab  # the lab router of the adapter tests
+PASSWORD, FAST = ta.PASSWORD, ta.FAST
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["strict", "legacy_algorithms"])

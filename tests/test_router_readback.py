@@ -6,42 +6,20 @@ the test prepares the lab device's state directly between the import and the rea
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Iterator, Mapping
 
 import pytest
 
-from eemwatchd.adapters.router import RouterSession, RouterTarget, RouterTimeouts
+from eemwatchd.adapters.router import RouterSession, RouterTarget
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.errors import CommandFailed
 from eemwatchd.lab.pki import GmailShapedPki
-from eemwatchd.lab.router.device import DeviceSpec, User
 from eemwatchd.lab.router.server import LabDevice
+from tests import test_router_adapter as ta
 
-PASSWORD = "ssh-pw-4711"
-FAST = RouterTimeouts(connect=5.0, command=5.0, running_config=5.0, change=5.0, poll_interval=0.1, fire_grace=1.0)
-
-
-@pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[LabDevice]:
-    device = LabDevice(DeviceSpec("r1", tmp_path / "r1", users=(User("admin", PASSWORD),)))
-    await device.start()
-    try:
-        yield device
-    finally:
-        await device.stop()
-
-
-@pytest.fixture
-def target(lab: LabDevice, tmp_path: Path) -> RouterTarget:
-    known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text(lab.known_hosts_line() + "\n")
-    return RouterTarget("r1", lab.host, lab.port, "admin", password=PASSWORD, known_hosts=known_hosts, timeouts=FAST)
-
-
-@pytest.fixture(scope="module")
-def pki() -> GmailShapedPki:
-    return GmailShapedPki.create()
+# the lab router, its target and the PKI of the adapter tests
+lab, target, pki = ta.lab, ta.target, ta.pki
+PASSWORD, FAST = ta.PASSWORD, ta.FAST
 
 
 class _Recording(RouterSession):

@@ -8,7 +8,6 @@ import sys
 from typing import TYPE_CHECKING
 
 from eemwatchd.cli_arguments import add_common_arguments
-from eemwatchd.errors import StateLocked
 
 if TYPE_CHECKING:
     from eemwatchd.adapters.store import Store
@@ -37,10 +36,9 @@ async def _apply(config: Config, store: Store, *, router: str | None, observe: b
 
 def run(args: argparse.Namespace) -> int:
     # Imported here, not at module level: scrapli, asyncssh and pydantic are not needed for `--help`.
-    from eemwatchd.adapters.lock import StateLock
     from eemwatchd.reconcile import Reason, Reconciler
     from eemwatchd.report import emit, exit_code, print_report
-    from eemwatchd.runtime import EXIT_LOCKED, confirm, load, lock_held, open_store
+    from eemwatchd.runtime import EXIT_LOCKED, confirm, load, lock_held, open_store, take_writer_lock
 
     config = load(args)
     if config is None:
@@ -48,11 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.yes and not sys.stdin.isatty():
         _say("stdin is not a terminal; run `eemwatchd plan` to review, then `apply --yes`")
         return 2
-    lock = StateLock(config.state_path, purpose="apply")
-    try:
-        lock.acquire()
-    except StateLocked as exc:
-        _say(str(exc))
+    lock = take_writer_lock(config, purpose="apply", say=_say)
+    if lock is None:
         return EXIT_LOCKED
     with lock_held(lock), open_store(config) as store:
         observe = True

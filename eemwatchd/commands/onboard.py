@@ -54,19 +54,20 @@ def _request(args: argparse.Namespace, *, dry_run: bool) -> OnboardRequest:
                           applet=args.applet, dry_run=dry_run, replace=args.replace)
 
 
-async def _onboard(config: Config, store: Store, request: OnboardRequest, *, show_secrets: bool) -> tuple[
+async def _onboard(config: Config, store: Store, request: OnboardRequest, *, show_secrets: bool,
+                   readonly: bool = False) -> tuple[
         OnboardResult, int | None]:
     from eemwatchd.reconcile.onboard import Onboarder
     from eemwatchd.runtime import run_stoppable
 
-    onboarder = Onboarder(config, store, show_secrets=show_secrets)
+    onboarder = Onboarder(config, store, show_secrets=show_secrets, readonly=readonly)
     return await run_stoppable(onboarder.reconciler.request_stop, onboarder.onboard(request), announce=_say)
 
 
 def run(args: argparse.Namespace) -> int:
     # Imported here, not at module level: scrapli, asyncssh and pydantic are not needed for `--help`.
     from eemwatchd.adapters.lock import StateLock
-    from eemwatchd.runtime import EXIT_LOCKED, confirm, load, lock_held, open_store
+    from eemwatchd.runtime import EXIT_LOCKED, confirm, load, lock_held, open_store, take_writer_lock
 
     config = load(args)
     if config is None:
@@ -78,24 +79,24 @@ def run(args: argparse.Namespace) -> int:
         try:
             lock.acquire()
         except StateLocked:
+            readonly = True
             _say("another eemwatchd holds the state: showing what would be sent; nothing recorded")
+        else:
+            readonly = False
         try:
             with open_store(config) as store:
                 result, _ = asyncio.run(_onboard(config, store, _request(args, dry_run=True),
-                                                 show_secrets=args.show_secrets))
+                                                 show_secrets=args.show_secrets, readonly=readonly))
         finally:
             lock.release()
         return _emit(result, as_json=args.json)
     if not args.yes and not sys.stdin.isatty():
         _say("stdin is not a terminal; review with --dry-run, then run with --yes")
         return 2
-    lock = StateLock(config.state_path, purpose="onboard")
-    try:
-        lock.acquire()
-    except StateLocked as exc:
-        _say(str(exc))
+    writer = take_writer_lock(config, purpose="onboard", say=_say)
+    if writer is None:
         return EXIT_LOCKED
-    with lock_held(lock), open_store(config) as store:
+    with lock_held(writer), open_store(config) as store:
         if not args.yes:
             preview, _ = asyncio.run(_onboard(config, store, _request(args, dry_run=True),
                                               show_secrets=args.show_secrets))

@@ -138,12 +138,15 @@ class Onboarder:
         reconciler: Reconciler | None = None,
         clock: Callable[[], datetime] = utc_now,
         show_secrets: bool = False,
+        readonly: bool = False,
     ) -> None:
+        """``readonly``: another process holds the writer lock; only a dry run may run, recording nothing."""
         self.config = config
         self.store = store
         self._connect: OnboardConnector = connect or ssh_connector
         self._clock = clock
-        self.reconciler = reconciler or Reconciler(config, store, connect=self._connect, clock=clock)
+        self.reconciler = reconciler or Reconciler(config, store, connect=self._connect, clock=clock,
+                                                   readonly=readonly)
         self.show_secrets = show_secrets
 
     async def onboard(self, request: OnboardRequest) -> OnboardResult:
