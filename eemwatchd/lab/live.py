@@ -76,7 +76,8 @@ async def run_live(state_dir: Path, *, routers: int, rotate_every: float, say: S
             say(f"\nstatus page {url}/   metrics {url}/metrics   (first pass done)\n")
 
         rotations = asyncio.create_task(_rotations(lab, say, rotate_every))
-        logging.getLogger("eemwatchd.narrative").setLevel(logging.INFO)
+        for name in ("eemwatchd.narrative", "eemwatchd.alerts"):  # the story and the alerts it raises
+            logging.getLogger(name).setLevel(logging.INFO)
         try:
             return await Daemon(DaemonOptions(config_path=lab.config_path, on_ready=ready)).run()
         finally:

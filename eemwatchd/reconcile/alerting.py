@@ -80,7 +80,8 @@ def _router_alerts(result: RouterResult, at: datetime) -> list[Alert]:
     drifting = plan is not None and (plan.actions or plan.waiting or plan.unconfirmed) and not (
         result.applying and result.in_sync)
     if plan is not None and drifting:
-        summary = f"router {name} needs {len(plan.adds)} add(s) and {len(plan.retires)} retire(s)"
+        summary = (f"router {name} needs {len(plan.adds)} add(s) and {len(plan.retires)} retire(s)" if plan.actions
+                   else f"router {name} is not in sync")
         if plan.waiting:
             summary += f"; it does not accept {len(plan.waiting)} new chain(s) yet (awaiting confirmation)"
         if plan.unconfirmed:
