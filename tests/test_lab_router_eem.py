@@ -14,7 +14,8 @@ import pytest
 from eemwatchd.core.iosparse import parse_event_history, parse_log_lines
 from eemwatchd.lab.router import DeviceSpec, Fleet, LabDevice, SilentPeer, User
 from eemwatchd.lab.router.clock import ticking_clock
-from tests.test_lab_router_ssh import PASSWORD, PINNED, RawClient, login
+from tests.test_lab_router_ssh import PASSWORD, PINNED, login
+from tests.test_lab_router_ssh import configure as _configure
 
 
 @pytest.fixture
@@ -23,14 +24,6 @@ async def lab(tmp_path: Path) -> AsyncIterator[LabDevice]:
                       clock=ticking_clock(PINNED))
     async with Fleet([spec]) as fleet:
         yield fleet["e1"]
-
-
-async def _configure(c: RawClient, lines: list[str]) -> None:
-    await c.cmd("conf t")
-    for line in lines:
-        out = await c.cmd(line)
-        assert "%" not in out, out
-    await c.cmd("end")
 
 
 async def test_job_ids_increase_and_history_keeps_the_last_n(lab: LabDevice) -> None:

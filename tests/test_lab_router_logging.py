@@ -17,6 +17,7 @@ from eemwatchd.errors import ParseError
 from eemwatchd.lab.router import DeviceSpec, Fleet, LabDevice, User
 from eemwatchd.lab.router.clock import ticking_clock
 from tests.test_lab_router_ssh import PASSWORD, RawClient, login, transcript
+from tests.test_lab_router_ssh import configure as _configure
 
 SUMMER = datetime(2026, 7, 4, 10, 0, 0, tzinfo=UTC)
 APPLET = ["event manager applet FIRE", "event none", 'action 1.0 syslog msg "fired"', "exit"]
@@ -28,14 +29,6 @@ async def lab(tmp_path: Path) -> AsyncIterator[LabDevice]:
                       clock=ticking_clock(SUMMER))
     async with Fleet([spec]) as fleet:
         yield fleet["l1"]
-
-
-async def _configure(c: RawClient, lines: list[str]) -> None:
-    await c.cmd("conf t")
-    for line in lines:
-        out = await c.cmd(line)
-        assert "%" not in out, out
-    await c.cmd("end")
 
 
 async def _fire(c: RawClient, lab: LabDevice, marker: str) -> str:

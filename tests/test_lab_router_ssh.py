@@ -649,3 +649,12 @@ async def test_netmiko_full_flow(lab: LabDevice, smtp: tuple[LabSmtpServer, Gmai
     assert "\n".join(render_certificate_block(pki.old_root.cert)[1:3]) in running
     assert smtp_user.messages[0].tls
     assert (lab.spec.state_dir / "startup-config").exists()
+
+
+async def configure(c: RawClient, lines: list[str]) -> None:
+    """Configuration lines through a raw SSH client; none may draw a `%` error."""
+    await c.cmd("conf t")
+    for line in lines:
+        out = await c.cmd(line)
+        assert "%" not in out, out
+    await c.cmd("end")

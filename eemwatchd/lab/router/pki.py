@@ -288,18 +288,25 @@ def decode_bundle(lines: Sequence[str]) -> list[Certificate]:
     return certs
 
 
-async def import_trustpool(term: Terminal, pool: list[tuple[Certificate, str]]) -> bool:
-    """`crypto pki trustpool import terminal`: read a PEM bundle, add its CA certificates as `Downloaded`."""
-    await term.write_lines(TRUSTPOOL_BANNER)
+async def read_paste(term: Terminal) -> list[str] | None:
+    """Lines pasted up to a blank line or `quit` (both paste prompts end so); None when the session ended."""
     pasted: list[str] = []
     while True:
         line = await term.read_line()
         if line is None:
-            return False
+            return None
         stripped = line.strip()
         if not stripped or stripped.lower() == "quit":
-            break
+            return pasted
         pasted.append(stripped)
+
+
+async def import_trustpool(term: Terminal, pool: list[tuple[Certificate, str]]) -> bool:
+    """`crypto pki trustpool import terminal`: read a PEM bundle, add its CA certificates as `Downloaded`."""
+    await term.write_lines(TRUSTPOOL_BANNER)
+    pasted = await read_paste(term)
+    if pasted is None:
+        return False
     try:
         certs = decode_bundle(pasted)
     except CertificateError:
@@ -343,15 +350,9 @@ async def authenticate(term: Terminal, tp: Trustpoint | None, name: str, now: da
         await term.write_lines([SCEP_FAILED, ""])
         return False
     await term.write_lines(PASTE_BANNER)
-    pasted: list[str] = []
-    while True:
-        line = await term.read_line()
-        if line is None:
-            return False
-        stripped = line.strip()
-        if not stripped or stripped.lower() == "quit":
-            break
-        pasted.append(stripped)
+    pasted = await read_paste(term)
+    if pasted is None:
+        return False
     try:
         cert = decode_paste(pasted)
     except CertificateError:
