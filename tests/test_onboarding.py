@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -15,16 +14,15 @@ from pathlib import Path
 import pytest
 
 from eemwatchd.adapters.lock import StateLock
-from eemwatchd.adapters.router import RouterSession, RouterTimeouts
 from eemwatchd.adapters.store import Store
-from eemwatchd.config import Config, RouterConfig, parse_config
+from eemwatchd.config import Config, parse_config
 from eemwatchd.core import onboarding as ob
 from eemwatchd.lab.pki import GmailShapedPki
 from eemwatchd.lab.router import DeviceSpec, Fleet, LabDevice, User
 from eemwatchd.lab.router.clock import Clock, ticking_clock
 from eemwatchd.lab.smtp import LabSmtpServer
-from eemwatchd.reconcile import target_from_config
-from eemwatchd.reconcile.onboard import Onboarder, OnboardRequest, OnboardResult, OnboardSession
+from eemwatchd.reconcile.onboard import Onboarder, OnboardRequest, OnboardResult
+from tests import test_reconcile as rec
 
 NOW = datetime(2031, 3, 4, 10, 0, tzinfo=UTC)  # a pinned date: nothing here depends on today's
 APPLET = "MAIL-ALERT"
@@ -33,15 +31,7 @@ SMTP_PASSWORD = "app-pass-Kd82"
 ROUTER_PASSWORD = "lab-admin-pw-3"
 
 
-@contextlib.asynccontextmanager
-async def fast_connector(router: RouterConfig) -> AsyncIterator[OnboardSession]:
-    """The real SSH adapter, polling the router's EEM history faster than the default."""
-    target = dataclasses.replace(
-        target_from_config(router),
-        timeouts=RouterTimeouts(connect=5.0, command=10.0, poll_interval=0.2, fire_grace=2.0),
-    )
-    async with RouterSession(target) as session:
-        yield session
+fast_connector = rec.fast_connector  # the real SSH adapter, polling faster (a RouterSession: all onboard needs)
 
 
 @dataclass
