@@ -324,3 +324,12 @@ def test_sightings_within_half_an_interval_count_once(tmp_path: Path) -> None:
                                          now=at + timedelta(minutes=m), min_spacing=spacing).times_seen
                 for m in (0, 1, 29, 30, 31, 61)]
     assert seen == [1, 1, 1, 2, 2, 3]
+
+
+def test_a_user_password_at_host_form_is_scrubbed_even_when_the_password_is_unknown(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "state.db") as store:
+        store.record_outcome("r1", at=datetime(2026, 3, 1, tzinfo=UTC), ok=False, summary="failed",
+                             error="cannot parse: event manager environment _email_server "
+                                   "alerts:Xy9-secret@smtp.example")
+        [outcome] = store.outcomes()
+    assert outcome.error is not None and "Xy9-secret" not in outcome.error and "alerts:****@smtp" in outcome.error

@@ -18,6 +18,7 @@ from eemwatchd.adapters.store_schema import MIGRATE_1_TO_2, SCHEMA, SCHEMA_VERSI
 from eemwatchd.core.alert_state import AlertState
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.desired import SeenChain
+from eemwatchd.core.secrets import scrub_text
 from eemwatchd.errors import StateError
 
 
@@ -198,9 +199,9 @@ class Store:
     def _scrub(self, text: str | None) -> str | None:
         if text is None:
             return None
-        for secret in self._secrets:
-            text = text.replace(secret, "****")
-        return text
+        # known secrets, and any `user:password@` (a router's `_email_server` quoted in an error before its
+        # password is known)
+        return scrub_text(text, self._secrets)
 
     # --- certificates ------------------------------------------------------------------------------
 
