@@ -334,3 +334,13 @@ async def test_the_mail_password_a_router_logs_never_reaches_the_store_or_the_ou
         assert all(SMTP_PASSWORD not in str(row) for row in db.execute("SELECT * FROM audit"))
     assert os.stat(config_file.parent / "state.db").st_mode & 0o777 == 0o600
 
+
+
+async def test_a_router_error_quoting_a_mail_password_is_scrubbed(lab: Lab) -> None:
+    leak = "alerts:Leaky-pw-77@smtp.example"
+    lab.fleet["r2"].spec.faults.command_errors = {
+        "show running-config": f"crypto pki certificate chain EEMW-BAD\n certificate ca 01\n  {leak}\n  \tquit"}
+    code, out, err = await cli(lab, "plan", "--json")
+    assert code == 1
+    assert "Leaky-pw-77" not in out + err
+    assert "parse-error" in out

@@ -31,7 +31,7 @@ from eemwatchd.core.lint import KnownServer, lint_router
 from eemwatchd.core.plan import ChainValidator, is_managed, managed_trust, plan_router
 from eemwatchd.core.reason import Reason
 from eemwatchd.core.router_state import DEFAULT_MAXRUN, RouterSnapshot
-from eemwatchd.core.secrets import mail_passwords
+from eemwatchd.core.secrets import mail_passwords, scrub_text
 from eemwatchd.errors import EemwatchdError, ResolveError
 from eemwatchd.observe import judge_results
 from eemwatchd.reconcile.alerting import build_alerts, gate_alerts
@@ -348,10 +348,12 @@ class Reconciler:
             result.error = f"timeouts.total ({total:g}s) exceeded; the session was closed"
             result.error_reason = Reason.TIMEOUT
         except EemwatchdError as exc:
-            result.error, result.error_reason = str(exc), reason_for(exc)
+            # a router's words may quote its `_email_server` (user:password@host): scrubbed before it goes anywhere
+            result.error, result.error_reason = scrub_text(str(exc), self._router_secrets), reason_for(exc)
         except Exception as exc:
             log.exception("router %s: unexpected error", router.name)
-            result.error, result.error_reason = f"unexpected error: {exc!r}", Reason.FAILED
+            result.error, result.error_reason = scrub_text(f"unexpected error: {exc!r}", self._router_secrets), \
+                Reason.FAILED
 
     async def _run_router(
         self, router: RouterConfig, result: RouterResult, *, apply: bool, checkpoint: Callable[[str], None]
