@@ -7,7 +7,7 @@
 # python:3.11-slim on a named Debian release, so a rebuild does not move to the next Debian silently.
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY eemwatchd ./eemwatchd
 # Wheels for eemwatchd and its runtime dependencies only (no [test] extra): the final image needs no compiler.
 RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels .

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-FETCH_IMPORTS = "import eemwatchd.cli, eemwatchd.commands.fetch, eemwatchd.observe"
+FETCH_IMPORTS = "import eemwatchd.cli, eemwatchd.commands.fetch, eemwatchd.reconcile.observe"
 # `eemwatchd fetch` with eemwatchd/reconcile/__init__.py skipped (an empty package stands in for it): what
 # fetch would cost if that package did not import the router side (scrapli, asyncssh, pydantic) eagerly.
 FETCH_WITHOUT_RECONCILE_INIT = f"""
@@ -46,8 +46,8 @@ sys.exit(main(sys.argv[1:]))
 
 
 def _serve(ready: Queue[Any], stop: Any) -> None:
-    from eemwatchd.lab.pki import GmailShapedPki
-    from eemwatchd.lab.smtp import LabSmtpServer
+    from eemwatchd_lab.pki import GmailShapedPki
+    from eemwatchd_lab.smtp import LabSmtpServer
 
     async def main() -> None:
         pki = GmailShapedPki.create()

@@ -20,8 +20,8 @@ from eemwatchd.adapters.smtp import FetchTimeouts, fetch_chain
 
 
 def _serve(ports: Queue[Any], stop: Any) -> None:
-    from eemwatchd.lab.pki import GmailShapedPki
-    from eemwatchd.lab.smtp import LabSmtpServer
+    from eemwatchd_lab.pki import GmailShapedPki
+    from eemwatchd_lab.smtp import LabSmtpServer
 
     async def main() -> None:
         pki = GmailShapedPki.create()

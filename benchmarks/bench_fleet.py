@@ -77,9 +77,9 @@ def _serve_lab(count: int, state: str, ready: Queue[Any], stop: Any) -> None:
 
     # Netmiko drops its sessions without a goodbye; asyncio then warns once per write to the dead socket.
     logging.getLogger("asyncio").setLevel(logging.ERROR)
-    from eemwatchd.lab.pki import GmailShapedPki
-    from eemwatchd.lab.router import Fleet, User
-    from eemwatchd.lab.smtp import LabSmtpServer
+    from eemwatchd_lab.pki import GmailShapedPki
+    from eemwatchd_lab.router import Fleet, User
+    from eemwatchd_lab.smtp import LabSmtpServer
 
     async def main() -> None:
         pki = GmailShapedPki.create()
@@ -185,9 +185,9 @@ def _write_config(spec: dict[str, Any], count: int, concurrency: int, state: Pat
 
 
 async def _reconcile(config_path: Path, *, apply: bool) -> tuple[int, list[str]]:
+    from eemwatchd.commands.runtime import open_store
     from eemwatchd.config import load_config
     from eemwatchd.reconcile import Reconciler
-    from eemwatchd.runtime import open_store
 
     config = load_config(config_path).config
     with open_store(config) as store:

@@ -60,9 +60,9 @@ def _serve_lab(count: int, state: str, ready: Queue[Any], commands: Queue[Any], 
     import logging
 
     logging.getLogger("asyncio").setLevel(logging.ERROR)
-    from eemwatchd.lab.pki import GmailShapedPki
-    from eemwatchd.lab.router import Fleet, User
-    from eemwatchd.lab.smtp import LabSmtpServer
+    from eemwatchd_lab.pki import GmailShapedPki
+    from eemwatchd_lab.router import Fleet, User
+    from eemwatchd_lab.smtp import LabSmtpServer
 
     async def main() -> None:
         pki = GmailShapedPki.create()

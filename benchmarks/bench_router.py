@@ -33,7 +33,7 @@ DEADLINE = 55.0  # the whole script stays under a minute
 
 
 def _serve(count: int, ports: Queue[Any], stop: Any) -> None:
-    from eemwatchd.lab.router import Fleet, User
+    from eemwatchd_lab.router import Fleet, User
 
     async def main() -> None:
         with tempfile.TemporaryDirectory(prefix="bench-router-") as state:

@@ -1,4 +1,6 @@
-"""The command line: `eemwatchd <command>`. Each command lives in eemwatchd/commands/<name>.py."""
+"""The command line: `eemwatchd <command>`. Each command lives in eemwatchd/commands/<name>.py; the lab's commands
+(`lab`, `lab-router`) come from the separate `eemwatchd-lab` distribution through the `eemwatchd.commands` entry
+points, so the product never imports the lab."""
 
 from __future__ import annotations
 
@@ -14,15 +16,20 @@ from eemwatchd import __version__
 from eemwatchd.errors import EemwatchdError
 from eemwatchd.logformat import configure_logging
 
+# The entry-point group through which another distribution (the lab) adds commands.
+PLUGIN_GROUP = "eemwatchd.commands"
+LAB_INSTALL = "pip install 'eemwatchd[lab]' (from a checkout: ./dev installs it)"
+
 
 @dataclass(frozen=True)
 class Command:
     """A command as `eemwatchd --help` lists it. Its module is imported only when the command is parsed: it has
-    `add_arguments(parser)` (which sets `func(args) -> int`) and imports its heavy libraries inside `run`."""
+    `add_arguments(parser)` (which sets `func(args) -> int`) and imports its heavy libraries inside `run`.
+    ``module`` None: the command comes from the entry point of the same name in PLUGIN_GROUP."""
 
     name: str
     help: str
-    module: str
+    module: str | None
 
 
 # A static table, so `eemwatchd --help` imports no command module (the lab pulls in asyncssh and aiosmtpd,
@@ -30,10 +37,9 @@ class Command:
 COMMANDS: tuple[Command, ...] = (
     Command("fetch", "show and verify the certificate chain an SMTP server sends", "eemwatchd.commands.fetch"),
     Command("check-config", "validate a configuration file and list every problem", "eemwatchd.commands.check_config"),
-    Command("lab", "a lab SMTP server, simulated IOS XE routers and the daemon keeping them mailing through rotations",
-            "eemwatchd.commands.lab"),
-    Command("lab-router", "run simulated IOS XE routers over SSH on 127.0.0.1 (for tests and demos)",
-            "eemwatchd.commands.lab_router"),
+    Command("lab", "a lab SMTP server, simulated IOS XE routers and the daemon keeping them mailing through rotations "
+            "(needs the eemwatchd-lab extra)", None),
+    Command("lab-router", "run simulated IOS XE routers over SSH on 127.0.0.1 (needs the eemwatchd-lab extra)", None),
     Command("plan", "show the trustpoint changes each router needs (reads routers only)", "eemwatchd.commands.plan"),
     Command("apply", "add and retire trustpoints on the routers (blue-green, test-fired)", "eemwatchd.commands.apply"),
     Command("audit", "print the audit log of router changes", "eemwatchd.commands.audit"),
@@ -68,11 +74,29 @@ class CommandParser(argparse.ArgumentParser):
         return super().format_help()
 
 
-def _adder(module: str) -> Callable[[argparse.ArgumentParser], None]:
+def _adder(command: Command) -> Callable[[argparse.ArgumentParser], None]:
     def add(parser: argparse.ArgumentParser) -> None:
+        module = command.module or _plugin_module(command.name)
+        if module is None:
+            parser.set_defaults(func=lambda _args: _not_installed(command.name))
+            parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+            return
         importlib.import_module(module).add_arguments(parser)
 
     return add
+
+
+def _plugin_module(name: str) -> str | None:
+    """The module of the command ``name`` another installed distribution provides, if any."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=PLUGIN_GROUP, name=name)
+    return next((ep.value for ep in found), None)
+
+
+def _not_installed(name: str) -> int:
+    print(f"eemwatchd {name}: the lab is not installed; install it with: {LAB_INSTALL}", file=sys.stderr)
+    return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=CommandParser)
     for command in COMMANDS:
         command_parser = sub.add_parser(command.name, help=command.help)
-        command_parser.add_arguments = _adder(command.module)
+        command_parser.add_arguments = _adder(command)
     return parser
 
 

@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from eemwatchd.adapters.aia import AiaLimits, complete_chain, fetch_issuer_certificates
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.errors import AiaError
-from eemwatchd.lab.pki import Issued, make_intermediate, make_leaf, make_root
-from eemwatchd.lab.smtp import LabSmtpServer
-from eemwatchd.observe import observe_server
+from eemwatchd.reconcile.observe import observe_server
+from eemwatchd_lab.pki import Issued, make_intermediate, make_leaf, make_root
+from eemwatchd_lab.smtp import LabSmtpServer
 
 NOW = datetime.now(UTC)
 

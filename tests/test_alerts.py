@@ -33,8 +33,6 @@ from eemwatchd.adapters.store import Store
 from eemwatchd.config import AlertConfig, Secret
 from eemwatchd.core.plan import Action, Report, RouterPlan
 from eemwatchd.errors import AlertError
-from eemwatchd.lab.pki import GmailShapedPki
-from eemwatchd.lab.smtp import LabSmtpServer, build_server_context
 from eemwatchd.reconcile import (
     AddressOutcome,
     AppliedStep,
@@ -45,6 +43,8 @@ from eemwatchd.reconcile import (
     build_alerts,
     config_secrets,
 )
+from eemwatchd_lab.pki import GmailShapedPki
+from eemwatchd_lab.smtp import LabSmtpServer, build_server_context
 from tests import test_reconcile as rec
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -15,14 +15,14 @@ from eemwatchd.core.certificate import (
     load_pem_certificates,
     unique,
 )
-from eemwatchd.core.iosformat import (
+from eemwatchd.core.ios.formats import (
     parse_hex_lines,
     render_authenticate_paste,
     render_certificate_block,
     render_hex_lines,
 )
 from eemwatchd.errors import CertificateError
-from eemwatchd.lab.pki import GmailShapedPki
+from eemwatchd_lab.pki import GmailShapedPki
 from tests.transcripts import transcript
 
 CSR = "show_running-config_crypto_pki_section__gh_ansible_facts_csr1000v_17_3.txt"

@@ -23,7 +23,7 @@ from eemwatchd.core.chain import (
     top_of_sent_path,
     verify_chain,
 )
-from eemwatchd.lab.pki import GmailShapedPki, make_root
+from eemwatchd_lab.pki import GmailShapedPki, make_root
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 HOST = "smtp.lab.example"

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from eemwatchd.lab.scenario import Lab
+from eemwatchd_lab.scenario import Lab
 from tests.prometheus_server import start_prometheus
 from tests.test_alerts import Receiver, serve_webhook
 

@@ -15,7 +15,7 @@ from eemwatchd.core.desired import (
     compute_desired,
     find_twins,
 )
-from eemwatchd.lab.pki import GmailShapedPki, make_intermediate, make_leaf, make_root
+from eemwatchd_lab.pki import GmailShapedPki, make_intermediate, make_leaf, make_root
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PKI = GmailShapedPki.create(now=NOW - timedelta(days=5))

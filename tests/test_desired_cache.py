@@ -14,8 +14,8 @@ from eemwatchd.adapters.store import Store
 from eemwatchd.config import Config, parse_config
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.desired import DesiredTrust
-from eemwatchd.lab.pki import GmailShapedPki
 from eemwatchd.reconcile import Reconciler
+from eemwatchd_lab.pki import GmailShapedPki
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 ROUTER_PASSWORD = "lab-admin-pw-9"

@@ -22,8 +22,8 @@ from eemwatchd.adapters.router import RouterSession, RouterTimeouts
 from eemwatchd.config import RouterConfig
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.errors import CommandFailed, RouterUnreachable
-from eemwatchd.lab.router import READ_ONLY_COMMANDS, User
 from eemwatchd.reconcile import Reason, Reconciler, RouterSessionLike, target_from_config
+from eemwatchd_lab.router import READ_ONLY_COMMANDS, User
 from tests import test_reconcile as rec
 from tests.test_reconcile import APPLET, ROUTER_PASSWORD, SMTP_PASSWORD, Lab, applet_config, cli, fast_connector
 
@@ -298,7 +298,7 @@ async def test_waiting_is_not_applied_and_an_unverified_chain_exits_non_zero(lab
 
 
 def intruder_chain(lab: Lab) -> None:
-    from eemwatchd.lab.pki import GmailShapedPki
+    from eemwatchd_lab.pki import GmailShapedPki
 
     intruder = GmailShapedPki.create(prefix="Intruder")
     lab.smtp.set_chain(intruder.served, intruder.leaf.key)

@@ -24,8 +24,8 @@ from eemwatchd.errors import (
     SmtpProtocolError,
     TlsHandshakeError,
 )
-from eemwatchd.lab.pki import GmailShapedPki
-from eemwatchd.lab.smtp import LabSmtpServer, build_server_context
+from eemwatchd_lab.pki import GmailShapedPki
+from eemwatchd_lab.smtp import LabSmtpServer, build_server_context
 
 FAST = FetchTimeouts(connect=2.0, step=2.0, total=5.0)
 

@@ -15,8 +15,8 @@ import pytest
 from eemwatchd.cli import main
 from eemwatchd.commands.fetch import parse_target
 from eemwatchd.core.certificate import Certificate, load_pem_certificates
-from eemwatchd.lab.pki import GmailShapedPki, make_root
-from eemwatchd.lab.smtp import LabSmtpServer
+from eemwatchd_lab.pki import GmailShapedPki, make_root
+from eemwatchd_lab.smtp import LabSmtpServer
 
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
 

@@ -23,7 +23,7 @@ from eemwatchd.cli import main
 from eemwatchd.core.certificate import Certificate, load_pem_certificates
 from eemwatchd.core.chain import verify_chain
 from eemwatchd.errors import FetchTimeout, SmtpProtocolError, TlsHandshakeError
-from eemwatchd.lab.pki import GmailShapedPki, key_pem
+from eemwatchd_lab.pki import GmailShapedPki, key_pem
 from tests.postfix_lab import PostfixLab, PostfixUnavailable, running_postfix
 
 pytestmark = [pytest.mark.postfix, pytest.mark.timeout(30)]

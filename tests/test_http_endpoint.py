@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from eemwatchd.adapters.metrics import Metrics
-from eemwatchd.http_endpoint import HttpEndpoint, ListenError, parse_listen, start_http
+from eemwatchd.daemon.http_endpoint import HttpEndpoint, ListenError, parse_listen, start_http
+from eemwatchd.daemon.metrics import Metrics
 from tests.test_metrics import NOW, Served, fleet
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eemwatchd.core.ios_token import (
+from eemwatchd.core.ios.tokens import (
     APPLET_NAME_MAX,
     TRUSTPOINT_NAME_MAX,
     check_applet_name,

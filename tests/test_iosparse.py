@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from eemwatchd.core.certificate import Certificate, load_pem_certificates
-from eemwatchd.core.iosformat import render_certificate_block
-from eemwatchd.core.iosparse import (
+from eemwatchd.core.ios.formats import render_certificate_block
+from eemwatchd.core.ios.parsers import (
     DEFAULT_ZONES,
     HistoryEvent,
     parse_clock_zones,
@@ -817,7 +817,7 @@ def test_genie_ist_transcripts_parse_every_date() -> None:
 def _cat4500_shaped_config() -> tuple[str, Certificate, Certificate]:
     """A chain holding the router's identity certificate followed directly by its CA, as the Cat4500-X
     running-config described in the shared INDEX.md shows (raw: trailing spaces, `  <TAB>quit`)."""
-    from eemwatchd.lab.pki import make_leaf, make_root
+    from eemwatchd_lab.pki import make_leaf, make_root
 
     now = datetime(2026, 12, 1, tzinfo=UTC)
     root = make_root("Lab Enterprise CA", now=now, key_kind="rsa")

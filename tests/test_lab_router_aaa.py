@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from eemwatchd.lab.router import READ_ONLY_COMMANDS, DeviceSpec, Fleet, LabDevice, User
-from eemwatchd.lab.router.clock import ticking_clock
+from eemwatchd_lab.router import READ_ONLY_COMMANDS, DeviceSpec, Fleet, LabDevice, User
+from eemwatchd_lab.router.clock import ticking_clock
 from tests.test_lab_router_ssh import PASSWORD, PINNED, RawClient, login
 
 REFUSED = "Command authorization failed.\r\n\r\n"

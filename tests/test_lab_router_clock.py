@@ -16,9 +16,9 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from eemwatchd.core.iosparse import parse_event_history, parse_show_clock
-from eemwatchd.lab.router import DeviceSpec, Fleet, LabDevice, User
-from eemwatchd.lab.router.clock import (
+from eemwatchd.core.ios.parsers import parse_event_history, parse_show_clock
+from eemwatchd_lab.router import DeviceSpec, Fleet, LabDevice, User
+from eemwatchd_lab.router.clock import (
     Transition,
     Zone,
     config_time,
@@ -28,7 +28,7 @@ from eemwatchd.lab.router.clock import (
     registered_time,
     show_clock,
 )
-from eemwatchd.lab.router.eem import HISTORY_HEADER
+from eemwatchd_lab.router.eem import HISTORY_HEADER
 
 PASSWORD = "clock-pw-1"
 # clock summer-time CEST recurring last Sun Mar 2:00 last Sun Oct 3:00 (the EU rule)

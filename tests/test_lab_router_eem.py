@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from eemwatchd.core.iosparse import parse_event_history, parse_log_lines
-from eemwatchd.lab.router import DeviceSpec, Fleet, LabDevice, SilentPeer, User
-from eemwatchd.lab.router.clock import ticking_clock
+from eemwatchd.core.ios.parsers import parse_event_history, parse_log_lines
+from eemwatchd_lab.router import DeviceSpec, Fleet, LabDevice, SilentPeer, User
+from eemwatchd_lab.router.clock import ticking_clock
 from tests.test_lab_router_ssh import PASSWORD, PINNED, login
 from tests.test_lab_router_ssh import configure as _configure
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from eemwatchd.core.ios_trust import validate_as_ios
-from eemwatchd.lab.pki import GmailShapedPki, make_intermediate, make_leaf, make_root
+from eemwatchd.core.ios.trust import validate_as_ios
+from eemwatchd_lab.pki import GmailShapedPki, make_intermediate, make_leaf, make_root
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 PKI = GmailShapedPki.create(now=NOW)

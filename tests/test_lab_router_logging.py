@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from eemwatchd.core.iosparse import parse_clock_zones, parse_event_history, parse_log_lines, parse_show_clock
+from eemwatchd.core.ios.parsers import parse_clock_zones, parse_event_history, parse_log_lines, parse_show_clock
 from eemwatchd.errors import ParseError
-from eemwatchd.lab.router import DeviceSpec, Fleet, LabDevice, User
-from eemwatchd.lab.router.clock import ticking_clock
+from eemwatchd_lab.router import DeviceSpec, Fleet, LabDevice, User
+from eemwatchd_lab.router.clock import ticking_clock
 from tests.test_lab_router_ssh import PASSWORD, RawClient, login, transcript
 from tests.test_lab_router_ssh import configure as _configure
 

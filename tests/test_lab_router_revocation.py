@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from eemwatchd.adapters.router import RouterSession, RouterTarget, RouterTimeouts
-from eemwatchd.core.iosparse import parse_log_lines
+from eemwatchd.core.ios.parsers import parse_log_lines
 from eemwatchd.core.lint import REVOCATION_CHECK, KnownServer, lint_router
-from eemwatchd.lab.pki import GmailShapedPki
-from eemwatchd.lab.router import DeviceSpec, Fleet, LabDevice, User
-from eemwatchd.lab.router.clock import ticking_clock
-from eemwatchd.lab.smtp import LabSmtpServer
+from eemwatchd_lab.pki import GmailShapedPki
+from eemwatchd_lab.router import DeviceSpec, Fleet, LabDevice, User
+from eemwatchd_lab.router.clock import ticking_clock
+from eemwatchd_lab.smtp import LabSmtpServer
 from tests.test_lab_router_ssh import (
     APPLET,
     PASSWORD,

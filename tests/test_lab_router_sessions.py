@@ -17,8 +17,8 @@ import pytest
 
 from eemwatchd.adapters.router import RouterSession, RouterTarget, RouterTimeouts
 from eemwatchd.errors import RouterError
-from eemwatchd.lab.router import DeviceSpec, Fleet, LabDevice, User
-from eemwatchd.lab.router.clock import ticking_clock
+from eemwatchd_lab.router import DeviceSpec, Fleet, LabDevice, User
+from eemwatchd_lab.router.clock import ticking_clock
 from tests.test_lab_router_ssh import PASSWORD, PINNED, RawClient, login
 
 

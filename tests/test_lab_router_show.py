@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from eemwatchd.core.iosparse import (
+from eemwatchd.core.ios.parsers import (
     parse_running_config,
     parse_show_crypto_pki_certificates,
     parse_show_crypto_pki_certificates_pem,
 )
-from eemwatchd.lab.pki import GmailShapedPki
-from eemwatchd.lab.router import DeviceSpec, Fleet, LabDevice, User
-from eemwatchd.lab.router.clock import ticking_clock
-from eemwatchd.lab.router.pki import sla_root
+from eemwatchd_lab.pki import GmailShapedPki
+from eemwatchd_lab.router import DeviceSpec, Fleet, LabDevice, User
+from eemwatchd_lab.router.clock import ticking_clock
+from eemwatchd_lab.router.pki import sla_root
 from tests.test_lab_router_ssh import PASSWORD, PINNED, RawClient, lines_of, login, transcript
 
 

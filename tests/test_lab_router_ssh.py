@@ -16,11 +16,11 @@ import asyncssh
 import pytest
 
 from eemwatchd.core.certificate import Certificate
-from eemwatchd.core.iosformat import render_certificate_block
-from eemwatchd.lab.pki import GmailShapedPki
-from eemwatchd.lab.router import DeviceSpec, Faults, Fleet, LabDevice, User
-from eemwatchd.lab.router.clock import ticking_clock
-from eemwatchd.lab.smtp import LabSmtpServer
+from eemwatchd.core.ios.formats import render_certificate_block
+from eemwatchd_lab.pki import GmailShapedPki
+from eemwatchd_lab.router import DeviceSpec, Faults, Fleet, LabDevice, User
+from eemwatchd_lab.router.clock import ticking_clock
+from eemwatchd_lab.smtp import LabSmtpServer
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
 PASSWORD = "lab-Pass-1"

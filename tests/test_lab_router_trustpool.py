@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from eemwatchd.core.iosparse import parse_show_crypto_pki_certificates
-from eemwatchd.lab.pki import GmailShapedPki
-from eemwatchd.lab.router import DeviceSpec, Fleet, LabDevice, User
-from eemwatchd.lab.router.clock import ticking_clock
-from eemwatchd.lab.smtp import LabSmtpServer
+from eemwatchd.core.ios.parsers import parse_show_crypto_pki_certificates
+from eemwatchd_lab.pki import GmailShapedPki
+from eemwatchd_lab.router import DeviceSpec, Fleet, LabDevice, User
+from eemwatchd_lab.router.clock import ticking_clock
+from eemwatchd_lab.smtp import LabSmtpServer
 from tests.test_lab_router_ssh import APPLET, PASSWORD, PINNED, SMTP_PASSWORD, lines_of, login, transcript
 
 FN72323 = "crypto_pki_trustpool_import_terminal_and_show_trustpool__cisco_fn72323.txt"

@@ -11,8 +11,8 @@ from email.message import EmailMessage
 import pytest
 
 from eemwatchd.core.certificate import Certificate
-from eemwatchd.lab.pki import GmailShapedPki
-from eemwatchd.lab.smtp import LabSmtpServer
+from eemwatchd_lab.pki import GmailShapedPki
+from eemwatchd_lab.smtp import LabSmtpServer
 
 
 def _client_ctx() -> ssl.SSLContext:

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from eemwatchd.core import lint
-from eemwatchd.core.iosformat import render_certificate_block
-from eemwatchd.core.iosparse import parse_running_config
+from eemwatchd.core.ios.formats import render_certificate_block
+from eemwatchd.core.ios.parsers import parse_running_config
 from eemwatchd.core.lint import Finding, KnownServer, lint_router
 from eemwatchd.core.router_state import RouterSnapshot, mask_server
-from eemwatchd.lab.pki import make_root
+from eemwatchd_lab.pki import make_root
 
 NOW = datetime(2026, 11, 26, 22, 0, 0, tzinfo=UTC)
 PASSWORD = "app-pass-9876"

@@ -18,9 +18,9 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from eemwatchd.adapters.metrics import Metrics
-from eemwatchd.http_endpoint import HttpEndpoint, start_http
-from eemwatchd.status import (
+from eemwatchd.daemon.http_endpoint import HttpEndpoint, start_http
+from eemwatchd.daemon.metrics import Metrics
+from eemwatchd.daemon.status import (
     RECENT_CHANGES,
     ROUTER_STATES,
     AddressStatus,

@@ -17,11 +17,11 @@ from eemwatchd.adapters.lock import StateLock
 from eemwatchd.adapters.store import Store
 from eemwatchd.config import Config, parse_config
 from eemwatchd.core import onboarding as ob
-from eemwatchd.lab.pki import GmailShapedPki
-from eemwatchd.lab.router import DeviceSpec, Fleet, LabDevice, User
-from eemwatchd.lab.router.clock import Clock, ticking_clock
-from eemwatchd.lab.smtp import LabSmtpServer
 from eemwatchd.reconcile.onboard import Onboarder, OnboardRequest, OnboardResult
+from eemwatchd_lab.pki import GmailShapedPki
+from eemwatchd_lab.router import DeviceSpec, Fleet, LabDevice, User
+from eemwatchd_lab.router.clock import Clock, ticking_clock
+from eemwatchd_lab.smtp import LabSmtpServer
 from tests import test_reconcile as rec
 
 NOW = datetime(2031, 3, 4, 10, 0, tzinfo=UTC)  # a pinned date: nothing here depends on today's
@@ -371,7 +371,7 @@ async def test_cli_onboards_and_a_second_run_changes_nothing(cli_lab: Lab) -> No
 
 
 async def test_the_lab_story_onboards_its_bare_router_first(tmp_path: Path) -> None:
-    from eemwatchd.lab.scenario import run_lab
+    from eemwatchd_lab.scenario import run_lab
 
     said: list[str] = []
     run = await asyncio.wait_for(run_lab(tmp_path, routers=1, bare=1, say=said.append), timeout=55)

@@ -8,7 +8,7 @@ import pytest
 
 from eemwatchd.core import onboarding as ob
 from eemwatchd.core.onboarding import MailSetup, check_clock, check_request, check_setup, mask_line, plan_onboarding
-from eemwatchd.lab.pki import GmailShapedPki
+from eemwatchd_lab.pki import GmailShapedPki
 
 NOW = datetime(2031, 3, 4, 10, 0, tzinfo=UTC)
 PASSWORD = "app-pw-Zq81"

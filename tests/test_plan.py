@@ -10,9 +10,9 @@ import pytest
 
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.desired import DesiredTrust, SeenChain, TrustPolicy, compute_desired
-from eemwatchd.core.ios_trust import validate_as_ios
+from eemwatchd.core.ios.trust import validate_as_ios
 from eemwatchd.core.plan import managed_trust, plan_router, trustpoint_name
-from eemwatchd.lab.pki import GmailShapedPki, make_intermediate, make_leaf, make_root
+from eemwatchd_lab.pki import GmailShapedPki, make_intermediate, make_leaf, make_root
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PKI = GmailShapedPki.create(now=NOW - timedelta(days=5))

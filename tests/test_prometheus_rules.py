@@ -17,8 +17,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from eemwatchd.adapters.metrics import Metrics
-from eemwatchd.http_endpoint import start_http
+from eemwatchd.daemon.http_endpoint import start_http
+from eemwatchd.daemon.metrics import Metrics
 from tests.prometheus_server import Row, prometheus_binary, running_prometheus
 from tests.test_metrics import NOW, exported_sample_names, fleet
 

@@ -18,12 +18,12 @@ from eemwatchd.adapters.router import RouterSession, RouterTimeouts
 from eemwatchd.adapters.store import Store
 from eemwatchd.config import Config, RouterConfig, parse_config
 from eemwatchd.core.certificate import Certificate
-from eemwatchd.core.ios_trust import validate_as_ios
-from eemwatchd.core.iosformat import render_certificate_block
-from eemwatchd.lab.pki import GmailShapedPki, Issued, make_intermediate, make_leaf, make_root
-from eemwatchd.lab.router import DeviceSpec, Fleet, User
-from eemwatchd.lab.smtp import LabSmtpServer
+from eemwatchd.core.ios.formats import render_certificate_block
+from eemwatchd.core.ios.trust import validate_as_ios
 from eemwatchd.reconcile import Reconciler, RouterSessionLike, RunReport, target_from_config
+from eemwatchd_lab.pki import GmailShapedPki, Issued, make_intermediate, make_leaf, make_root
+from eemwatchd_lab.router import DeviceSpec, Fleet, User
+from eemwatchd_lab.smtp import LabSmtpServer
 
 APPLET = "MAILTEST"
 SMTP_USER = "alerts"

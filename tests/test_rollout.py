@@ -23,12 +23,12 @@ from eemwatchd.adapters.smtp import AddressResult, fetch_server
 from eemwatchd.adapters.store import Store
 from eemwatchd.config import Config, ServerConfig, parse_config
 from eemwatchd.core.certificate import Certificate
-from eemwatchd.core.ios_trust import validate_as_ios
-from eemwatchd.lab.pki import GmailShapedPki
-from eemwatchd.lab.router import DeviceSpec, Fleet, User
-from eemwatchd.lab.router.faults import Faults
-from eemwatchd.lab.smtp import LabSmtpServer
+from eemwatchd.core.ios.trust import validate_as_ios
 from eemwatchd.reconcile import Reconciler, RouterResult, RunReport
+from eemwatchd_lab.pki import GmailShapedPki
+from eemwatchd_lab.router import DeviceSpec, Fleet, User
+from eemwatchd_lab.router.faults import Faults
+from eemwatchd_lab.smtp import LabSmtpServer
 from tests.test_reconcile import Clock, fast_connector
 
 NAME = "smtp.lab.example"

@@ -15,7 +15,7 @@ import pytest
 
 from eemwatchd.adapters.router import RouterSession, RouterTarget, RouterTimeouts, record_first_host_key
 from eemwatchd.core.certificate import Certificate
-from eemwatchd.core.iosformat import render_certificate_block
+from eemwatchd.core.ios.formats import render_certificate_block
 from eemwatchd.errors import (
     AuthenticationFailed,
     CommandFailed,
@@ -24,12 +24,12 @@ from eemwatchd.errors import (
     RouterTimeout,
     RouterUnreachable,
 )
-from eemwatchd.lab.pki import GmailShapedPki
-from eemwatchd.lab.router import SilentPeer
-from eemwatchd.lab.router.device import DeviceSpec, User
-from eemwatchd.lab.router.pki import sla_root
-from eemwatchd.lab.router.server import LabDevice
-from eemwatchd.lab.smtp import LabSmtpServer
+from eemwatchd_lab.pki import GmailShapedPki
+from eemwatchd_lab.router import SilentPeer
+from eemwatchd_lab.router.device import DeviceSpec, User
+from eemwatchd_lab.router.pki import sla_root
+from eemwatchd_lab.router.server import LabDevice
+from eemwatchd_lab.smtp import LabSmtpServer
 
 PASSWORD = "ssh-pw-4711"
 MAIL_PASSWORD = "mail-pw-0815"

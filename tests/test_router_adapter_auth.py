@@ -17,8 +17,8 @@ import pytest
 
 from eemwatchd.adapters.router import RouterSession, RouterTarget, RouterTimeouts
 from eemwatchd.errors import AuthenticationFailed, CommandFailed, RouterError, RouterUnreachable
-from eemwatchd.lab.pki import GmailShapedPki
-from eemwatchd.lab.router import DeviceSpec, Fleet, LabDevice, User, server
+from eemwatchd_lab.pki import GmailShapedPki
+from eemwatchd_lab.router import DeviceSpec, Fleet, LabDevice, User, server
 from tests.test_lab_router_ssh import RawClient
 
 pytestmark = pytest.mark.timeout(10)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from eemwatchd.adapters.router import RouterSession, RouterTarget
-from eemwatchd.lab.router.server import LabDevice
+from eemwatchd_lab.router.server import LabDevice
 from tests import test_router_adapter as ta
 
 lab = ta.lab  # the lab router of the adapter tests

@@ -11,8 +11,8 @@ import pytest
 
 from eemwatchd.adapters.router import RouterSession, RouterTarget, RouterTimeouts, read_known_hosts
 from eemwatchd.errors import HostKeyRejected
-from eemwatchd.lab.router.device import DeviceSpec, User
-from eemwatchd.lab.router.server import LabDevice
+from eemwatchd_lab.router.device import DeviceSpec, User
+from eemwatchd_lab.router.server import LabDevice
 
 PASSWORD = "ssh-pw-4711"
 FAST = RouterTimeouts(connect=5.0, command=5.0, running_config=5.0, change=5.0, poll_interval=0.1, fire_grace=1.0)

@@ -13,8 +13,8 @@ import pytest
 from eemwatchd.adapters.router import RouterSession, RouterTarget
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.errors import CommandFailed
-from eemwatchd.lab.pki import GmailShapedPki
-from eemwatchd.lab.router.server import LabDevice
+from eemwatchd_lab.pki import GmailShapedPki
+from eemwatchd_lab.router.server import LabDevice
 from tests import test_router_adapter as ta
 
 # the lab router, its target and the PKI of the adapter tests

@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from eemwatchd.core.iosparse import parse_event_history, parse_log_lines
-from eemwatchd.lab.router import DeviceSpec, Fleet, LabDevice, User
-from eemwatchd.lab.router.clock import ticking_clock
+from eemwatchd.core.ios.parsers import parse_event_history, parse_log_lines
+from eemwatchd_lab.router import DeviceSpec, Fleet, LabDevice, User
+from eemwatchd_lab.router.clock import ticking_clock
 from tests.test_lab_router_ssh import PASSWORD, PINNED, transcript
 
 netmiko = pytest.importorskip("netmiko")

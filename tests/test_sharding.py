@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from eemwatchd.lab.scenario import Lab
+from eemwatchd_lab.scenario import Lab
 from tests.test_daemon import free_port, get, metrics, series, wait_until
 
 pytestmark = pytest.mark.timeout(150)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from eemwatchd.http_endpoint import start_http
-from eemwatchd.status import AuditLine, FleetStatus, RouterStatus
-from eemwatchd.status_page import render_status_page
+from eemwatchd.daemon.http_endpoint import start_http
+from eemwatchd.daemon.status import AuditLine, FleetStatus, RouterStatus
+from eemwatchd.daemon.status_page import render_status_page
 from tests.test_metrics import NOW, SECRET, SHA, fleet
 
 EVIL_ROUTER = "<script>document.body.setAttribute('data-pwned','1')</script>"

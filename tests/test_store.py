@@ -20,7 +20,7 @@ from eemwatchd.adapters.store import SCHEMA_VERSION, AuditEntry, Proof, Store
 from eemwatchd.adapters.store_audit import AUDIT_ACTIONS
 from eemwatchd.core.alert_state import AlertState
 from eemwatchd.errors import StateError
-from eemwatchd.lab.pki import GmailShapedPki
+from eemwatchd_lab.pki import GmailShapedPki
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PKI = GmailShapedPki.create(now=NOW - timedelta(days=5))
@@ -314,7 +314,7 @@ def test_a_second_writer_gives_up_after_the_busy_timeout(busy_writer: Path) -> N
 
 def test_sightings_within_half_an_interval_count_once(tmp_path: Path) -> None:
     """Issue 8 sec. 5: confirmations count distinct observations spaced at least half the interval apart."""
-    from eemwatchd.lab.pki import GmailShapedPki
+    from eemwatchd_lab.pki import GmailShapedPki
 
     chain = tuple(GmailShapedPki.create(now=datetime(2026, 3, 1, tzinfo=UTC)).served)
     at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

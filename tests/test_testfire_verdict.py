@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eemwatchd.core.iosparse import HistoryEvent, LogLine
+from eemwatchd.core.ios.parsers import HistoryEvent, LogLine
 from eemwatchd.core.testfire import job_after, judge, message_pattern
 
 APPLET = "MAIL"

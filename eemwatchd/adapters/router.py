@@ -18,7 +18,7 @@ from eemwatchd.adapters.router_access import (  # re-exported: callers reach a r
 )
 from eemwatchd.adapters.router_channel import CONFIG_PROMPT, RouterChannel, device_text
 from eemwatchd.core.certificate import Certificate
-from eemwatchd.core.iosparse import (
+from eemwatchd.core.ios.parsers import (
     HistoryEvent,
     LogLine,
     parse_clock_zones,

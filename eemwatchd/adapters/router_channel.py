@@ -31,7 +31,7 @@ from eemwatchd.adapters.router_access import (
     record_first_host_key,
     ssh_algorithms,
 )
-from eemwatchd.core.ios_token import check_ios_token
+from eemwatchd.core.ios.tokens import check_ios_token
 from eemwatchd.errors import (
     AuthenticationFailed,
     CommandFailed,

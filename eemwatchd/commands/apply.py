@@ -7,7 +7,7 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING
 
-from eemwatchd.cli_arguments import add_common_arguments
+from eemwatchd.commands.arguments import add_common_arguments
 
 if TYPE_CHECKING:
     from eemwatchd.adapters.store import Store
@@ -26,8 +26,8 @@ def _say(text: str) -> None:
 
 
 async def _apply(config: Config, store: Store, *, router: str | None, observe: bool) -> tuple[RunReport, int | None]:
+    from eemwatchd.commands.runtime import run_stoppable
     from eemwatchd.reconcile import Reconciler
-    from eemwatchd.runtime import run_stoppable
 
     reconciler = Reconciler(config, store)
     return await run_stoppable(reconciler.request_stop, reconciler.run(apply=True, router=router, observe=observe),
@@ -36,9 +36,9 @@ async def _apply(config: Config, store: Store, *, router: str | None, observe: b
 
 def run(args: argparse.Namespace) -> int:
     # Imported here, not at module level: scrapli, asyncssh and pydantic are not needed for `--help`.
+    from eemwatchd.commands.report import emit, exit_code, print_report
+    from eemwatchd.commands.runtime import EXIT_LOCKED, confirm, load, lock_held, open_store, take_writer_lock
     from eemwatchd.reconcile import Reason, Reconciler
-    from eemwatchd.report import emit, exit_code, print_report
-    from eemwatchd.runtime import EXIT_LOCKED, confirm, load, lock_held, open_store, take_writer_lock
 
     config = load(args)
     if config is None:

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from eemwatchd.runtime import load, open_store  # pydantic and the store: not needed for `--help`
+    from eemwatchd.commands.runtime import load, open_store  # pydantic and the store: not needed for `--help`
 
     config = load(args)
     if config is None:
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
 def verify(config: Config, *, as_json: bool) -> int:
     """Exit 0 when the chain, its heads and the triggers are intact; 1 naming the first broken row."""
-    from eemwatchd.runtime import open_store
+    from eemwatchd.commands.runtime import open_store
 
     with open_store(config) as store:
         verdict = store.verify_audit()

@@ -85,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # Imported here: `eemwatchd.reconcile` brings the router side (scrapli, asyncssh), which `fetch --help`
     # does not need (and `fetch` itself would not, were reconcile/__init__ lazy; see BENCHMARKS.md).
-    from eemwatchd.observe import observe_server
+    from eemwatchd.reconcile.observe import observe_server
 
     host, port_given = args.target
     mode: Mode = args.mode

@@ -57,8 +57,8 @@ def _request(args: argparse.Namespace, *, dry_run: bool) -> OnboardRequest:
 async def _onboard(config: Config, store: Store, request: OnboardRequest, *, show_secrets: bool,
                    readonly: bool = False) -> tuple[
         OnboardResult, int | None]:
+    from eemwatchd.commands.runtime import run_stoppable
     from eemwatchd.reconcile.onboard import Onboarder
-    from eemwatchd.runtime import run_stoppable
 
     onboarder = Onboarder(config, store, show_secrets=show_secrets, readonly=readonly)
     return await run_stoppable(onboarder.reconciler.request_stop, onboarder.onboard(request), announce=_say)
@@ -67,7 +67,7 @@ async def _onboard(config: Config, store: Store, request: OnboardRequest, *, sho
 def run(args: argparse.Namespace) -> int:
     # Imported here, not at module level: scrapli, asyncssh and pydantic are not needed for `--help`.
     from eemwatchd.adapters.lock import StateLock
-    from eemwatchd.runtime import EXIT_LOCKED, confirm, load, lock_held, open_store, take_writer_lock
+    from eemwatchd.commands.runtime import EXIT_LOCKED, confirm, load, lock_held, open_store, take_writer_lock
 
     config = load(args)
     if config is None:
@@ -145,7 +145,7 @@ def print_result(result: OnboardResult, *, out: TextIO) -> None:
     elif result.plan is not None and not result.refusals and not result.dry_run:
         print("  EEM setup: nothing to change", file=out)
     if result.trust is not None:
-        from eemwatchd.report import print_router
+        from eemwatchd.commands.report import print_router
 
         print_router(result.trust, out=out)
     for note in result.notes:

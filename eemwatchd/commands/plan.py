@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from eemwatchd.cli_arguments import add_common_arguments
+from eemwatchd.commands.arguments import add_common_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,10 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # Imported here, not at module level: scrapli, asyncssh and pydantic are not needed for `--help`.
     from eemwatchd.adapters.lock import StateLock
+    from eemwatchd.commands.report import emit, exit_code
+    from eemwatchd.commands.runtime import load, open_store
     from eemwatchd.errors import StateLocked
     from eemwatchd.reconcile import Reconciler
-    from eemwatchd.report import emit, exit_code
-    from eemwatchd.runtime import load, open_store
 
     config = load(args)
     if config is None:

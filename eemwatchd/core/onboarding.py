@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from eemwatchd.core.certificate import Certificate
-from eemwatchd.core.ios_token import check_applet_name, check_ios_token
-from eemwatchd.core.iosparse import parse_running_config
+from eemwatchd.core.ios.parsers import parse_running_config
+from eemwatchd.core.ios.tokens import check_applet_name, check_ios_token
 from eemwatchd.core.router_state import mask_server
 
 # Refusal reasons: constants shared by the command's output, its JSON and the tests.

@@ -10,7 +10,7 @@ from typing import Literal
 
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.desired import DesiredTrust, TrustPolicy
-from eemwatchd.core.ios_trust import validate_as_ios
+from eemwatchd.core.ios.trust import validate_as_ios
 
 ActionKind = Literal["add", "retire"]
 ReportKind = Literal[

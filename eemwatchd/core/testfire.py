@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from eemwatchd.core.iosparse import HistoryEvent, LogLine
+from eemwatchd.core.ios.parsers import HistoryEvent, LogLine
 
 SHOW_HISTORY = "show event manager history events"
 

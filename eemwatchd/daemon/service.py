@@ -30,15 +30,16 @@ from prometheus_client import CollectorRegistry
 
 from eemwatchd import __version__
 from eemwatchd.adapters.lock import StateLock
-from eemwatchd.adapters.metrics import Metrics
 from eemwatchd.adapters.store import Store
 from eemwatchd.adapters.systemd import SystemdNotifier
 from eemwatchd.config import Config, RouterConfig, ServerConfig, load_config
 from eemwatchd.core.shard import Shard
+from eemwatchd.daemon.http_endpoint import HttpEndpoint, start_http
+from eemwatchd.daemon.metrics import Metrics
+from eemwatchd.daemon.status import FleetStatus
 from eemwatchd.daemon.status_view import audit_lines, narrate_router, narrate_server, router_status, server_status
 from eemwatchd.daemon.timed_session import timed_connector
 from eemwatchd.errors import ConfigError, EemwatchdError
-from eemwatchd.http_endpoint import HttpEndpoint, start_http
 from eemwatchd.reconcile import (
     Reconciler,
     RouterConnector,
@@ -50,7 +51,6 @@ from eemwatchd.reconcile import (
     default_connector,
     utc_now,
 )
-from eemwatchd.status import FleetStatus
 
 log = logging.getLogger("eemwatchd.daemon")
 say = logging.getLogger("eemwatchd.narrative")

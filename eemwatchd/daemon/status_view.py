@@ -9,8 +9,7 @@ from eemwatchd.adapters.store import AuditEntry, Proof
 from eemwatchd.config import ServerConfig
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.reason import Reason
-from eemwatchd.reconcile import RouterResult, ServerOutcome
-from eemwatchd.status import (
+from eemwatchd.daemon.status import (
     AddressStatus,
     AuditLine,
     CertStatus,
@@ -19,6 +18,7 @@ from eemwatchd.status import (
     ServerStatus,
     TrustpointStatus,
 )
+from eemwatchd.reconcile import RouterResult, ServerOutcome
 
 
 def cert_status(position: int, cert: Certificate) -> CertStatus:

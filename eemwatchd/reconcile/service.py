@@ -26,14 +26,13 @@ from eemwatchd.core.desired import (
     is_pinned_match,
     is_usable,
 )
-from eemwatchd.core.ios_trust import validate_as_ios
+from eemwatchd.core.ios.trust import validate_as_ios
 from eemwatchd.core.lint import KnownServer, lint_router
 from eemwatchd.core.plan import ChainValidator, is_managed, managed_trust, plan_router
 from eemwatchd.core.reason import Reason
 from eemwatchd.core.router_state import DEFAULT_MAXRUN, RouterSnapshot
 from eemwatchd.core.secrets import mail_passwords, scrub_text
 from eemwatchd.errors import EemwatchdError, ResolveError
-from eemwatchd.observe import judge_results
 from eemwatchd.reconcile.alerting import build_alerts, gate_alerts
 from eemwatchd.reconcile.applier import Applier, StoreAudit
 from eemwatchd.reconcile.connect import (
@@ -43,6 +42,7 @@ from eemwatchd.reconcile.connect import (
     default_connector,
     default_fetcher,
 )
+from eemwatchd.reconcile.observe import judge_results
 from eemwatchd.reconcile.results import (
     AddressOutcome,
     AppliedStep,

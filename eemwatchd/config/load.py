@@ -3,7 +3,7 @@
 pydantic does the type and range checks (and gives each problem a location); we turn its errors into
 ``routers[3].port: must be 1-65535``-style lines with a fix, then run the cross-field checks ourselves.
 Secrets come from ``${ENV_VAR}`` references or ``*_file`` keys; a secret written in clear draws a warning.
-The model lives in ``config_model``, reading the file (size, UTF-8, strict YAML) in ``config_yaml``.
+The model lives in ``config.model``, reading the file (size, UTF-8, strict YAML) in ``config.file``.
 """
 
 from __future__ import annotations
@@ -17,43 +17,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from eemwatchd.config_model import (
-    AccountConfig,
-    AlertConfig,
+from eemwatchd.config.file import load_yaml, read_config_file
+from eemwatchd.config.model import (
     Config,
-    Duration,
-    MetricsConfig,
-    PolicyConfig,
-    RouterConfig,
     Secret,
-    ServerConfig,
-    Timeouts,
-    human_duration,
-    parse_duration,
     window_problems,
 )
-from eemwatchd.config_yaml import MAX_CONFIG_BYTES, load_yaml, read_config_file
 from eemwatchd.errors import ConfigError
-
-__all__ = [
-    "MAX_CONFIG_BYTES",
-    "AccountConfig",
-    "AlertConfig",
-    "Config",
-    "Duration",
-    "LoadedConfig",
-    "MetricsConfig",
-    "PolicyConfig",
-    "RouterConfig",
-    "Secret",
-    "ServerConfig",
-    "Timeouts",
-    "human_duration",
-    "load_config",
-    "parse_config",
-    "parse_duration",
-    "window_problems",
-]
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from eemwatchd.lab.router.clock import US_SUMMER, Transition, Zone
-from eemwatchd.lab.router.logbuffer import MIN_BUFFER_BYTES, LogBuffer, Timestamps, parse_level
+from eemwatchd_lab.router.clock import US_SUMMER, Transition, Zone
+from eemwatchd_lab.router.logbuffer import MIN_BUFFER_BYTES, LogBuffer, Timestamps, parse_level
 
 if TYPE_CHECKING:
-    from eemwatchd.lab.router.device import Device
+    from eemwatchd_lab.router.device import Device
 
 Words = list[tuple[str, int]]
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

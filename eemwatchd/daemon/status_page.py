@@ -10,7 +10,7 @@ import html
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from eemwatchd.status import (
+from eemwatchd.daemon.status import (
     AddressStatus,
     AuditLine,
     CertStatus,

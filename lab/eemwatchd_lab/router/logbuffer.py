@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from eemwatchd.lab.router.clock import UTC_ZONE, Zone, log_timestamp
+from eemwatchd_lab.router.clock import UTC_ZONE, Zone, log_timestamp
 
 LEVELS = ("emergencies", "alerts", "critical", "errors", "warnings", "notifications", "informational",
           "debugging")

@@ -14,8 +14,8 @@ from types import TracebackType
 
 import asyncssh
 
-from eemwatchd.lab.router.cli import EXEC_AUTHORIZATION_FAILED, Session
-from eemwatchd.lab.router.device import HOST_KEY_FILE, Device, DeviceSpec, User
+from eemwatchd_lab.router.cli import EXEC_AUTHORIZATION_FAILED, Session
+from eemwatchd_lab.router.device import HOST_KEY_FILE, Device, DeviceSpec, User
 
 log = logging.getLogger(__name__)
 

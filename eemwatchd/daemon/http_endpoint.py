@@ -14,9 +14,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from eemwatchd.daemon.status import FleetStatus
+from eemwatchd.daemon.status_page import render_status_page
 from eemwatchd.errors import EemwatchdError
-from eemwatchd.status import FleetStatus
-from eemwatchd.status_page import render_status_page
 
 log = logging.getLogger("eemwatchd.http")
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from email.utils import formatdate, make_msgid
 
 from eemwatchd.core.certificate import Certificate
-from eemwatchd.core.ios_trust import IosValidation, validate_as_ios
+from eemwatchd.core.ios.trust import IosValidation, validate_as_ios
 
 # Reasons IOS prints after "<server> : " in %HA_EM-3-FMPD_SMTP.
 CONNECT_ERROR = "error in connecting to SMTP server"  # eem_applet_mail_fmpd_smtp_error__gh_iosv.txt

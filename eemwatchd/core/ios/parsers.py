@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 from eemwatchd.core.certificate import Certificate, load_pem_certificates
-from eemwatchd.core.iosformat import parse_hex_lines
+from eemwatchd.core.ios.formats import parse_hex_lines
 from eemwatchd.core.router_state import (
     Applet,
     AppletAction,

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from eemwatchd.status import REFRESH_RESULTS, ROUTER_STATES, FleetStatus
+from eemwatchd.daemon.status import REFRESH_RESULTS, ROUTER_STATES, FleetStatus
 
 ROUTER_OPERATIONS: tuple[str, ...] = ("read", "install", "retire", "test_fire", "save")
 

@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.once:
         return _once(args)
-    from eemwatchd.lab.live import run_live
     from eemwatchd.logformat import configure_logging
+    from eemwatchd_lab.live import run_live
 
     state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="eemwatchd-lab-"))
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _rotate(state_dir: Path | None) -> int:
-    from eemwatchd.lab.live import request_rotation
+    from eemwatchd_lab.live import request_rotation
 
     if state_dir is None or not (state_dir / "eemwatchd.yaml").is_file():
         print("eemwatchd lab rotate: give --dir DIR of a running lab (it holds eemwatchd.yaml)", file=sys.stderr)
@@ -72,7 +72,7 @@ def _rotate(state_dir: Path | None) -> int:
 
 
 def _once(args: argparse.Namespace) -> int:
-    from eemwatchd.lab.scenario import LabRun, run_lab
+    from eemwatchd_lab.scenario import LabRun, run_lab
 
     temporary = args.state_dir is None
     state_dir = Path(tempfile.mkdtemp(prefix="eemwatchd-lab-")) if temporary else args.state_dir

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from eemwatchd.lab.router import Fleet
+    from eemwatchd_lab.router import Fleet
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.base_port and not 1024 <= args.base_port <= 65535 - args.count:
         print("eemwatchd lab-router: --base-port must leave room for --count ports above 1024", file=sys.stderr)
         return 2
-    from eemwatchd.lab.router import Fleet, User  # asyncssh: not needed for `--help`
+    from eemwatchd_lab.router import Fleet, User  # asyncssh: not needed for `--help`
 
     password = os.environ.get(args.password_env, "admin")
     fleet = Fleet.numbered(args.count, args.state_dir, base_port=args.base_port,

@@ -22,12 +22,12 @@ import yaml
 from eemwatchd.adapters.store import Store
 from eemwatchd.config import Config, load_config
 from eemwatchd.core.certificate import Certificate, unique
-from eemwatchd.core.ios_trust import validate_as_ios
-from eemwatchd.lab.pki import GmailShapedPki
-from eemwatchd.lab.router import Fleet, User
-from eemwatchd.lab.smtp import LabSmtpServer
+from eemwatchd.core.ios.trust import validate_as_ios
 from eemwatchd.reconcile import Reconciler, RunReport
 from eemwatchd.reconcile.onboard import Onboarder, OnboardRequest
+from eemwatchd_lab.pki import GmailShapedPki
+from eemwatchd_lab.router import Fleet, User
+from eemwatchd_lab.smtp import LabSmtpServer
 
 APPLET = "MAIL-ALERT"
 MAIL_USER = "alerts"

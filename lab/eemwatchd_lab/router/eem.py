@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from eemwatchd.core.certificate import Certificate
-from eemwatchd.lab.router.clock import UTC_ZONE, Zone, history_time, registered_time
-from eemwatchd.lab.router.mailer import TIMEOUT_ERROR, MailOutcome, MailRequest, send_mail
+from eemwatchd_lab.router.clock import UTC_ZONE, Zone, history_time, registered_time
+from eemwatchd_lab.router.mailer import TIMEOUT_ERROR, MailOutcome, MailRequest, send_mail
 
 DEFAULT_MAXRUN = 20.0
 _VAR = re.compile(r"\$(_[A-Za-z0-9_]+)")

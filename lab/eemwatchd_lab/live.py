@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from eemwatchd.daemon.service import Daemon, DaemonOptions
-from eemwatchd.lab.scenario import Lab, Say
+from eemwatchd_lab.scenario import Lab, Say
 
 ROTATE_REQUEST = "rotate.request"
 

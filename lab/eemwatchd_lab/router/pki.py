@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from eemwatchd.core.certificate import Certificate, format_fingerprint_ios
-from eemwatchd.core.iosformat import render_certificate_block
+from eemwatchd.core.ios.formats import render_certificate_block
 from eemwatchd.errors import CertificateError
-from eemwatchd.lab.router.clock import UTC_ZONE, Zone, pki_date
+from eemwatchd_lab.router.clock import UTC_ZONE, Zone, pki_date
 
 # The real Cisco Licensing Root CA that every 16.x/17.x box holds in SLA-TrustPoint, decoded from the
 # hex in show_running-config_crypto_pki_section__gh_ansible_facts_csr1000v_17_3.txt (SHA1 5CA95FB6 ...,

@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from eemwatchd.core.ios_token import (
+from eemwatchd.core.ios.tokens import (
     TRUSTPOINT_NAME_MAX,
     check_applet_name,
     check_ios_token,

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from eemwatchd.core.certificate import Certificate
-from eemwatchd.core.iosformat import parse_hex_lines
-from eemwatchd.lab.router import clock, eem, pki, settings
-from eemwatchd.lab.router.clock import Zone
-from eemwatchd.lab.router.device import HISTORY_SIZE, NVRAM_SIZE, Device, User
+from eemwatchd.core.ios.formats import parse_hex_lines
+from eemwatchd_lab.router import clock, eem, pki, settings
+from eemwatchd_lab.router.clock import Zone
+from eemwatchd_lab.router.device import HISTORY_SIZE, NVRAM_SIZE, Device, User
 
 CONFIG_BANNER = "Enter configuration commands, one per line.  End with CNTL/Z."  # two spaces, IOS
 INVALID = "% Invalid input detected at '^' marker."

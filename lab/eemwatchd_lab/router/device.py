@@ -11,21 +11,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from eemwatchd.core.certificate import Certificate
-from eemwatchd.core.iosformat import parse_hex_lines
+from eemwatchd.core.ios.formats import parse_hex_lines
 from eemwatchd.errors import CertificateError, StateError
-from eemwatchd.lab.router import eem
-from eemwatchd.lab.router.clock import UTC_ZONE, Clock, Zone, config_time, wall_clock
-from eemwatchd.lab.router.faults import Faults
-from eemwatchd.lab.router.logbuffer import LogBuffer
-from eemwatchd.lab.router.mailer import MailOutcome
-from eemwatchd.lab.router.pki import (
+from eemwatchd_lab.router import eem
+from eemwatchd_lab.router.clock import UTC_ZONE, Clock, Zone, config_time, wall_clock
+from eemwatchd_lab.router.faults import Faults
+from eemwatchd_lab.router.logbuffer import LogBuffer
+from eemwatchd_lab.router.mailer import MailOutcome
+from eemwatchd_lab.router.pki import (
     SLA_TRUSTPOINT,
     SubcommandError,
     Trustpoint,
     apply_trustpoint_command,
     default_sla_trustpoint,
 )
-from eemwatchd.lab.router.settings import replay_setting
+from eemwatchd_lab.router.settings import replay_setting
 
 STARTUP_FILE = "startup-config"
 HOST_KEY_FILE = "ssh_host_ed25519_key"

@@ -1,0 +1,1 @@
+"""IOS text: formats (hex blocks, fingerprints), parsers of device output, the trust rule, command tokens."""

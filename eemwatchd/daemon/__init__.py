@@ -1,0 +1,1 @@
+"""`eemwatchd run`: the schedule, signals and reloads, the status model, the HTTP endpoint and status page."""
