@@ -15,6 +15,7 @@ _WORDS = {
     Reason.UNCONFIRMED: "not in sync: a server has no confirmed verified chain",
     Reason.UNPROVEN: "not in sync: trust not proven by a test-fire yet",
     Reason.UNSAVED: "not in sync: changes not saved to the startup-config",
+    Reason.NOT_ONBOARDED: "not onboarded: its applet cannot prove mail (run `eemwatchd onboard`)",
 }
 
 

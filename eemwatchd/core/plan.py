@@ -15,10 +15,10 @@ from eemwatchd.core.ios.trust import validate_as_ios
 ActionKind = Literal["add", "retire"]
 ReportKind = Literal[
     "unmanaged", "expired", "expiring", "held", "kept", "unneeded", "event", "pending", "unconfirmed",
-    "unproven", "unsaved",
+    "unproven", "unsaved", "not-onboarded",
 ]
 # Why a router is or is not in sync; one small vocabulary shared by output, metrics labels, alerts, audit.
-PlanState = Literal["in-sync", "drift", "waiting", "unconfirmed", "unproven", "unsaved"]
+PlanState = Literal["in-sync", "drift", "waiting", "unconfirmed", "unproven", "unsaved", "not-onboarded"]
 
 # IOS trustpoint names: keep to letters, digits, - and _, at most 32 characters.
 MAX_TRUSTPOINT_NAME = 32
@@ -74,6 +74,9 @@ class RouterPlan:
     # Managed trustpoints whose running-config differs from the startup-config (a `write memory` that
     # did not happen or did not finish): apply test-fires, then saves.
     unsaved: tuple[str, ...] = ()
+    # Why no test-fire of the router's applet can prove mail (the applet is missing or has no mail action):
+    # the router is never in sync, and apply changes nothing and fires nothing until it is onboarded.
+    unprovable: str | None = None
 
     @property
     def in_sync(self) -> bool:
@@ -82,6 +85,8 @@ class RouterPlan:
     @property
     def state(self) -> PlanState:
         """The first reason, in order of what matters most, that the router is not in sync."""
+        if self.unprovable is not None:
+            return "not-onboarded"
         if self.actions:
             return "drift"
         if self.unconfirmed:
@@ -100,7 +105,10 @@ class RouterPlan:
 
         Not while a chain awaits confirmation or a server has none and nothing is to change: the router's
         state is known to be incomplete, and a test-fire (a real mail when it works) would prove nothing new.
+        Never when the applet cannot prove mail (``unprovable``): changes that cannot be proven cannot be saved.
         """
+        if self.unprovable is not None:
+            return False
         if self.actions:
             return True
         return (self.unproven or bool(self.unsaved)) and not self.waiting and not self.unconfirmed
@@ -269,6 +277,8 @@ def plan_router(
     proven: Collection[str] | None = frozenset(),
     saved: Mapping[str, Sequence[str]] | None = None,
     other_certificates: Mapping[str, Sequence[Certificate]] | None = None,
+    unprovable: str | None = None,
+    last_fire_failed: str | None = None,
 ) -> RouterPlan:
     """Plan one router: add what is desired and not held, retire managed trust unneeded beyond retention.
 
@@ -277,8 +287,11 @@ def plan_router(
     reason, nor when ``validate`` says the router would stop accepting a chain it uses (checked against the
     trustpoints as they will be after the adds). ``unneeded_since`` is keyed by certificate SHA-256.
 
-    ``proven``: the SHA-256 of every managed certificate the router held at its last successful test-fire
-    (None: never proven). The router is "unproven" unless that equals what it holds now.
+    ``proven``: the SHA-256 of every managed certificate the router held at its last test-fire, when that
+    test-fire succeeded (None: never proven, or the last test-fire failed: ``last_fire_failed`` says how).
+    The router is "unproven" unless that equals what it holds now.
+    ``unprovable``: why no test-fire of its applet can prove mail (missing applet, no mail action): the router
+    is "not-onboarded" whatever it holds.
     ``other_certificates``: identity and self-signed certificates the trustpoints hold (expiry reports only).
     ``saved``: trustpoint name -> its certificates' IOS serials as the startup-config lists them (serials,
     because a startup-config may show `nvram:` references instead of the certificate; None: not read).
@@ -337,15 +350,22 @@ def plan_router(
                                                    "the router cannot be called in sync"))
     managed = managed_trust(trustpoints, prefix=policy.trustpoint_prefix)
     unproven = proven is None or frozenset(proven) != managed
-    if unproven and not actions:
-        reports.append(Report("unproven", None, "the trust it holds was never proven by a successful "
-                                                "test-fire; apply test-fires it"))
+    if unprovable is not None:
+        reports.append(Report("not-onboarded", None, f"{unprovable}; no test-fire can prove mail, so nothing is "
+                                                     "changed or fired until the router is onboarded"))
+    elif unproven and not actions:
+        if last_fire_failed is not None and proven is None:
+            reports.append(Report("unproven", None, f"the last test-fire failed ({last_fire_failed}); apply "
+                                                    "test-fires again"))
+        else:
+            reports.append(Report("unproven", None, "the trust it holds was never proven by a successful "
+                                                    "test-fire; apply test-fires it"))
     unsaved = _unsaved(trustpoints, saved, prefix=policy.trustpoint_prefix)
     for name in unsaved:
         reports.append(Report("unsaved", name, f"trustpoint {name} differs between the running-config and "
                                                "the startup-config; apply test-fires, then saves"))
     return RouterPlan(tuple(actions), tuple(reports), unneeded, tuple(waiting), desired.unconfirmed,
-                      unproven, unsaved)
+                      unproven, unsaved, unprovable)
 
 
 def managed_trust(trustpoints: Mapping[str, Sequence[Certificate]], *, prefix: str) -> frozenset[str]:

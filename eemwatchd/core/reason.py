@@ -15,6 +15,9 @@ class Reason(StrEnum):
     UNCONFIRMED = "unconfirmed"  # a server it mails through has no confirmed verified chain
     UNPROVEN = "unproven"  # its trust was never proven by a successful test-fire
     UNSAVED = "unsaved"  # managed trustpoints differ between running- and startup-config
+    # its applet is missing or has no mail action: no test-fire can prove mail, so nothing is changed or fired
+    # until `eemwatchd onboard` sets it up
+    NOT_ONBOARDED = "not-onboarded"
     UNREACHABLE = "unreachable"
     AUTH_FAILED = "auth-failed"
     HOST_KEY_REJECTED = "host-key-rejected"

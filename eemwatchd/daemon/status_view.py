@@ -88,6 +88,9 @@ def describe(result: RouterResult) -> str:
         fired = result.last_test_fire
         changes = sum(1 for s in result.steps if s.ok and s.kind in ("add", "retire"))
         return f"{changes} change(s) applied; test-fire proved mail ({fired.evidence if fired else ''})"
+    for report in plan.reports:
+        if report.kind == "not-onboarded":
+            return report.message
     if plan.actions:
         return f"{len(plan.adds)} add(s), {len(plan.retires)} retire(s) needed"
     for report in plan.reports:

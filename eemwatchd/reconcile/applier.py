@@ -75,8 +75,14 @@ class Applier:
     unprovable: str | None = None
 
     async def apply(self, plan: RouterPlan) -> None:
+        """Make ``plan``'s changes and prove them; save only what this session's last test-fire proved.
+
+        The save invariant (docs/design.md "Invariants"): `write memory` runs only when this session's
+        last test-fire succeeded and nothing changed on the router since. ``proven`` starts False: trust
+        that was unsaved or unproven before this session is not proven until a test-fire here says so.
+        """
         changed = False
-        proven = True  # no change since the last successful test-fire
+        proven = False  # this session's last test-fire succeeded and nothing changed since
         empties = [a for a in plan.retires if a.certificate is None]
         retires = [a for a in plan.retires if a.certificate is not None]
         try:
@@ -88,7 +94,7 @@ class Applier:
             for action in plan.adds:
                 self.checkpoint(f"add {action.trustpoint}")
                 await self._add(action)
-                changed, proven = True, False
+                changed = True
             self.checkpoint("test-fire")
             why = (f"after {len(plan.adds)} add(s), before {len(retires)} retire(s)" if plan.actions
                    else "prove the trust the router holds" + (" before saving" if plan.unsaved else ""))
@@ -102,8 +108,9 @@ class Applier:
             retired: list[Action] = []
             for action in retires:
                 self.checkpoint(f"retire {action.trustpoint}")
+                proven = False  # from here on the router no longer holds what the test-fire proved
                 await self._retire(action)
-                changed, proven = True, False
+                changed = True
                 retired.append(action)
             if retired:
                 if not await self._fire(f"after {len(retired)} retire(s)"):
@@ -112,12 +119,12 @@ class Applier:
                                       reason=Reason.TESTFIRE_FAILED)
                 proven = True
         finally:
-            if (changed or plan.unsaved) and proven:
+            if proven and (changed or plan.unsaved):
                 await self._save()
-            elif changed:
+            elif changed or plan.unsaved:
                 self.result.steps.append(AppliedStep(
                     "save", None, None, False,
-                    "not saved: the changes were not proven by a successful test-fire; they stay in the "
+                    "not saved: no successful test-fire proved the running-config; the changes stay in the "
                     "running-config only (the next run test-fires and saves them)"))
 
     async def _fire(self, why: str) -> bool:

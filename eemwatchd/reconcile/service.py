@@ -360,8 +360,8 @@ class Reconciler:
     ) -> None:
         prefix = self.policy.trustpoint_prefix
         async with self._connect(router) as session:
+            result.reachable = True  # the session is open: what fails from here is not "unreachable"
             snapshot = await session.read_snapshot()
-            result.reachable = True
             passwords = mail_passwords(snapshot)
             self._router_secrets.update(passwords)
             self.store.add_secrets(passwords)  # the router's mail password never reaches the audit or state
@@ -376,7 +376,9 @@ class Reconciler:
             others = {tp.name: [c for kind, c in tp.certificates_with_kind if kind != "ca"]
                       for tp in snapshot.trustpoints}
             self._explain_differences(router, trustpoints, result)
-            proof = self.store.last_proof(router.name, ok_only=True)
+            # In sync needs the LAST test-fire to have succeeded: a failure after an earlier success is
+            # evidence that mail does not work now (docs/design.md "Invariants").
+            proof = self.store.last_proof(router.name)
             plan = plan_router(
                 trustpoints,
                 self.desired_for(router, now),
@@ -385,9 +387,11 @@ class Reconciler:
                 now=now,
                 unneeded_since=self.store.unneeded_since(router.name),
                 validate=self._validator(),
-                proven=proof.trust if proof is not None else None,
+                proven=proof.trust if proof is not None and proof.ok else None,
                 saved=saved,
                 other_certificates={name: certs for name, certs in others.items() if certs},
+                unprovable=unprovable_reason(snapshot, router.applet),
+                last_fire_failed=proof.evidence if proof is not None and not proof.ok else None,
             )
             result.plan = plan
             result.lint = lint_router(snapshot, servers=self._known_servers(), applet_name=router.applet, now=now,
@@ -409,9 +413,7 @@ class Reconciler:
             checkpoint=checkpoint, held=held,
             maxrun=applet.effective_maxrun if applet is not None else DEFAULT_MAXRUN,
             success_messages=applet.syslog_messages_after_mail() if applet is not None else (),
-            unprovable=(f"applet {router.applet} is not configured on the router" if applet is None
-                        else f"applet {router.applet} has no mail action; running it proves nothing about mail"
-                        if not applet.mail_actions else None),
+            unprovable=unprovable_reason(snapshot, router.applet),
         )
         await applier.apply(result.plan)
 
@@ -430,6 +432,16 @@ class Reconciler:
                              after=diff.sha256_after, reason=diff.reason)
             result.steps.append(AppliedStep("observed", diff.trustpoint, diff.sha256_after or diff.sha256_before,
                                             True, f"{diff.action}: {diff.reason}"))
+
+
+def unprovable_reason(snapshot: RouterSnapshot, applet_name: str) -> str | None:
+    """Why no test-fire of ``applet_name`` on this router can prove mail, or None when one can."""
+    applet = snapshot.applet(applet_name)
+    if applet is None:
+        return f"applet {applet_name} is not configured on the router"
+    if not applet.mail_actions:
+        return f"applet {applet_name} has no mail action; running it proves nothing about mail"
+    return None
 
 
 def _without_prefix(error: str, name: str) -> str:
