@@ -92,6 +92,7 @@ class Daemon:
         self._stop_reason: str | None = None
         self._beat: float | None = None
         self._confirmed: dict[str, frozenset[tuple[str, ...]]] = {}
+        self._served: dict[str, frozenset[tuple[str, tuple[str, ...]]]] = {}  # (address, chain) per server
         self.config: Config | None = None
         self.store: Store | None = None
         self.reconciler: Reconciler | None = None
@@ -345,11 +346,21 @@ class Daemon:
         await self._alert(reconciler, RunReport([outcome], [], []))
         confirmed = frozenset(a.chain for a in outcome.addresses
                               if a.verified and a.pinned and a.times_seen >= self.config.policy.confirmations)
-        before = self._confirmed.get(name)
+        served = frozenset((a.address, a.chain) for a in outcome.addresses if a.chain)
+        before, served_before = self._confirmed.get(name), self._served.get(name)
         self._confirmed[name] = confirmed
-        if trigger and before is not None and confirmed - before:  # a chain became confirmed: act on it now
+        if outcome.addresses:  # a failed fetch says nothing about what the server sends
+            self._served[name] = served
+        why = None
+        if before is not None and confirmed - before:
+            why = "the confirmed chains changed"  # act on the new chain now
+        elif served_before is not None and outcome.addresses and served != served_before:
+            # First sighting of a new chain (confirmed or not): the routers may no longer accept what the server
+            # sends, so they must not stay "in sync" until their own interval (docs/design.md "Invariants").
+            why = "the chains it sends changed"
+        if trigger and why is not None:
             routers = [r.name for r in self.config.routers if name in r.servers]
-            say.info("server %s: the confirmed chains changed; reconciling %d router(s) now", name, len(routers))
+            say.info("server %s: %s; checking %d router(s) now", name, why, len(routers))
             for router in routers:
                 self._reconcile_soon(router)
         return outcome

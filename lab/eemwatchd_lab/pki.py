@@ -232,3 +232,13 @@ class GmailShapedPki:
         self.intermediate = make_intermediate(intermediate_cn, by=self.new_root, now=now)
         self.leaf = make_leaf(self.hostnames, by=self.intermediate, now=now)
 
+    def move_to_new_anchor(self, root_cn: str, intermediate_cn: str, *, now: datetime | None = None) -> None:
+        """The provider moves to a root nothing the routers hold has signed (another CA altogether): the
+        server sends leaf, intermediate and the new self-signed root on top, no cross-sign. Until routers
+        hold that root their mail fails, whatever else they trust.
+        """
+        now = now or datetime.now(UTC)
+        self.new_root = make_root(root_cn, now=now, days=5000)
+        self.new_root_cross = self.new_root.cert  # sent on top as it is: no cross-sign by a root routers hold
+        self.intermediate = make_intermediate(intermediate_cn, by=self.new_root, now=now)
+        self.leaf = make_leaf(self.hostnames, by=self.intermediate, now=now)
