@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from eemwatchd.core.reason import Reason
 from eemwatchd.reconcile import Reconciler
+from eemwatchd_lab.pki import GmailShapedPki
 from tests import test_reconcile as rec
 from tests.test_reconcile import APPLET, Lab, applet_config, fast_connector
 
@@ -97,3 +98,24 @@ async def test_a_router_without_its_applet_is_never_in_sync_and_is_neither_chang
     code, out, _err = await rec.cli(lab, "plan", "--router", "r1")
     assert code == 1
     assert "not onboarded" in out and "in sync" not in out.replace("not in sync", "")
+
+
+async def test_a_chain_that_does_not_verify_and_that_the_router_rejects_is_never_in_sync(lab: Lab) -> None:
+    """The server sends a chain that does not verify against the trust store (possible interception): nothing is
+    installed for it, and the router, which cannot validate it, cannot mail: not in sync, from the first sighting."""
+    await confirm_chain(lab)
+    [done] = (await lab.run(router="r1")).routers
+    assert done.reason is Reason.APPLIED
+    intruder = GmailShapedPki.create(prefix="Intruder")
+    lab.smtp.set_chain(intruder.served, intruder.leaf.key)
+    lab.clock.advance(timedelta(minutes=10))
+    [result] = (await lab.run(router="r1")).routers
+    assert result.reason is Reason.CHAIN_UNVERIFIED and not result.in_sync
+    assert result.plan is not None and not result.plan.actions
+    assert any("eemwatchd does not trust" in r.message for r in result.plan.reports)
+    assert not lab.accepts("r1", intruder.served)  # the lab's own verdict: that router cannot mail now
+
+    lab.smtp.set_chain(lab.pki.served, lab.pki.leaf.key)  # the server is trusted again
+    lab.clock.advance(timedelta(minutes=10))
+    [back] = (await lab.run(router="r1")).routers
+    assert back.in_sync

@@ -12,6 +12,7 @@ _WORDS = {
     Reason.IN_SYNC: "in sync",
     Reason.APPLIED: "applied and proven by a test-fire",
     Reason.WAITING: "waiting: a new chain is not confirmed yet",
+    Reason.CHAIN_UNVERIFIED: "not in sync: a server sends a chain that does not verify and the router rejects",
     Reason.UNCONFIRMED: "not in sync: a server has no confirmed verified chain",
     Reason.UNPROVEN: "not in sync: trust not proven by a test-fire yet",
     Reason.UNSAVED: "not in sync: changes not saved to the startup-config",

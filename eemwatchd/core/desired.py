@@ -98,6 +98,9 @@ class DesiredTrust:
     holds: tuple[str, ...] = ()  # reasons that forbid retiring anything in this run
     chains_in_use: tuple[tuple[Certificate, ...], ...] = ()  # recent verified chains, as served
     unconfirmed: tuple[str, ...] = ()  # servers with no confirmed verified chain seen recently
+    # Chains an address sends NOW (its latest sighting) that do not verify or miss their pins, with a text
+    # naming them: nothing is installed for them, and a router that does not accept them cannot mail.
+    untrusted_now: tuple[tuple[str, tuple[Certificate, ...]], ...] = ()
 
     @property
     def sha256s(self) -> frozenset[str]:
@@ -249,9 +252,17 @@ def compute_desired(
     holds: list[str] = []
     in_use: list[tuple[Certificate, ...]] = []
     confirmed_servers: set[str] = set()
+    observations = [o for o in observations if o.server in wanted and is_usable(o, policy, now)]
+    latest: dict[tuple[str, str], SeenChain] = {}
     for obs in observations:
-        if obs.server not in wanted or not is_usable(obs, policy, now):
-            continue
+        key = (obs.server, obs.address)
+        if key not in latest or obs.last_seen >= latest[key].last_seen:
+            latest[key] = obs
+    untrusted_now = [(f"{o.where()}: {o.error or 'does not verify'}" if not o.verified or not o.path
+                      else f"{o.where()}: no certificate matches the configured pins", o.chain)
+                     for o in latest.values()
+                     if o.chain and (not o.verified or not o.path or not is_pinned_match(o, pins.get(o.server, ())))]
+    for obs in observations:
         if not obs.verified or not obs.path:
             reason = obs.error or "did not verify against the trust store"
             events.append(
@@ -291,4 +302,5 @@ def compute_desired(
         holds=tuple(dict.fromkeys(holds)),
         chains_in_use=tuple(dict.fromkeys(in_use)),
         unconfirmed=unconfirmed,
+        untrusted_now=tuple(untrusted_now),
     )

@@ -15,10 +15,12 @@ from eemwatchd.core.ios.trust import validate_as_ios
 ActionKind = Literal["add", "retire"]
 ReportKind = Literal[
     "unmanaged", "expired", "expiring", "held", "kept", "unneeded", "event", "pending", "unconfirmed",
-    "unproven", "unsaved", "not-onboarded",
+    "unproven", "unsaved", "not-onboarded", "chain-unverified",
 ]
 # Why a router is or is not in sync; one small vocabulary shared by output, metrics labels, alerts, audit.
-PlanState = Literal["in-sync", "drift", "waiting", "unconfirmed", "unproven", "unsaved", "not-onboarded"]
+PlanState = Literal[
+    "in-sync", "drift", "waiting", "unconfirmed", "unproven", "unsaved", "not-onboarded", "chain-unverified",
+]
 
 # IOS trustpoint names: keep to letters, digits, - and _, at most 32 characters.
 MAX_TRUSTPOINT_NAME = 32
@@ -77,6 +79,8 @@ class RouterPlan:
     # Why no test-fire of the router's applet can prove mail (the applet is missing or has no mail action):
     # the router is never in sync, and apply changes nothing and fires nothing until it is onboarded.
     unprovable: str | None = None
+    # Chains a server sends now that do not verify (or miss their pins) and that the router does not accept.
+    untrusted: tuple[str, ...] = ()
 
     @property
     def in_sync(self) -> bool:
@@ -89,6 +93,8 @@ class RouterPlan:
             return "not-onboarded"
         if self.actions:
             return "drift"
+        if self.untrusted:
+            return "chain-unverified"
         if self.unconfirmed:
             return "unconfirmed"
         if self.waiting:
@@ -111,7 +117,8 @@ class RouterPlan:
             return False
         if self.actions:
             return True
-        return (self.unproven or bool(self.unsaved)) and not self.waiting and not self.unconfirmed
+        return ((self.unproven or bool(self.unsaved)) and not self.waiting and not self.unconfirmed
+                and not self.untrusted)
 
     @property
     def adds(self) -> tuple[Action, ...]:
@@ -335,6 +342,13 @@ def plan_router(
 
     for event in desired.events:
         reports.append(Report("event", None, f"security event: {event.reason}; nothing changed for it"))
+    untrusted: list[str] = []
+    for text, chain in desired.untrusted_now:
+        if validate is not None and not validate(chain, trustpoints, now):
+            untrusted.append(text)
+            reports.append(Report("chain-unverified", None, f"the server sends a chain that the router does not "
+                                                            f"accept and that eemwatchd does not trust: {text}; "
+                                                            "its mail fails, nothing is installed for it"))
     waiting: list[str] = []
     for text, chain in zip(desired.pending, desired.pending_chains, strict=True):
         if validate is not None and not validate(chain, trustpoints, now):
@@ -365,7 +379,7 @@ def plan_router(
         reports.append(Report("unsaved", name, f"trustpoint {name} differs between the running-config and "
                                                "the startup-config; apply test-fires, then saves"))
     return RouterPlan(tuple(actions), tuple(reports), unneeded, tuple(waiting), desired.unconfirmed,
-                      unproven, unsaved, unprovable)
+                      unproven, unsaved, unprovable, tuple(untrusted))
 
 
 def managed_trust(trustpoints: Mapping[str, Sequence[Certificate]], *, prefix: str) -> frozenset[str]:

@@ -12,6 +12,9 @@ class Reason(StrEnum):
     APPLIED = "applied"  # apply made its changes, proved them by a test-fire and saved them
     DRIFT = "drift"  # changes are needed (plan)
     WAITING = "waiting"  # a new chain awaits confirmation and the router does not accept it yet
+    # a server sends a chain that does not verify (or misses its pins) and the router does not accept it: its
+    # mail fails, and nothing is installed for a chain that may be an interception
+    CHAIN_UNVERIFIED = "chain-unverified"
     UNCONFIRMED = "unconfirmed"  # a server it mails through has no confirmed verified chain
     UNPROVEN = "unproven"  # its trust was never proven by a successful test-fire
     UNSAVED = "unsaved"  # managed trustpoints differ between running- and startup-config

@@ -94,7 +94,7 @@ def describe(result: RouterResult) -> str:
     if plan.actions:
         return f"{len(plan.adds)} add(s), {len(plan.retires)} retire(s) needed"
     for report in plan.reports:
-        if report.kind in ("unconfirmed", "pending", "unproven", "unsaved"):
+        if report.kind in ("chain-unverified", "unconfirmed", "pending", "unproven", "unsaved"):
             return report.message
     return "holds what the served chains need; proven by a test-fire; saved"
 

@@ -122,6 +122,8 @@ class RouterResult:
         if not self.applying or not self.plan.needs_test_fire:
             return planned
         # apply made changes (or proved and saved what was there) and every step succeeded
+        if self.plan.untrusted:
+            return Reason.CHAIN_UNVERIFIED
         if self.plan.unconfirmed:
             return Reason.UNCONFIRMED
         if self.plan.waiting:
