@@ -36,7 +36,7 @@ SLA_SHA1 = "5CA95FB6 E2980EC1 5AFB681B BB7E62B5 AD3FA8B8"
 
 
 def _summary(text: str) -> dict[str, list[tuple[str, str, str | None, str | None]]]:
-    trustpoints, _env, _applets, _host = parse_running_config(text)
+    trustpoints = parse_running_config(text).trustpoints
     return {
         tp.name: [
             (h.kind, h.serial, h.certificate.sha1_ios if h.certificate else None, h.storage)
@@ -86,13 +86,13 @@ def _summary(text: str) -> dict[str, list[tuple[str, str, str | None, str | None
 def test_running_config_transcripts(name: str, hostname: str | None, expected: dict[str, object]) -> None:
     text = transcript(name)
     assert _summary(text) == expected
-    assert parse_running_config(text)[3] == hostname
+    assert parse_running_config(text).hostname == hostname
 
 
 @pytest.mark.parametrize("name", [CSR_17_3, CISCOCONFPARSE])
 def test_running_config_hex_is_byte_exact(name: str) -> None:
     """Every decoded certificate verifies its own signature: a single wrong hex digit would break it."""
-    trustpoints, _e, _a, _h = parse_running_config(transcript(name))
+    trustpoints = parse_running_config(transcript(name)).trustpoints
     certs = [h.certificate for tp in trustpoints for h in tp.certificates]
     assert certs
     for cert in certs:
@@ -102,7 +102,7 @@ def test_running_config_hex_is_byte_exact(name: str) -> None:
 
 
 def test_sla_root_matches_show_trustpoints_status_of_another_box() -> None:
-    trustpoints, _e, _a, _h = parse_running_config(transcript(CSR_17_3))
+    trustpoints = parse_running_config(transcript(CSR_17_3)).trustpoints
     sla = next(tp for tp in trustpoints if tp.name == "SLA-TrustPoint")
     shown = parse_show_crypto_pki_trustpoints(
         transcript("show_crypto_pki_trustpoints_status__genie_isr4451.txt")
@@ -194,17 +194,23 @@ def test_running_config_variants_give_the_same_der(variant: object) -> None:
         ),
     ],
 )
-def test_running_config_bad_hex_is_a_clear_parse_error(mutate: object, reason: str) -> None:
+def test_running_config_bad_hex_is_a_problem_of_that_block_and_the_rest_is_still_read(
+    mutate: object, reason: str
+) -> None:
     assert callable(mutate)
-    with pytest.raises(ParseError) as info:
-        parse_running_config(mutate(transcript(CSR_17_3)))
-    assert info.value.what == "show running-config"
-    assert reason in str(info.value)
-    assert info.value.line is not None
+    parsed = parse_running_config(mutate(transcript(CSR_17_3)))
+    [problem] = parsed.problems
+    assert reason in problem.reason
+    assert problem.line and problem.block.startswith("crypto pki certificate chain ")
+    assert problem.trustpoint is not None and parsed.unreadable == {problem.trustpoint}
+    # every other trustpoint is read as before
+    whole = parse_running_config(transcript(CSR_17_3))
+    assert [tp for tp in parsed.trustpoints if tp.name != problem.trustpoint] == [
+        tp for tp in whole.trustpoints if tp.name != problem.trustpoint]
 
 
 def test_running_config_round_trips_iosformat_rendering() -> None:
-    trustpoints, _e, _a, _h = parse_running_config(transcript(CSR_17_3))
+    trustpoints = parse_running_config(transcript(CSR_17_3)).trustpoints
     cert = trustpoints[1].ca_certificates[0]
     identity = trustpoints[0].certificates[0].certificate
     assert identity is not None
@@ -221,7 +227,7 @@ def test_running_config_round_trips_iosformat_rendering() -> None:
             *render_certificate_block(cert),
         ]
     )
-    (tp,), _e, _a, _h = parse_running_config(text)
+    (tp,) = parse_running_config(text).trustpoints
     assert (tp.enrollment, tp.revocation_check, tp.chain_validation) == ("terminal", "none", "stop")
     assert tp.fingerprint == cert.sha1_hex
     assert tp.other_lines == ("rsakeypair NEW",)
@@ -253,7 +259,8 @@ end
 
 
 def test_eem_environment_and_applets() -> None:
-    _tps, env, applets, hostname = parse_running_config(EEM_CONFIG)
+    parsed = parse_running_config(EEM_CONFIG)
+    env, applets, hostname = parsed.environment, parsed.applets, parsed.hostname
     assert hostname == "edge-1"
     assert env == {
         "_email_server": "alerts:app-pass-1234@smtp.gmail.com",
@@ -624,8 +631,8 @@ def test_log_continuation_and_pri() -> None:
 
 def test_certificate_fixture_sanity() -> None:
     """The SLA root decodes the same from both running-config transcripts (two independent captures)."""
-    a = parse_running_config(transcript(CSR_17_3))[0][1].ca_certificates[0]
-    b = parse_running_config(transcript(CISCOCONFPARSE))[0][1].ca_certificates[0]
+    a = parse_running_config(transcript(CSR_17_3)).trustpoints[1].ca_certificates[0]
+    b = parse_running_config(transcript(CISCOCONFPARSE)).trustpoints[1].ca_certificates[0]
     assert isinstance(a, Certificate)
     assert a == b
 
@@ -845,7 +852,7 @@ def _cat4500_shaped_config() -> tuple[str, Certificate, Certificate]:
 def test_identity_certificate_is_kept_with_its_kind() -> None:
     text, id_cert, ca_cert = _cat4500_shaped_config()
     assert "\tquit" in text
-    (enterprise, self_signed), _e, _a, _h = parse_running_config(text)
+    (enterprise, self_signed) = parse_running_config(text).trustpoints
     assert [h.kind for h in enterprise.certificates] == ["identity", "ca"]
     assert enterprise.certificates_with_kind == (("identity", id_cert), ("ca", ca_cert))
     assert enterprise.ca_certificates == (ca_cert,)
@@ -854,14 +861,14 @@ def test_identity_certificate_is_kept_with_its_kind() -> None:
 
 
 def test_every_certificate_of_the_csr_17_3_config_is_listed_with_its_kind() -> None:
-    trustpoints, _e, _a, _h = parse_running_config(transcript(CSR_17_3))
+    trustpoints = parse_running_config(transcript(CSR_17_3)).trustpoints
     listed = {tp.name: [kind for kind, _cert in tp.certificates_with_kind] for tp in trustpoints}
     assert listed == {"TP-self-signed-3177340814": ["self-signed"], "SLA-TrustPoint": ["ca"]}
 
 
 def test_nvram_references_are_not_listed_as_certificates() -> None:
-    trustpoints, _e, _a, _h = parse_running_config(
+    trustpoints = parse_running_config(
         transcript("show_startup-config_crypto_pki_nvram_refs__gh_ie_switch_17_3.txt")
-    )
+    ).trustpoints
     assert all(tp.certificates_with_kind == () for tp in trustpoints)
     assert any(tp.certificates for tp in trustpoints)

@@ -110,7 +110,7 @@ async def test_a_pasted_non_ca_certificate_is_shown_for_what_it_is(lab: LabDevic
     root = await c.cmd("show crypto pki certificates verbose SLA-TrustPoint")
     assert "CA: TRUE" in root and "Certificate Usage: Signature" in root
     # the running-config still files it as `certificate ca` (what `crypto pki authenticate` installs)
-    trustpoints, _e, _a, _h = parse_running_config(await c.cmd("show running-config"))
+    trustpoints = parse_running_config(await c.cmd("show running-config")).trustpoints
     held = next(tp for tp in trustpoints if tp.name == "LEAF")
     assert held.certificates_with_kind == (("ca", pki.leaf.cert),)
     await c.close()

@@ -31,7 +31,8 @@ event manager applet MAIL
 
 
 def _snapshot(config: str, *, clock: datetime | None = NOW, extra: str = "") -> RouterSnapshot:
-    trustpoints, env, applets, hostname = parse_running_config(config + extra)
+    parsed = parse_running_config(config + extra)
+    trustpoints, env, applets, hostname = parsed.trustpoints, parsed.environment, parsed.applets, parsed.hostname
     return RouterSnapshot(hostname, trustpoints, env, applets, clock)
 
 

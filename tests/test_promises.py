@@ -119,3 +119,62 @@ async def test_a_chain_that_does_not_verify_and_that_the_router_rejects_is_never
     lab.clock.advance(timedelta(minutes=10))
     [back] = (await lab.run(router="r1")).routers
     assert back.in_sync
+
+
+# --- finding 4: what the parser cannot read outside our trustpoints is a finding, never the end of the router ----
+
+SELF_SIGNED_NO_HEX = "show_running-config_head_crypto_pki_self-signed_01_no_hex__genielibs_csr1000v_16_9.txt"
+
+
+def test_the_csr1000v_16_9_capture_with_a_self_signed_certificate_and_no_hex_is_read() -> None:
+    from eemwatchd.core.ios.parsers import parse_running_config
+    from tests.transcripts import transcript
+
+    parsed = parse_running_config(transcript(SELF_SIGNED_NO_HEX))
+    assert parsed.problems == () and parsed.hostname == "R1_xe"
+    [tp] = [t for t in parsed.trustpoints if t.name == "TP-self-signed-2655316104"]
+    [held] = tp.certificates
+    assert (held.kind, held.serial, held.certificate, held.storage) == ("self-signed", "01", None, None)
+
+
+async def test_a_router_with_a_self_signed_certificate_shown_without_hex_is_managed_as_usual(lab: Lab) -> None:
+    """The CSR1000V 16.9 shape on a lab router: reported `unreachable` with nothing planned before the fix."""
+    lab.fleet["r1"].state.apply_config([
+        "crypto pki trustpoint TP-self-signed-2655316104", " enrollment selfsigned",
+        "crypto pki certificate chain TP-self-signed-2655316104", " certificate self-signed 01", "  \tquit",
+    ])
+    assert " certificate self-signed 01" in lab.fleet["r1"].state.config_lines()
+    await confirm_chain(lab)
+    [result] = (await lab.run(router="r1")).routers
+    assert result.error is None and result.reason is Reason.APPLIED
+    assert not [f for f in result.lint if f.rule == "EEM015-unreadable-config"]
+
+
+BROKEN_UNMANAGED = ["crypto pki certificate chain VENDOR-TP", " certificate ca 7F", "  30820321 3082Z209", "  \tquit"]
+
+
+async def test_an_unreadable_block_outside_our_trustpoints_is_a_finding_and_the_router_is_still_managed(
+    lab: Lab,
+) -> None:
+    lab.fleet["r1"].state.verbatim = BROKEN_UNMANAGED
+    await confirm_chain(lab)
+    [result] = (await lab.run(router="r1")).routers
+    assert result.error is None and result.reason is Reason.APPLIED  # planned, installed, test-fired, saved
+    [finding] = [f for f in result.lint if f.rule == "EEM015-unreadable-config"]
+    assert "trustpoint VENDOR-TP" in finding.message and "3082Z209" in finding.message
+    assert "VENDOR-TP" not in {name for name, _managed, _certs in result.trustpoints if _managed}
+
+
+async def test_an_unreadable_managed_trustpoint_is_a_parse_error_of_a_reachable_router_and_nothing_changes(
+    lab: Lab,
+) -> None:
+    lab.fleet["r1"].state.verbatim = ["crypto pki certificate chain EEMW-0123ABCD", " certificate ca 7F",
+                                      "  30820321 3082Z209", "  \tquit"]
+    await confirm_chain(lab)
+    before = lab.trustpoints("r1")
+    [result] = (await lab.run(router="r1")).routers
+    assert result.reason is Reason.PARSE_ERROR and result.reachable and not result.in_sync
+    assert "managed trustpoint EEMW-0123ABCD" in (result.error or "")
+    assert lab.trustpoints("r1") == before and not [s for s in result.steps if s.kind != "observed"]
+    status_words = (await rec.cli(lab, "plan", "--router", "r1"))[1]
+    assert "unreachable" not in status_words

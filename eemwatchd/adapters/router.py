@@ -60,7 +60,7 @@ class RouterSession(RouterChannel):
         """Trustpoints (with DER), EEM environment and applets, hostname and clock: two commands."""
         config = await self.read_running_config()
         clock_text = await self._command("show clock")
-        trustpoints, environment, applets, hostname = parse_running_config(config)
+        parsed = parse_running_config(config)
         clock: datetime | None
         try:
             clock = parse_show_clock(clock_text, zones=parse_clock_zones(config))
@@ -68,7 +68,8 @@ class RouterSession(RouterChannel):
             logger.warning("router %s: clock not read: %s", self.name, exc)
             clock = None
         snapshot = RouterSnapshot(
-            hostname=hostname, trustpoints=trustpoints, environment=environment, applets=applets, clock=clock
+            hostname=parsed.hostname, trustpoints=parsed.trustpoints, environment=parsed.environment,
+            applets=parsed.applets, clock=clock, problems=parsed.problems,
         )
         self._secrets |= mail_passwords(snapshot)
         return snapshot
@@ -81,8 +82,8 @@ class RouterSession(RouterChannel):
         """
         text = await self._command("show startup-config | section crypto pki",
                                    timeout=self.target.timeouts.running_config)
-        trustpoints, _env, _applets, _host = parse_running_config(text)
-        return {tp.name: tuple(h.serial for h in tp.certificates if h.kind == "ca") for tp in trustpoints}
+        parsed = parse_running_config(text)
+        return {tp.name: tuple(h.serial for h in tp.certificates if h.kind == "ca") for tp in parsed.trustpoints}
 
     async def _read_trustpoint(self, name: str) -> Trustpoint | None:
         """Trustpoint ``name`` as the running-config holds it (definition and certificates, DER included),
@@ -94,12 +95,15 @@ class RouterSession(RouterChannel):
         """
         command = _trustpoint_sections_command(name)
         text = await self._command(command, timeout=self.target.timeouts.running_config)
-        trustpoints, _env, _applets, hostname = parse_running_config(text)
-        if hostname is None:
+        parsed = parse_running_config(text)
+        if parsed.hostname is None:
             raise CommandFailed(self.name, command,
                                 f"% the filtered running-config has no `hostname` line, so it cannot show whether "
                                 f"trustpoint {name} is configured:\n{device_text(text, command)}")
-        return next((tp for tp in trustpoints if tp.name == name), None)
+        problem = next((p for p in parsed.problems if p.trustpoint == name), None)
+        if problem is not None:
+            raise ParseError(f"{command} (trustpoint {name})", problem.reason, line=problem.line)
+        return next((tp for tp in parsed.trustpoints if tp.name == name), None)
 
     # --- changing --------------------------------------------------------------------------------
 

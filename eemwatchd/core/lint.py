@@ -9,6 +9,7 @@ from typing import Literal
 
 from eemwatchd.core.router_state import (
     Applet,
+    ConfigProblem,
     MailAction,
     MailServer,
     RouterSnapshot,
@@ -33,6 +34,7 @@ UNDEFINED_VARIABLE = "EEM011-undefined-variable"
 NO_MAIL_ACTION = "EEM012-no-mail-action"
 REVOCATION_CHECK = "EEM013-revocation-check"
 IMPLICIT_TLS = "EEM014-implicit-tls-unsupported"
+UNREADABLE_CONFIG = "EEM015-unreadable-config"
 
 # Implicit TLS (SMTPS). EEM's mail action offers `secure none` and `secure tls`; `secure tls` is STARTTLS
 # (Cisco's tech note runs it on 587, field notes sec. 1) and no source shows the action wrapping TLS at
@@ -85,9 +87,10 @@ def lint_router(
     ``trustpoint_prefix`` and ``adopt`` name the trustpoints eemwatchd manages or adopted: only those
     are checked for `revocation-check none` (none are when both are left out).
     """
-    findings: list[Finding] = []
+    findings: list[Finding] = [_unreadable(problem) for problem in snapshot.problems]
     applet = snapshot.applet(applet_name)
-    if applet is None:
+    unreadable_applet = any(p.applet == applet_name for p in snapshot.problems)  # EEM015 above says why
+    if applet is None and not unreadable_applet:
         findings.append(
             Finding(
                 APPLET_MISSING,
@@ -98,12 +101,25 @@ def lint_router(
                 "or point the router's config at the right applet name",
             )
         )
-    else:
+    elif applet is not None:
         findings.extend(_lint_applet(snapshot, applet, servers=servers, min_maxrun=min_maxrun))
     findings.extend(_lint_revocation(snapshot, prefix=trustpoint_prefix, adopt=adopt))
     findings.extend(_lint_certificates(snapshot, now=now, soon=soon))
     findings.extend(_lint_clock(snapshot, our_clock=our_clock, max_skew=max_skew))
     return findings
+
+
+def _unreadable(problem: ConfigProblem) -> Finding:
+    what = (f"trustpoint {problem.trustpoint}" if problem.trustpoint is not None
+            else f"applet {problem.applet}" if problem.applet is not None else f"`{problem.block}`")
+    return Finding(
+        UNREADABLE_CONFIG,
+        "error" if problem.applet is not None else "warning",
+        f"{what}: this block of the running-config could not be read ({problem.reason}; line: {problem.line!r}); "
+        "eemwatchd leaves it alone",
+        f"check `{problem.block}` in the running-config; if the router shows it this way, report the lines "
+        "(without secrets) so the parser learns them",
+    )
 
 
 def _lint_applet(

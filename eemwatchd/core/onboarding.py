@@ -299,7 +299,8 @@ def plan_onboarding(setup: MailSetup, running_config: str) -> OnboardPlan:
     does not count as a difference; the lines shown are the router's own.
     """
     lines = [raw.replace("\r", "").rstrip() for raw in running_config.splitlines()]
-    _tps, environment, applets, _host = parse_running_config(running_config)
+    parsed = parse_running_config(running_config)
+    environment, applets = parsed.environment, parsed.applets
     changes: list[Change] = []
     for name, value in render_environment(setup):
         line = f"event manager environment {name} {value}"
@@ -308,10 +309,11 @@ def plan_onboarding(setup: MailSetup, running_config: str) -> OnboardPlan:
             else "differs"
         changes.append(Change(f"event manager environment {name}", state, old, (line,)))
     wanted = render_applet(setup)
-    desired = parse_running_config("\n".join(wanted))[2][0]
+    desired = parse_running_config("\n".join(wanted)).applets[0]
     existing = next((a for a in applets if a.name == setup.applet), None)
     old_block = tuple(_applet_block(lines, setup.applet))
-    state = "add" if existing is None else "same" if existing == desired else "differs"
+    unreadable = any(p.applet == setup.applet for p in parsed.problems)  # there, but not readable: never "add"
+    state = "differs" if unreadable else "add" if existing is None else "same" if existing == desired else "differs"
     changes.append(Change(f"event manager applet {setup.applet}", state, old_block, tuple(wanted),
                           applet=setup.applet))
     return OnboardPlan(tuple(changes))

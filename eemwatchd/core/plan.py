@@ -342,21 +342,17 @@ def plan_router(
 
     for event in desired.events:
         reports.append(Report("event", None, f"security event: {event.reason}; nothing changed for it"))
-    untrusted: list[str] = []
-    for text, chain in desired.untrusted_now:
-        if validate is not None and not validate(chain, trustpoints, now):
-            untrusted.append(text)
-            reports.append(Report("chain-unverified", None, f"the server sends a chain that the router does not "
-                                                            f"accept and that eemwatchd does not trust: {text}; "
-                                                            "its mail fails, nothing is installed for it"))
-    waiting: list[str] = []
-    for text, chain in zip(desired.pending, desired.pending_chains, strict=True):
-        if validate is not None and not validate(chain, trustpoints, now):
-            waiting.append(text)
-            reports.append(Report("pending", None, f"new chain not yet confirmed and not accepted by the router "
-                                                   f"yet: {text}; it is installed once confirmed"))
-        else:
-            reports.append(Report("pending", None, f"new chain not yet confirmed: {text}"))
+    untrusted = _not_accepted(desired.untrusted_now, trustpoints, validate, now)
+    for text in untrusted:
+        reports.append(Report("chain-unverified", None, f"the server sends a chain that the router does not "
+                                                        f"accept and that eemwatchd does not trust: {text}; "
+                                                        "its mail fails, nothing is installed for it"))
+    waiting = _not_accepted(tuple(zip(desired.pending, desired.pending_chains, strict=True)), trustpoints,
+                            validate, now)
+    for text in desired.pending:
+        reports.append(Report("pending", None, f"new chain not yet confirmed and not accepted by the router yet: "
+                                               f"{text}; it is installed once confirmed" if text in waiting
+                              else f"new chain not yet confirmed: {text}"))
     reports.extend(_expiry_reports(trustpoints, policy, now))
     reports.extend(_expiry_reports(other_certificates or {}, policy, now))
     for server in desired.unconfirmed:
@@ -364,22 +360,38 @@ def plan_router(
                                                    "the router cannot be called in sync"))
     managed = managed_trust(trustpoints, prefix=policy.trustpoint_prefix)
     unproven = proven is None or frozenset(proven) != managed
-    if unprovable is not None:
-        reports.append(Report("not-onboarded", None, f"{unprovable}; no test-fire can prove mail, so nothing is "
-                                                     "changed or fired until the router is onboarded"))
-    elif unproven and not actions:
-        if last_fire_failed is not None and proven is None:
-            reports.append(Report("unproven", None, f"the last test-fire failed ({last_fire_failed}); apply "
-                                                    "test-fires again"))
-        else:
-            reports.append(Report("unproven", None, "the trust it holds was never proven by a successful "
-                                                    "test-fire; apply test-fires it"))
+    proof_report = _proof_report(unprovable=unprovable, unproven=unproven and not actions, proven=proven,
+                                 last_fire_failed=last_fire_failed)
+    if proof_report is not None:
+        reports.append(proof_report)
     unsaved = _unsaved(trustpoints, saved, prefix=policy.trustpoint_prefix)
     for name in unsaved:
         reports.append(Report("unsaved", name, f"trustpoint {name} differs between the running-config and "
                                                "the startup-config; apply test-fires, then saves"))
     return RouterPlan(tuple(actions), tuple(reports), unneeded, tuple(waiting), desired.unconfirmed,
                       unproven, unsaved, unprovable, tuple(untrusted))
+
+
+def _proof_report(
+    *, unprovable: str | None, unproven: bool, proven: Collection[str] | None, last_fire_failed: str | None
+) -> Report | None:
+    if unprovable is not None:
+        return Report("not-onboarded", None, f"{unprovable}; no test-fire can prove mail, so nothing is changed "
+                                             "or fired until the router is onboarded")
+    if not unproven:
+        return None
+    if last_fire_failed is not None and proven is None:
+        return Report("unproven", None, f"the last test-fire failed ({last_fire_failed}); apply test-fires again")
+    return Report("unproven", None, "the trust it holds was never proven by a successful test-fire; apply "
+                                    "test-fires it")
+
+
+def _not_accepted(
+    chains: Sequence[tuple[str, Sequence[Certificate]]], trustpoints: Mapping[str, Sequence[Certificate]],
+    validate: ChainValidator | None, now: datetime,
+) -> list[str]:
+    """The texts of the chains the router does not accept with the trust it holds now."""
+    return [text for text, chain in chains if validate is not None and not validate(chain, trustpoints, now)]
 
 
 def managed_trust(trustpoints: Mapping[str, Sequence[Certificate]], *, prefix: str) -> frozenset[str]:

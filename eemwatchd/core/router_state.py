@@ -182,6 +182,18 @@ def _label_key(label: str) -> tuple[tuple[int, int | str], ...]:
 
 
 @dataclass(frozen=True)
+class ConfigProblem:
+    """A block of the running-config that could not be read: it is left out of what was parsed (or, for a
+    certificate chain, its trustpoint is marked unreadable), and the rest of the config still counts."""
+
+    block: str  # the block's first line, e.g. `crypto pki certificate chain TP-1`
+    reason: str
+    line: str
+    trustpoint: str | None = None
+    applet: str | None = None
+
+
+@dataclass(frozen=True)
 class RouterSnapshot:
     """Everything read from one router in one pass. ``environment`` may hold secrets: not in the repr."""
 
@@ -190,6 +202,7 @@ class RouterSnapshot:
     environment: Mapping[str, str] = field(default_factory=dict, repr=False)
     applets: tuple[Applet, ...] = ()
     clock: datetime | None = None
+    problems: tuple[ConfigProblem, ...] = ()  # blocks of its running-config that could not be read
 
     def trustpoint(self, name: str) -> Trustpoint | None:
         return next((tp for tp in self.trustpoints if tp.name == name), None)

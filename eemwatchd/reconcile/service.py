@@ -26,13 +26,14 @@ from eemwatchd.core.desired import (
     is_pinned_match,
     is_usable,
 )
+from eemwatchd.core.ios.parsers import RUNNING_CONFIG
 from eemwatchd.core.ios.trust import validate_as_ios
 from eemwatchd.core.lint import KnownServer, lint_router
 from eemwatchd.core.plan import ChainValidator, is_managed, managed_trust, plan_router
 from eemwatchd.core.reason import Reason
 from eemwatchd.core.router_state import DEFAULT_MAXRUN, RouterSnapshot
 from eemwatchd.core.secrets import mail_passwords, scrub_text
-from eemwatchd.errors import EemwatchdError, ResolveError
+from eemwatchd.errors import EemwatchdError, ParseError, ResolveError
 from eemwatchd.reconcile.alerting import build_alerts, gate_alerts
 from eemwatchd.reconcile.applier import Applier, StoreAudit
 from eemwatchd.reconcile.connect import (
@@ -362,6 +363,7 @@ class Reconciler:
         async with self._connect(router) as session:
             result.reachable = True  # the session is open: what fails from here is not "unreachable"
             snapshot = await session.read_snapshot()
+            _require_readable_managed(snapshot, prefix=prefix, adopt=router.adopt)
             passwords = mail_passwords(snapshot)
             self._router_secrets.update(passwords)
             self.store.add_secrets(passwords)  # the router's mail password never reaches the audit or state
@@ -434,9 +436,27 @@ class Reconciler:
                                             True, f"{diff.action}: {diff.reason}"))
 
 
+def _require_readable_managed(snapshot: RouterSnapshot, *, prefix: str, adopt: Collection[str]) -> None:
+    """ParseError when a trustpoint eemwatchd manages could not be read, or shows a CA certificate without its
+    content: what it holds is unknown, so planning would be guessing (an "empty" trustpoint would be retired).
+    Blocks of the config we do not manage are findings (lint EEM015), never the end of the router."""
+    for problem in snapshot.problems:
+        if problem.trustpoint is not None and is_managed(problem.trustpoint, prefix=prefix, adopt=adopt):
+            raise ParseError(f"{RUNNING_CONFIG} (managed trustpoint {problem.trustpoint})", problem.reason,
+                             line=problem.line)
+    for tp in snapshot.trustpoints:
+        if is_managed(tp.name, prefix=prefix, adopt=adopt) and any(
+                h.kind == "ca" and h.certificate is None and h.storage is None for h in tp.certificates):
+            raise ParseError(f"{RUNNING_CONFIG} (managed trustpoint {tp.name})",
+                             "a CA certificate is shown without its content (no hex, no file reference)")
+
+
 def unprovable_reason(snapshot: RouterSnapshot, applet_name: str) -> str | None:
     """Why no test-fire of ``applet_name`` on this router can prove mail, or None when one can."""
     applet = snapshot.applet(applet_name)
+    unreadable = next((p for p in snapshot.problems if p.applet == applet_name), None)
+    if unreadable is not None:
+        return f"applet {applet_name} could not be read ({unreadable.reason})"
     if applet is None:
         return f"applet {applet_name} is not configured on the router"
     if not applet.mail_actions:

@@ -12,6 +12,7 @@ from eemwatchd.core.ios.formats import parse_hex_lines
 from eemwatchd.core.router_state import (
     Applet,
     AppletAction,
+    ConfigProblem,
     HeldCertificate,
     HeldKind,
     MailAction,
@@ -163,10 +164,8 @@ class _OpenCertificate:
                     f"{where}: the hex decodes to a certificate with serial {certificate.serial_ios}",
                     line=self.head_line,
                 )
-        elif self.storage is None:
-            raise ParseError(
-                RUNNING_CONFIG, f"{where} has neither hex lines nor a file reference", line=self.head_line
-            )
+        # Neither hex nor a file reference: IOS shows some certificates as a bare header and `quit`
+        # (CSR1000V 16.9: `certificate self-signed 01` then `quit`). Held, content not shown.
         if self.kind is None:
             return None
         return HeldCertificate(
@@ -271,22 +270,50 @@ def parse_mail_action(label: str, arguments: str, *, line: str | None = None) ->
     )
 
 
-RunningConfig = tuple[tuple[Trustpoint, ...], dict[str, str], tuple[Applet, ...], str | None]
+@dataclass(frozen=True)
+class RunningConfig:
+    """What eemwatchd reads from a `show running-config` (or parts of it).
+
+    ``problems``: blocks that could not be read; the trustpoints they belong to are in ``unreadable``.
+    """
+
+    trustpoints: tuple[Trustpoint, ...] = ()
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False)
+    applets: tuple[Applet, ...] = ()
+    hostname: str | None = None
+    problems: tuple[ConfigProblem, ...] = ()
+
+    @property
+    def unreadable(self) -> frozenset[str]:
+        """Trustpoints whose certificate chain could not be read: what they hold is unknown."""
+        return frozenset(p.trustpoint for p in self.problems if p.trustpoint is not None)
+
+
+class _BlockError(Exception):
+    """A line of the block under way cannot be read: the block is skipped up to the next top-level line."""
+
+    def __init__(self, reason: str, line: str) -> None:
+        super().__init__(reason)
+        self.reason, self.line = reason, line
 
 
 def parse_running_config(text: str) -> RunningConfig:  # noqa: C901 - one state machine, read top to bottom
-    """(trustpoints, environment, applets, hostname) from `show running-config` or parts of it.
+    """Trustpoints, EEM environment, applets, hostname and the blocks that could not be read.
 
     Tolerant of expanded tabs, missing trailing spaces, CR characters, `!` or nothing between
     sections, `nvram:` references instead of hex (startup-config) and indentation lost in copies.
-    Raises ParseError for hex that does not decode to the certificate its header names.
+    A block that cannot be read (hex that does not decode to the certificate its header names, an
+    unexpected line in a chain, an applet action without a verb) is a ConfigProblem, never the end of
+    the router: the block is skipped up to the next top-level line and everything else is still read.
     """
     trustpoints: dict[str, _TrustpointBuilder] = {}
     environment: dict[str, str] = {}
     applets: list[_AppletBuilder] = []
     hostname: str | None = None
+    problems: list[ConfigProblem] = []
 
-    block: str | None = None  # "trustpoint" | "chain" | "applet" | None
+    block: str | None = None  # "trustpoint" | "chain" | "applet" | "skip" | None
+    block_line = ""
     current_tp: _TrustpointBuilder | None = None
     current_applet: _AppletBuilder | None = None
     open_cert: _OpenCertificate | None = None
@@ -298,11 +325,63 @@ def parse_running_config(text: str) -> RunningConfig:  # noqa: C901 - one state 
 
     def close_cert() -> None:
         nonlocal open_cert
-        if open_cert is not None:
-            held = open_cert.finish()
+        cert, open_cert = open_cert, None
+        if cert is not None:
+            try:
+                held = cert.finish()
+            except ParseError as exc:
+                raise _BlockError(exc.reason, exc.line or cert.head_line) from exc
             if held is not None and current_tp is not None:
                 current_tp.certificates.append(held)
-            open_cert = None
+
+    def give_up(error: _BlockError) -> None:
+        """Record the block under way as unreadable and skip the rest of it."""
+        nonlocal block, open_cert, current_applet
+        problems.append(ConfigProblem(
+            block=block_line.strip(), reason=error.reason, line=error.line.strip(),
+            trustpoint=current_tp.name if block in ("chain", "trustpoint") and current_tp is not None else None,
+            applet=current_applet.name if block == "applet" and current_applet is not None else None,
+        ))
+        if block == "applet" and current_applet is not None and current_applet in applets:
+            applets.remove(current_applet)  # half an applet is not the applet: treated as not readable
+        block, open_cert, current_applet = "skip", None, None
+
+    def chain_line(line: str, stripped: str, indented: bool) -> bool:
+        """One line inside a certificate chain; False when a top-level line ends the chain."""
+        nonlocal open_cert
+        # Children of a chain: certificate headers, hex, quit. Accepted at column 0 too, for
+        # copies that lost their indentation.
+        head = _CERT_HEAD.match(stripped)
+        if stripped.startswith("!"):
+            return True
+        if head:
+            close_cert()
+            kind_text = head.group("kind")
+            kind: HeldKind | None
+            if kind_text is None:
+                kind = "identity"
+            elif kind_text.startswith("rollover"):
+                kind = None
+            else:
+                kind = "ca" if kind_text == "ca" else "self-signed"
+            assert current_tp is not None
+            open_cert = _OpenCertificate(current_tp.name, kind, head.group("serial"), head.group("storage"), line)
+            if open_cert.storage is not None:
+                close_cert()  # a file reference has no hex and no quit
+            return True
+        if stripped == "quit":
+            close_cert()
+            return True
+        if open_cert is not None and _HEX_LINE.match(stripped):
+            open_cert.hex_lines.append(stripped)
+            return True
+        if indented:
+            if open_cert is not None:
+                raise _BlockError(f"expected hex or quit in certificate {open_cert.serial} of chain "
+                                  f"{open_cert.chain}", line)
+            raise _BlockError(f"unexpected line in certificate chain {current_tp and current_tp.name}", line)
+        close_cert()  # a top-level line ends the chain, even without `quit`
+        return False
 
     for raw in text.splitlines():
         line = _clean(raw)
@@ -312,59 +391,28 @@ def parse_running_config(text: str) -> RunningConfig:  # noqa: C901 - one state 
         indented = line[0] in " \t"
 
         if block == "chain":
-            # Children of a chain: certificate headers, hex, quit. Accepted at column 0 too, for
-            # copies that lost their indentation.
-            head = _CERT_HEAD.match(stripped)
-            if stripped.startswith("!"):
+            try:
+                if chain_line(line, stripped, indented):
+                    continue
+            except _BlockError as error:
+                give_up(error)
                 continue
-            if head:
-                close_cert()
-                kind_text = head.group("kind")
-                kind: HeldKind | None
-                if kind_text is None:
-                    kind = "identity"
-                elif kind_text.startswith("rollover"):
-                    kind = None
-                else:
-                    kind = "ca" if kind_text == "ca" else "self-signed"
-                assert current_tp is not None
-                open_cert = _OpenCertificate(
-                    current_tp.name, kind, head.group("serial"), head.group("storage"), line
-                )
-                if open_cert.storage is not None:
-                    close_cert()  # a file reference has no hex and no quit
-                continue
-            if stripped == "quit":
-                close_cert()
-                continue
-            if open_cert is not None and _HEX_LINE.match(stripped):
-                open_cert.hex_lines.append(stripped)
-                continue
-            if indented:
-                if open_cert is not None:
-                    raise ParseError(
-                        RUNNING_CONFIG,
-                        f"expected hex or quit in certificate {open_cert.serial} of chain {open_cert.chain}",
-                        line=line,
-                    )
-                raise ParseError(
-                    RUNNING_CONFIG,
-                    f"unexpected line in certificate chain {current_tp and current_tp.name}",
-                    line=line,
-                )
-            close_cert()  # a top-level line ends the chain, even without `quit`
             block = None
 
         if indented:
-            if block == "trustpoint" and current_tp is not None:
-                current_tp.add_setting(stripped)
-            elif block == "applet" and current_applet is not None:
-                current_applet.add_line(stripped)
+            try:
+                if block == "trustpoint" and current_tp is not None:
+                    current_tp.add_setting(stripped)
+                elif block == "applet" and current_applet is not None:
+                    current_applet.add_line(stripped)
+            except ParseError as exc:
+                give_up(_BlockError(exc.reason, line))
             continue
 
         block, current_applet = None, None
         if stripped.startswith("!"):
             continue
+        block_line = line
         words = stripped.split()
         if words[0] == "hostname" and len(words) >= 2:
             hostname = _unquote(stripped[len("hostname") :])
@@ -383,13 +431,17 @@ def parse_running_config(text: str) -> RunningConfig:  # noqa: C901 - one state 
             applets.append(current_applet)
             block = "applet"
     if block == "chain":
-        close_cert()
+        try:
+            close_cert()
+        except _BlockError as error:
+            give_up(error)
 
-    return (
-        tuple(tp.build() for tp in trustpoints.values()),
-        environment,
-        tuple(a.build() for a in applets),
-        hostname,
+    return RunningConfig(
+        trustpoints=tuple(tp.build() for tp in trustpoints.values()),
+        environment=environment,
+        applets=tuple(a.build() for a in applets),
+        hostname=hostname,
+        problems=tuple(problems),
     )
 
 

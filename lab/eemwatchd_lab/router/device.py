@@ -119,6 +119,9 @@ class Device:
         self.trustpool: list[tuple[Certificate, str]] = []
         self.env: dict[str, str] = {}
         self.applets: dict[str, eem.Applet] = {}
+        # Lines of real captures the simulator does not model (odd chain shapes, other features): shown in the
+        # running-config as given, before `line con 0`, and never interpreted. Tests set them.
+        self.verbatim: list[str] = []
         self.logbuf = LogBuffer()
         self.summer_text: str | None = None  # `clock summer-time` arguments as configured
         self.history: list[eem.HistoryEntry] = []
@@ -206,6 +209,7 @@ class Device:
         lines.append("!")
         for tp in self.trustpoints.values():
             lines += tp.chain_lines()
+        lines += self.verbatim
         lines += ["!", "!", "line con 0", " stopbits 1", *self.vty_lines(), "!"]
         for name, value in self.env.items():
             lines.append(f"event manager environment {name} {value}")
@@ -328,6 +332,9 @@ class Device:
                 block.append(children[k])
                 k += 1
             k += 1
+            if words[1:2] == ["self-signed"] and not block:
+                tp.self_signed_serial = words[2]  # shown without its hex, as on CSR1000V 16.9
+                continue
             cert = Certificate.from_der(parse_hex_lines(block, what=f"chain {name}"), what=f"chain {name}")
             if len(words) > 2 and words[1] == "ca":
                 tp.ca_cert = cert

@@ -113,6 +113,10 @@ class Trustpoint:
     other: list[str] = field(default_factory=list)
     ca_cert: Certificate | None = None
     installed_at: datetime | None = None
+    # The serial of a router self-signed certificate the running-config lists WITHOUT its hex: CSR1000V 16.9
+    # shows `certificate self-signed 01` followed directly by `quit`
+    # (show_running-config_head_crypto_pki_self-signed_01_no_hex__genielibs_csr1000v_16_9.txt).
+    self_signed_serial: str | None = None
 
     def config_lines(self) -> list[str]:
         # Order as in show_running-config_crypto_pki_section__gh_ansible_facts_csr1000v_17_3.txt
@@ -132,6 +136,8 @@ class Trustpoint:
 
     def chain_lines(self) -> list[str]:
         lines = [f"crypto pki certificate chain {self.name}"]
+        if self.self_signed_serial is not None:
+            lines += [f" certificate self-signed {self.self_signed_serial}", "  \tquit"]
         if self.ca_cert is not None:
             lines.extend(render_certificate_block(self.ca_cert, kind="ca"))
         return lines
