@@ -805,6 +805,14 @@ _LOG_LINE = re.compile(
 
 
 _PROMPT_LINE = re.compile(r"^[\w.\-@/:]{1,63}(?:\([\w.\-@/:+]{0,32}\))?[#>]")
+# A line of its own in the buffer that carries no `%FACILITY-N-MNEMONIC` tag: debug output and platform
+# messages (`*Mar  7 23:36:40.992: VXE-CSL-DBG:Unable to open ...`, C8000V 17.16.1a;
+# `2328308: Jun 8 19:14:38.051 GMT: CRYPTO_PKI: (A16A8) Adding peer certificate`, Cisco doc 117337).
+# It starts with the same timestamp (and sequence number) as a message, so it never continues one.
+_UNTAGGED_LINE = re.compile(
+    r"^(?:<\d+>\s*)?(?:\d+:\s*)?[*.]?[A-Z][a-z]{2}\s+\d{1,2}(?:\s+\d{4})?\s+\d{1,2}:\d{2}:\d{2}(?:\.\d{1,6})?"
+    r"(?:\s+[A-Za-z][A-Za-z0-9+\-]*)?:\s|^\d{6,}:\s"
+)
 
 
 # `001850: May 17 18:06:42.919 UTC` (service sequence-numbers + show-timezone; the CML IOL capture),
@@ -877,11 +885,13 @@ class LogLine:
 
 
 def _ends_message(line: str) -> bool:
-    """A line that cannot continue a syslog message: a prompt, or another table printed after the log
-    buffer in the same capture (the EEM history header and rows)."""
+    """A line that cannot continue a syslog message: a prompt, a timestamped line without a tag (debug
+    output), or another table printed after the log buffer in the same capture (the EEM history header and
+    rows)."""
     stripped = line.strip()
     return bool(
-        _PROMPT_LINE.match(line) or _HISTORY_HEADER.match(stripped) or _HISTORY_ROW.match(stripped)
+        _PROMPT_LINE.match(line) or _UNTAGGED_LINE.match(stripped) or _HISTORY_HEADER.match(stripped)
+        or _HISTORY_ROW.match(stripped)
     )
 
 
