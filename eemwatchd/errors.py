@@ -180,16 +180,16 @@ class StateLocked(StateError):
         self.pid = pid
         self.started = started
         self.purpose = purpose
+        why = f" ({detail})" if detail else ""
         if pid is None or started is None:
-            why = f" ({detail})" if detail else ""
             text = (f"another eemwatchd holds the state lock {path}{why}; try again later "
                     "(if no eemwatchd runs, the lock is free again by itself: the kernel releases it)")
         elif purpose == "daemon":
-            text = (f"the eemwatchd daemon (pid {pid}, started {started}) is running; it applies changes "
+            text = (f"the eemwatchd daemon (pid {pid}, started {started}) is running{why}; it applies changes "
                     "itself: wait for its next run, or stop it first (systemctl stop eemwatchd)")
         elif purpose == "apply":
-            text = f"another eemwatchd (pid {pid}, started {started}) is applying; try again later"
+            text = f"another eemwatchd (pid {pid}, started {started}) is applying{why}; try again later"
         else:
-            text = (f"another eemwatchd (pid {pid}, started {started}) holds the state lock for {purpose}; "
+            text = (f"another eemwatchd (pid {pid}, started {started}) holds the state lock for {purpose}{why}; "
                     "try again later")
         super().__init__(text)

@@ -1,4 +1,5 @@
-"""The state lock: one writer (apply, the daemon) at a time, an flock on ``<state_path>.lock``."""
+"""The state lock: one writer (apply, the daemon) at a time, an flock on ``<state_path>.lock``; and one writer per
+router across shards: a writer's claim is checked against every live writer's before it takes its lock."""
 
 from __future__ import annotations
 
@@ -13,17 +14,34 @@ from pathlib import Path
 from types import TracebackType
 
 from eemwatchd.adapters.private_files import PRIVATE_MODE, private_umask, tighten
+from eemwatchd.core.shard import Claim, Shard
 from eemwatchd.errors import StateError, StateLocked
 
 # How often a waiting acquire() retries, and how long a contender waits for the holder's details to appear
 # (the holder writes them just after taking the lock).
 _POLL_SECONDS = 0.05
 _DETAILS_GRACE_SECONDS = 0.2
-_MAX_DETAILS_BYTES = 4096
+_MAX_DETAILS_BYTES = 1 << 20  # a claim may list the routers of an `apply --router` (a few) or none
+# How long a writer waits for another one's claim check (a few file operations) to finish.
+_REGISTRY_WAIT_SECONDS = 10.0
 
 
 def lock_path_for(state_path: str | Path) -> Path:
     return Path(f"{state_path}.lock")
+
+
+def claims_path_for(base_state_path: str | Path) -> Path:
+    """Where writers of every shard of one fleet serialize their claim checks (beside the unsharded state)."""
+    return Path(f"{base_state_path}.claims.lock")
+
+
+def _writer_locks(base_state_path: Path) -> list[Path]:
+    """The lock files of every state database of this fleet: unsharded (``state.db.lock``) and per shard
+    (``state.0-of-3.db.lock``)."""
+    stem, suffix = base_state_path.stem, base_state_path.suffix
+    found = {p for p in base_state_path.parent.glob(f"{stem}.*{suffix}.lock") if not p.name.endswith(".claims.lock")}
+    found.add(lock_path_for(base_state_path))
+    return sorted(p for p in found if p.exists())
 
 
 def _utc_now() -> datetime:
@@ -42,10 +60,16 @@ class StateLock:
     """
 
     def __init__(self, state_path: str | Path, *, purpose: str,
-                 clock: Callable[[], datetime] = _utc_now) -> None:
+                 clock: Callable[[], datetime] = _utc_now, claim: Claim | None = None,
+                 base_state_path: str | Path | None = None) -> None:
+        """``claim``: the routers this writer may change; with it, acquire() first checks every live writer of
+        the same fleet (``base_state_path``: the unsharded state database) and refuses when one covers any of
+        them, whatever shard either runs (one writer per router)."""
         self.path = lock_path_for(state_path)
         self.purpose = purpose
         self._clock = clock
+        self._claim = claim
+        self._base = Path(base_state_path) if base_state_path is not None else Path(state_path)
         self._fd: int | None = None
 
     @property
@@ -60,23 +84,79 @@ class StateLock:
         """
         if self._fd is not None:
             raise StateError(f"state lock {self.path}: already held by this process")
-        fd = self._open()
-        try:
-            self._wait_for(fd, wait)
-            started = self._clock().astimezone(UTC).isoformat(timespec="seconds")
-            details = json.dumps({"pid": os.getpid(), "started": started, "purpose": self.purpose})
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, details.encode() + b"\n", 0)
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)  # closing drops the flock too
-            raise
-        self._fd = fd
+        deadline = time.monotonic() + max(wait, 0.0)
+        while True:
+            try:
+                self._acquire_once()
+            except StateLocked:
+                if time.monotonic() >= deadline:
+                    raise
+            else:
+                return
+            time.sleep(min(_POLL_SECONDS, max(deadline - time.monotonic(), 0.0)))
 
-    def _wait_for(self, fd: int, wait: float) -> None:
+    def _acquire_once(self) -> None:
+        registry = self._open(claims_path_for(self._base)) if self._claim is not None else None
+        try:
+            if registry is not None:
+                self._wait_for(registry, _REGISTRY_WAIT_SECONDS, what="claims")
+                self._check_claims()
+            fd = self._open(self.path)
+            try:
+                self._wait_for(fd, 0.0)
+                self._write_details(fd)
+            except BaseException:
+                os.close(fd)  # closing drops the flock too
+                raise
+            self._fd = fd
+        finally:
+            if registry is not None:
+                os.close(registry)
+
+    def _write_details(self, fd: int) -> None:
+        started = self._clock().astimezone(UTC).isoformat(timespec="seconds")
+        details: dict[str, object] = {"pid": os.getpid(), "started": started, "purpose": self.purpose}
+        if self._claim is not None:
+            details["shard"] = str(self._claim.shard) if self._claim.shard is not None else None
+            details["routers"] = sorted(self._claim.routers) if self._claim.routers is not None else None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(details).encode() + b"\n", 0)
+        os.fsync(fd)
+
+    def _check_claims(self) -> None:
+        """StateLocked when a live writer of this fleet (another state file's lock holder) claims a router this
+        writer would change. Called with the claims registry held, so two writers never check at once."""
+        assert self._claim is not None
+        for path in _writer_locks(self._base):
+            if path == self.path:
+                continue  # our own state file: its flock below decides
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                if self._try_flock(fd):
+                    continue  # nobody holds it (closing the fd drops our flock again)
+                raw = os.pread(fd, _MAX_DETAILS_BYTES, 0)
+            finally:
+                os.close(fd)
+            shard, routers = _claim_of(raw)
+            shared = self._claim.overlap(shard, routers)
+            if shared:
+                names = sorted(shared)
+                listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+                error = holder_error(str(path), raw)
+                where = f"shard {shard}" if shard is not None else "the whole fleet"
+                raise StateLocked(str(path), pid=error.pid, started=error.started, purpose=error.purpose,
+                                  detail=f"it runs {where} and owns router(s) this would change: {listed}")
+
+    def _wait_for(self, fd: int, wait: float, *, what: str = "state") -> None:
         deadline = time.monotonic() + max(wait, 0.0)
         while not self._try_flock(fd):
             if time.monotonic() >= deadline:
+                if what == "claims":
+                    raise StateLocked(str(claims_path_for(self._base)), pid=None, started=None, purpose=None,
+                                      detail="another writer's claim check did not finish in time")
                 raise self._locked(fd)
             time.sleep(min(_POLL_SECONDS, max(deadline - time.monotonic(), 0.0)))
 
@@ -109,15 +189,15 @@ class StateLock:
                  tb: TracebackType | None) -> None:
         self.release()
 
-    def _open(self) -> int:
+    def _open(self, path: Path) -> int:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             with private_umask():
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_MODE)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_MODE)
         except OSError as exc:
-            raise StateError(f"state lock {self.path}: cannot open ({exc.strerror}); make its directory "
+            raise StateError(f"state lock {path}: cannot open ({exc.strerror}); make its directory "
                              "writable for this user, or set state_path to another place") from exc
-        tighten([self.path])
+        tighten([path])
         return fd
 
     def _locked(self, fd: int) -> StateLocked:
@@ -134,6 +214,27 @@ class StateLock:
                 break
             time.sleep(_POLL_SECONDS / 2)
         return holder_error(str(self.path), raw)
+
+
+def _claim_of(raw: bytes) -> tuple[Shard | None, frozenset[str] | None]:
+    """The shard and routers a lock holder claims, from its details; a holder that wrote none (an older
+    eemwatchd, or details still being written) is taken to claim every router: the safe side."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    shard: Shard | None = None
+    if isinstance(data.get("shard"), str):
+        try:
+            shard = Shard.parse(data["shard"])
+        except ValueError:
+            shard = None
+    routers = data.get("routers")
+    if isinstance(routers, list) and all(isinstance(r, str) for r in routers):
+        return shard, frozenset(routers)
+    return shard, None
 
 
 def holder_error(path: str, raw: bytes) -> StateLocked:

@@ -40,13 +40,14 @@ def run(args: argparse.Namespace) -> int:
     from eemwatchd.commands.runtime import EXIT_LOCKED, confirm, load, lock_held, open_store, take_writer_lock
     from eemwatchd.reconcile import Reason, Reconciler
 
-    config = load(args)
-    if config is None:
+    scope = load(args)
+    if scope is None:
         return 2
+    config = scope.config
     if not args.yes and not sys.stdin.isatty():
         _say("stdin is not a terminal; run `eemwatchd plan` to review, then `apply --yes`")
         return 2
-    lock = take_writer_lock(config, purpose="apply", say=_say)
+    lock = take_writer_lock(scope, purpose="apply", say=_say, routers=[args.router] if args.router else None)
     if lock is None:
         return EXIT_LOCKED
     with lock_held(lock), open_store(config) as store:

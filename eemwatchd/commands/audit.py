@@ -7,6 +7,8 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
+from eemwatchd.commands.arguments import add_shard_argument
+
 if TYPE_CHECKING:
     from eemwatchd.config import Config
 
@@ -17,15 +19,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--verify", action="store_true",
                         help="check the log's hash chain; exit 1 naming the first broken row")
+    add_shard_argument(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from eemwatchd.commands.runtime import load, open_store  # pydantic and the store: not needed for `--help`
 
-    config = load(args)
-    if config is None:
+    scope = load(args)
+    if scope is None:
         return 2
+    config = scope.config
     if args.verify:
         return verify(config, as_json=args.json)
     with open_store(config) as store:

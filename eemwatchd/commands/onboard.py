@@ -8,6 +8,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, TextIO
 
+from eemwatchd.commands.arguments import add_shard_argument
 from eemwatchd.errors import StateLocked
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="show the SMTP password in the printed lines (masked as **** otherwise)")
     parser.add_argument("--yes", action="store_true", help="change the router without asking")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    add_shard_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -66,16 +68,16 @@ async def _onboard(config: Config, store: Store, request: OnboardRequest, *, sho
 
 def run(args: argparse.Namespace) -> int:
     # Imported here, not at module level: scrapli, asyncssh and pydantic are not needed for `--help`.
-    from eemwatchd.adapters.lock import StateLock
     from eemwatchd.commands.runtime import EXIT_LOCKED, confirm, load, lock_held, open_store, take_writer_lock
 
-    config = load(args)
-    if config is None:
+    scope = load(args)
+    if scope is None:
         return 2
+    config = scope.config
     if args.dry_run:
         # like plan: it records the server's chain only when it can take the writer lock; it never changes the
         # router, and under another writer it waits for nobody (the lock is not needed to read)
-        lock = StateLock(config.state_path, purpose="onboard --dry-run")
+        lock = scope.lock(purpose="onboard --dry-run", routers=[args.router])
         try:
             lock.acquire()
         except StateLocked:
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.yes and not sys.stdin.isatty():
         _say("stdin is not a terminal; review with --dry-run, then run with --yes")
         return 2
-    writer = take_writer_lock(config, purpose="onboard", say=_say)
+    writer = take_writer_lock(scope, purpose="onboard", say=_say, routers=[args.router])
     if writer is None:
         return EXIT_LOCKED
     with lock_held(writer), open_store(config) as store:

@@ -16,18 +16,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here, not at module level: scrapli, asyncssh and pydantic are not needed for `--help`.
-    from eemwatchd.adapters.lock import StateLock
     from eemwatchd.commands.report import emit, exit_code
     from eemwatchd.commands.runtime import load, open_store
     from eemwatchd.errors import StateLocked
     from eemwatchd.reconcile import Reconciler
 
-    config = load(args)
-    if config is None:
+    scope = load(args)
+    if scope is None:
         return 2
+    config = scope.config
     # plan never changes a router and sends no alerts (the daemon and apply do). It records its sightings and
-    # the audit's observed rows only when no other writer holds the store; otherwise it reads, and writes nothing.
-    lock = StateLock(config.state_path, purpose="plan")
+    # the audit's observed rows only when no other writer holds the store or any of its routers; otherwise it
+    # reads, and writes nothing.
+    lock = scope.lock(purpose="plan", routers=[args.router] if args.router else None)
     try:
         lock.acquire()
     except StateLocked:

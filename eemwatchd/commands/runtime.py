@@ -7,12 +7,14 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
+from dataclasses import dataclass
 from typing import TypeVar
 
 from eemwatchd.adapters.lock import StateLock
 from eemwatchd.adapters.store import Store
 from eemwatchd.config import Config, load_config
+from eemwatchd.core.shard import Claim, Shard
 from eemwatchd.errors import ConfigError, StateLocked
 
 T = TypeVar("T")
@@ -22,8 +24,29 @@ EXIT_LOCKED = 75
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
-def load(args: argparse.Namespace) -> Config | None:
-    """The configuration, warnings on stderr; None (after a message) when it or --router is unusable."""
+@dataclass(frozen=True)
+class Scope:
+    """What a command acts on: ``config`` is this instance's part of the fleet (its shard's routers and state
+    file), ``whole`` the configuration as written (every router, the unsharded state file)."""
+
+    config: Config
+    whole: Config
+    shard: Shard | None
+
+    def claim(self, routers: Collection[str] | None = None) -> Claim:
+        return Claim(tuple(r.name for r in self.whole.routers), self.shard,
+                     frozenset(routers) if routers is not None else None)
+
+    def lock(self, *, purpose: str, routers: Collection[str] | None = None) -> StateLock:
+        """The writer lock of this instance's state, with its claim checked against every live writer of the
+        fleet (one writer per router, whatever shard each runs)."""
+        return StateLock(self.config.state_path, purpose=purpose, claim=self.claim(routers),
+                         base_state_path=self.whole.state_path)
+
+
+def load(args: argparse.Namespace) -> Scope | None:
+    """The configuration and this instance's shard of it, warnings on stderr; None (after a message) when it,
+    --shard or --router is unusable."""
     try:
         loaded = load_config(args.config)
     except ConfigError as exc:
@@ -31,13 +54,24 @@ def load(args: argparse.Namespace) -> Config | None:
         return None
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    config = loaded.config
+    whole = loaded.config
+    text = getattr(args, "shard", None) or whole.shard
+    try:
+        shard = Shard.parse(text) if text else None
+    except ValueError as exc:
+        print(f"--shard: {exc}", file=sys.stderr)
+        return None
+    config = whole.sharded(shard)
     name = getattr(args, "router", None)
     if name is not None and name not in {r.name for r in config.routers}:
+        if shard is not None and name in {r.name for r in whole.routers}:
+            print(f"router {name!r} belongs to another shard than {shard} (its instance manages it); use that "
+                  "instance's --shard", file=sys.stderr)
+            return None
         known = ", ".join(r.name for r in config.routers) or "(none)"
         print(f"unknown router {name!r}; known: {known}", file=sys.stderr)
         return None
-    return config
+    return Scope(config, whole, shard)
 
 
 @contextlib.contextmanager
@@ -49,10 +83,12 @@ def lock_held(lock: StateLock) -> Iterator[StateLock]:
         lock.release()
 
 
-def take_writer_lock(config: Config, *, purpose: str, say: Callable[[str], None]) -> StateLock | None:
+def take_writer_lock(scope: Scope, *, purpose: str, say: Callable[[str], None],
+                     routers: Collection[str] | None = None) -> StateLock | None:
     """The writer lock beside the state database, taken at once; None (after saying who holds it) when
-    another eemwatchd has it: the caller exits EXIT_LOCKED."""
-    lock = StateLock(config.state_path, purpose=purpose)
+    another eemwatchd has it or owns one of the routers (``routers``: all of this shard): the caller exits
+    EXIT_LOCKED."""
+    lock = scope.lock(purpose=purpose, routers=routers)
     try:
         lock.acquire()
     except StateLocked as exc:

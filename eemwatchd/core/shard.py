@@ -49,3 +49,26 @@ class Shard:
     def suffix(self) -> str:
         """For file names: ``0-of-3``."""
         return f"{self.index}-of-{self.count}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The routers one writer (the daemon, apply, onboard) may change: those its shard owns (every router
+    of the fleet without a shard), narrowed to ``routers`` when it acts on some only (``--router``).
+
+    ``fleet`` is every router name of the whole, unsharded configuration: ownership by rendezvous hashing is
+    computed over it, so writers with different shard counts (or none) can still tell whether they overlap.
+    """
+
+    fleet: tuple[str, ...]
+    shard: Shard | None = None
+    routers: frozenset[str] | None = None
+
+    def owned(self) -> frozenset[str]:
+        """The router names this writer may change."""
+        mine = frozenset(r for r in self.fleet if self.shard is None or self.shard.owns(r))
+        return mine if self.routers is None else mine & self.routers
+
+    def overlap(self, shard: Shard | None, routers: frozenset[str] | None) -> frozenset[str]:
+        """The routers this writer may change that another writer's claim (``shard``, ``routers``) covers too."""
+        return self.owned() & Claim(self.fleet, shard, routers).owned()

@@ -33,7 +33,7 @@ from eemwatchd.adapters.lock import StateLock
 from eemwatchd.adapters.store import Store
 from eemwatchd.adapters.systemd import SystemdNotifier
 from eemwatchd.config import Config, RouterConfig, ServerConfig, load_config
-from eemwatchd.core.shard import Shard
+from eemwatchd.core.shard import Claim, Shard
 from eemwatchd.daemon.http_endpoint import HttpEndpoint, start_http
 from eemwatchd.daemon.metrics import Metrics
 from eemwatchd.daemon.status import FleetStatus
@@ -94,6 +94,8 @@ class Daemon:
         self._confirmed: dict[str, frozenset[tuple[str, ...]]] = {}
         self._served: dict[str, frozenset[tuple[str, tuple[str, ...]]]] = {}  # (address, chain) per server
         self.config: Config | None = None
+        self._claim: Claim | None = None
+        self._base_state_path: Path | None = None
         self.store: Store | None = None
         self.reconciler: Reconciler | None = None
         self.scheduler: AsyncIOScheduler | None = None
@@ -115,6 +117,8 @@ class Daemon:
         if self.options.listen:
             config = config.model_copy(update={"metrics": config.metrics.model_copy(
                 update={"listen": self.options.listen})})
+        self._claim = Claim(tuple(r.name for r in config.routers), shard)
+        self._base_state_path = config.state_path
         return config.sharded(shard)
 
     async def run(self) -> int:
@@ -125,7 +129,10 @@ class Daemon:
             return 2
         self.status.shard = self.config.shard
         self.metrics = Metrics(self.registry, status=self.status)
-        lock = StateLock(self.config.state_path, purpose="daemon")
+        # One writer per router: this instance's claim (its shard of the whole fleet) is checked against every
+        # live writer's, whatever shard it runs, before the lock is taken (and held for the daemon's life).
+        lock = StateLock(self.config.state_path, purpose="daemon", claim=self._claim,
+                         base_state_path=self._base_state_path)
         try:
             lock.acquire()
         except EemwatchdError as exc:
