@@ -13,18 +13,23 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import (
+    AuthorityInformationAccessOID,
+    ExtendedKeyUsageOID,
+    NameOID,
+    SignatureAlgorithmOID,
+)
 
 from eemwatchd.core.certificate import Certificate
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
-def new_key(kind: str = "ec") -> PrivateKey:
+def new_key(kind: str = "ec", *, bits: int = 2048) -> PrivateKey:
     if kind == "rsa":
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return rsa.generate_private_key(public_exponent=65537, key_size=bits)
     return ec.generate_private_key(ec.SECP256R1())
 
 
@@ -56,6 +61,21 @@ def _name(cn: str, org: str = "eemwatchd lab") -> x509.Name:
     )
 
 
+def _ca_key_usage(*, cert_sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+        key_agreement=False, key_cert_sign=cert_sign, crl_sign=True, encipher_only=False, decipher_only=False,
+    )
+
+
+def _leaf_key_usage(key: PrivateKey) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=isinstance(key, rsa.RSAPrivateKey),
+        data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+        encipher_only=False, decipher_only=False,
+    )
+
+
 def _build(
     *,
     subject: x509.Name,
@@ -69,7 +89,11 @@ def _build(
     issuer_ski_key: PrivateKey | None = None,
     sans: list[str] | None = None,
     ca_issuers_url: str | None = None,
+    basic_constraints: bool = True,
+    key_usage: x509.KeyUsage | str | None = "default",
 ) -> Certificate:
+    """``basic_constraints=False`` leaves the extension out; ``key_usage`` None leaves it out, "default"
+    gives a CA keyCertSign+cRLSign or a leaf digitalSignature (+keyEncipherment for RSA)."""
     public = subject_key.public_key()
     builder = (
         x509.CertificateBuilder()
@@ -79,32 +103,21 @@ def _build(
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=path_length if is_ca else None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key((issuer_ski_key or issuer_key).public_key()),
-            critical=False,
-        )
     )
-    if is_ca:
+    if basic_constraints:
         builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
+            x509.BasicConstraints(ca=is_ca, path_length=path_length if is_ca else None), critical=True
         )
-    else:
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False,
-                key_encipherment=isinstance(subject_key, rsa.RSAPrivateKey), data_encipherment=False,
-                key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False).add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_public_key((issuer_ski_key or issuer_key).public_key()),
+        critical=False,
+    )
+    if key_usage == "default":
+        key_usage = _ca_key_usage(cert_sign=True) if is_ca else _leaf_key_usage(subject_key)
+    if isinstance(key_usage, x509.KeyUsage):
+        builder = builder.add_extension(key_usage, critical=True)
+    if not is_ca:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
     if sans:
         general: list[x509.GeneralName] = []
         for san in sans:
@@ -165,6 +178,61 @@ def make_leaf(hostnames: list[str], *, by: Issued, now: datetime, days: int = 84
         sans=hostnames, ca_issuers_url=ca_issuers_url,
     )
     return Issued(cert, key)
+
+
+def make_ca(
+    cn: str,
+    *,
+    by: Issued | None,
+    now: datetime,
+    days: int = 1000,
+    back_days: int = 10,
+    key: PrivateKey | None = None,
+    key_kind: str = "ec",
+    is_ca: bool = True,
+    basic_constraints: bool = True,
+    path_length: int | None = None,
+    key_usage: bool = True,
+    cert_sign: bool = True,
+) -> Issued:
+    """A CA certificate in any shape the trust-rule corpus needs; self-signed when ``by`` is None.
+
+    ``basic_constraints=False`` leaves basicConstraints out, ``is_ca=False`` writes CA:FALSE,
+    ``key_usage=False`` leaves keyUsage out, ``cert_sign=False`` writes a keyUsage without keyCertSign;
+    ``key`` reuses a key (a twin or a re-issue of an existing CA).
+    """
+    subject_key = key or new_key(key_kind)
+    name = _name(cn)
+    issuer_name, issuer_key = (name, subject_key) if by is None else (by.name, by.key)
+    cert = _build(
+        subject=name, subject_key=subject_key, issuer_name=issuer_name, issuer_key=issuer_key,
+        not_before=now - timedelta(days=back_days), not_after=now + timedelta(days=days), is_ca=is_ca,
+        path_length=path_length, basic_constraints=basic_constraints,
+        key_usage=_ca_key_usage(cert_sign=cert_sign) if key_usage else None,
+    )
+    return Issued(cert, subject_key)
+
+
+_SHA256_WITH_RSA = bytes.fromhex("300d06092a864886f70d01010b0500")  # AlgorithmIdentifier, NULL parameters
+_SHA1_WITH_RSA = bytes.fromhex("300d06092a864886f70d0101050500")
+
+
+def resign_sha1(cert: Certificate, *, by: Issued) -> Certificate:
+    """``cert`` (sha256WithRSA, issued by ``by``) signed again by ``by`` with sha1WithRSA.
+
+    cryptography no longer signs with SHA-1, but old CAs did (and IOS's own self-signed certificates
+    still do). The two AlgorithmIdentifiers have the same length and an RSA signature has the length of
+    the issuer's modulus, so swapping them in place keeps every DER length right.
+    """
+    if not isinstance(by.key, rsa.RSAPrivateKey):
+        raise TypeError("resign_sha1 needs an RSA issuer key")
+    if cert.x509.signature_algorithm_oid != SignatureAlgorithmOID.RSA_WITH_SHA256:
+        raise ValueError(f"resign_sha1 needs a sha256WithRSA certificate, got {cert.x509.signature_algorithm_oid}")
+    old_tbs = cert.x509.tbs_certificate_bytes
+    tbs = old_tbs.replace(_SHA256_WITH_RSA, _SHA1_WITH_RSA, 1)
+    signature = by.key.sign(tbs, padding.PKCS1v15(), hashes.SHA1())  # noqa: S303 - the shape under test
+    der = cert.der.replace(old_tbs, tbs).replace(_SHA256_WITH_RSA, _SHA1_WITH_RSA)
+    return Certificate(der.replace(cert.x509.signature, signature))
 
 
 LAB_HOSTNAMES = ["smtp.lab.example", "localhost", "127.0.0.1", "::1"]

@@ -22,11 +22,11 @@ import yaml
 from eemwatchd.adapters.store import Store
 from eemwatchd.config import Config, load_config
 from eemwatchd.core.certificate import Certificate, unique
-from eemwatchd.core.ios.trust import validate_as_ios
 from eemwatchd.reconcile import Reconciler, RunReport
 from eemwatchd.reconcile.onboard import Onboarder, OnboardRequest
 from eemwatchd_lab.pki import GmailShapedPki
 from eemwatchd_lab.router import Fleet, User
+from eemwatchd_lab.router.trust import validate_chain
 from eemwatchd_lab.smtp import LabSmtpServer
 
 APPLET = "MAIL-ALERT"
@@ -166,7 +166,7 @@ class Lab:
         """The routers whose trustpoints would accept ``chain`` right now (IOS's strict rule)."""
         now = datetime.now(UTC)
         return [d.name for d in self.fleet
-                if validate_as_ios(chain, d.state.trustpoint_certs(), now).ok]
+                if validate_chain(chain, d.state.trustpoint_certs(), now).ok]
 
 
 async def _fire_all(lab: Lab) -> int:

@@ -1,4 +1,4 @@
-"""The EEM `action mail` client of the lab router: SMTP, STARTTLS, IOS-style chain check, AUTH, DATA."""
+"""The EEM `action mail` client of the lab router: SMTP, STARTTLS, the lab's IOS chain check, AUTH, DATA."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from datetime import datetime
 from email.utils import formatdate, make_msgid
 
 from eemwatchd.core.certificate import Certificate
-from eemwatchd.core.ios.trust import IosValidation, validate_as_ios
+from eemwatchd_lab.router.trust import ChainVerdict, validate_chain
 
 # Reasons IOS prints after "<server> : " in %HA_EM-3-FMPD_SMTP.
 CONNECT_ERROR = "error in connecting to SMTP server"  # eem_applet_mail_fmpd_smtp_error__gh_iosv.txt
@@ -55,14 +55,14 @@ class MailOutcome:
     ok: bool
     reason: str
     detail: str
-    validation: IosValidation | None = None
+    validation: ChainVerdict | None = None
     chain: tuple[Certificate, ...] = ()
     pki_log: tuple[str, ...] = ()  # PKI messages the attempt logged before the FMPD lines
 
 
 class _SmtpFailure(Exception):
     def __init__(
-        self, reason: str, detail: str, validation: IosValidation | None = None, pki_log: tuple[str, ...] = ()
+        self, reason: str, detail: str, validation: ChainVerdict | None = None, pki_log: tuple[str, ...] = ()
     ) -> None:
         super().__init__(detail)
         self.reason = reason
@@ -129,7 +129,7 @@ async def _starttls(
     now: Callable[[], datetime],
     lenient: bool,
     crl_check: Callable[[str], bool] | None,
-) -> tuple[IosValidation, tuple[Certificate, ...]]:
+) -> tuple[ChainVerdict, tuple[Certificate, ...]]:
     await _command(reader, writer, "STARTTLS", 220)
     if reader._buffer:  # type: ignore[attr-defined]  # bytes before the handshake = STARTTLS injection
         raise _SmtpFailure(CONNECT_ERROR, "server sent data between 220 and the TLS handshake")
@@ -143,7 +143,7 @@ async def _starttls(
     sslobj = writer.get_extra_info("ssl_object")
     raw = sslobj._sslobj.get_unverified_chain() if sslobj is not None else None  # private on 3.11
     chain = tuple(Certificate(c.public_bytes(_ssl.ENCODING_DER)) for c in (raw or []))
-    verdict = validate_as_ios(chain, trustpoints(), now(), lenient=lenient)
+    verdict = validate_chain(chain, trustpoints(), now(), lenient=lenient)
     if not verdict.ok:
         raise _SmtpFailure(TLS_ERROR, f"bad_certificate: {verdict.reason}", verdict)
     anchor = verdict.anchor_trustpoint
@@ -160,7 +160,7 @@ async def _starttls(
 @dataclass
 class _State:
     writer: asyncio.StreamWriter | None = None
-    validation: IosValidation | None = None
+    validation: ChainVerdict | None = None
     chain: tuple[Certificate, ...] = ()
 
 
