@@ -249,16 +249,6 @@ class Disagreement:
     resolution: str
 
 
-_KEY_USAGE = Disagreement(
-    product_ok=True, lab_ok=False, openssl_ok=False, right="lab (RFC 5280; no IOS capture either way)",
-    resolution="the product does not read keyUsage; a CA whose keyUsage lacks keyCertSign may not sign "
-               "certificates (RFC 5280 4.2.1.3, 6.1.4 (n)); OpenSSL and cryptography both refuse",
-)
-_PATH_LENGTH = Disagreement(
-    product_ok=True, lab_ok=False, openssl_ok=False, right="lab (RFC 5280; no IOS capture either way)",
-    resolution="the product does not read pathLenConstraint; RFC 5280 6.1.4 (l)/(m) limits the CAs below; "
-               "OpenSSL and cryptography both refuse",
-)
 _WEAK = Disagreement(
     product_ok=True, lab_ok=False, openssl_ok=True, right="product (older IOS, Cisco doc 117337); "
     "unknown for IOS XE 17.11+",
@@ -266,10 +256,6 @@ _WEAK = Disagreement(
                "cannot be relaxed; the lab is stricter than the router here; no provider serves such a chain",
 )
 DISAGREEMENTS: dict[str, Disagreement] = {
-    "key-usage/intermediate-without-keyCertSign": _KEY_USAGE,
-    "key-usage/installed-root-without-keyCertSign": _KEY_USAGE,
-    "path-length/root-0-with-intermediate": _PATH_LENGTH,
-    "path-length/intermediate-0-with-sub-ca": _PATH_LENGTH,
     "sha1/intermediate-signed-with-sha1": _WEAK,
     "sha1/leaf-signed-with-sha1": _WEAK,
     "rsa-1024/intermediate": _WEAK,

@@ -148,6 +148,29 @@ class Certificate:
         return bc.ca
 
     @cached_property
+    def path_length(self) -> int | None:
+        """basicConstraints pathLenConstraint: how many intermediate CA certificates may follow it (None: any)."""
+        try:
+            bc = self.x509.extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS).value
+        except x509.ExtensionNotFound:
+            return None
+        assert isinstance(bc, x509.BasicConstraints)
+        return bc.path_length if bc.ca else None
+
+    @cached_property
+    def can_sign_certificates(self) -> bool:
+        """A CA (basicConstraints CA:TRUE) whose keyUsage, when present, includes keyCertSign (RFC 5280
+        4.2.1.3, 6.1.4 (n))."""
+        if not self.is_ca:
+            return False
+        try:
+            usage = self.x509.extensions.get_extension_for_oid(ExtensionOID.KEY_USAGE).value
+        except x509.ExtensionNotFound:
+            return True
+        assert isinstance(usage, x509.KeyUsage)
+        return usage.key_cert_sign
+
+    @cached_property
     def subject_key_id(self) -> str | None:
         try:
             ext = self.x509.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_KEY_IDENTIFIER).value

@@ -55,39 +55,52 @@ def _issuer_text(cert: Certificate) -> str:
     return cert.issuer or "(empty issuer)"
 
 
+def _too_deep(issuer: Certificate, below: int) -> bool:
+    """``issuer`` would sign a path with more intermediate CA certificates under it than its pathLenConstraint
+    allows (RFC 5280 6.1.4 (l), (m))."""
+    return issuer.path_length is not None and below > issuer.path_length
+
+
 def _validate_sent(
     index: int,
     sent: Sequence[Certificate],
     installed: list[tuple[str, Certificate]],
     now: datetime,
-    memo: dict[int, _Verdict],
+    memo: dict[tuple[int, int | None], _Verdict],
     visiting: set[int],
+    below: int | None = None,
 ) -> _Verdict:
-    if index in memo:
-        return memo[index]
+    """Whether sent certificate ``index`` validates. ``below``: how many intermediate CA certificates lie between
+    it and the certificate whose path is being built; None when it is that certificate."""
+    key = (index, below)
+    if key in memo:
+        return memo[key]
     cert = sent[index]
     what = f"sent certificate {index + 1}"
     problem = _time_problem(cert, now, what)
     if problem:
         verdict = _Verdict(False, None, problem)
-        memo[index] = verdict
+        memo[key] = verdict
         return verdict
-    # 1. "Check for identical certs": the very same DER installed in a trustpoint.
+    # 1. "Check for identical certs": the very same DER installed in a trustpoint (its own constraints apply).
     for name, candidate in installed:
-        if candidate == cert:
+        if candidate == cert and not _too_deep(cert, below or 0):
             verdict = _Verdict(True, name, f"{what} {cert.common_name!r} is installed in trustpoint {name}")
-            memo[index] = verdict
+            memo[key] = verdict
             return verdict
+    # Intermediates between the certificate being validated and this one's issuer (a self-issued one does not
+    # count, RFC 5280 6.1.4 (l)).
+    under = 0 if below is None else below + (0 if cert.is_self_issued else 1)
     # 2. "Suitable trustpoints are: X": an installed CA certificate that signed it.
     expired_issuer: str | None = None
     for name, candidate in installed:
-        if candidate.is_ca and cert.is_signed_by(candidate):
+        if candidate.can_sign_certificates and not _too_deep(candidate, under) and cert.is_signed_by(candidate):
             issue = _time_problem(candidate, now, f"installed issuer in trustpoint {name}")
             if issue:
                 expired_issuer = issue
                 continue
             verdict = _Verdict(True, name, f"{what} {cert.common_name!r} was anchored to trustpoint {name}")
-            memo[index] = verdict
+            memo[key] = verdict
             return verdict
     # 3. Another sent certificate that signed it and itself validated.
     visiting.add(index)
@@ -95,12 +108,12 @@ def _validate_sent(
     for other_index, other in enumerate(sent):
         if other_index == index or other_index in visiting:
             continue
-        if other.is_ca and cert.is_signed_by(other):
-            upper = _validate_sent(other_index, sent, installed, now, memo, visiting)
+        if other.can_sign_certificates and not _too_deep(other, under) and cert.is_signed_by(other):
+            upper = _validate_sent(other_index, sent, installed, now, memo, visiting, under)
             if upper.ok:
                 visiting.discard(index)
                 verdict = _Verdict(True, upper.anchor, upper.reason)
-                memo[index] = verdict
+                memo[key] = verdict
                 return verdict
             upper_failure = upper_failure or upper.reason
     visiting.discard(index)
@@ -110,7 +123,7 @@ def _validate_sent(
         or (f"No trust point for cert issuer {_issuer_text(cert)} ({what} {cert.common_name!r})")
     )
     verdict = _Verdict(False, None, reason)
-    memo[index] = verdict
+    memo[key] = verdict
     return verdict
 
 
@@ -125,19 +138,22 @@ def _validate_lenient(
     pool = list(sent[1:])
     current = leaf
     seen: set[bytes] = {leaf.der}
+    below = 0  # intermediate CA certificates walked through so far
     for _ in range(len(sent) + len(installed) + 1):
         for name, candidate in installed:
-            if candidate == current:
+            if candidate == current and (current is leaf or not _too_deep(current, below - 1)):
                 return IosValidation(True, name, f"chain was anchored to trustpoint {name} (lenient)")
         # Installed issuers first ("trusted first"), then sent ones.
         for name, candidate in installed:
-            if candidate.is_ca and current.is_signed_by(candidate) and candidate.is_valid_at(now):
+            if (candidate.can_sign_certificates and not _too_deep(candidate, below) and current.is_signed_by(candidate)
+                    and candidate.is_valid_at(now)):
                 return IosValidation(True, name, f"chain was anchored to trustpoint {name} (lenient)")
         nxt = next(
             (
                 c
                 for c in pool
-                if c.der not in seen and c.is_ca and current.is_signed_by(c) and c.is_valid_at(now)
+                if c.der not in seen and c.can_sign_certificates and not _too_deep(c, below)
+                and current.is_signed_by(c) and c.is_valid_at(now)
             ),
             None,
         )
@@ -146,6 +162,7 @@ def _validate_lenient(
                 False, None, f"No trust point for cert issuer {_issuer_text(current)} (lenient)"
             )
         seen.add(nxt.der)
+        below += 0 if nxt.is_self_issued else 1
         current = nxt
     return IosValidation(False, None, "chain too long or looping (lenient)")
 
@@ -167,10 +184,10 @@ def validate_as_ios(
     installed = _installed(trustpoints)
     if lenient:
         return _validate_lenient(sent, installed, now)
-    memo: dict[int, _Verdict] = {}
+    memo: dict[tuple[int, int | None], _Verdict] = {}
     for index in range(len(sent)):
         verdict = _validate_sent(index, sent, installed, now, memo, set())
         if not verdict.ok:
             return IosValidation(False, None, verdict.reason)
-    top = memo[len(sent) - 1]
+    top = memo[(len(sent) - 1, None)]
     return IosValidation(True, top.anchor, f"chain cert was anchored to trustpoint {top.anchor}")
