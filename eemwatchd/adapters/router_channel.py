@@ -24,6 +24,7 @@ from scrapli.exceptions import (
     ScrapliTimeout,
 )
 
+from eemwatchd import __version__
 from eemwatchd.adapters.router_access import (
     RouterTarget,
     host_key_rejection,
@@ -113,6 +114,9 @@ class RouterChannel:
             # password attempt when no password is configured (a failed login in the router's log).
             "client_keys": [client_key] if client_key is not None else None,
             "password": t.password,
+            # Say who we are in the SSH version string (`show ssh` and the router's logs show it; the lab
+            # router judges the invariants of these sessions only): SSH-2.0-eemwatchd_<version>.
+            "client_version": f"eemwatchd_{__version__}",
             **ssh_algorithms(legacy=t.legacy_algorithms),
         }
         longest = max(t.timeouts.command, t.timeouts.running_config, t.timeouts.change)

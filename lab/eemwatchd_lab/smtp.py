@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from eemwatchd.core.certificate import Certificate
+from eemwatchd_lab.router import invariants
 
 LabMode = Literal["starttls", "implicit", "plain"]
 
@@ -145,6 +146,8 @@ class LabSmtpServer:
         """Serve ``certs`` to connections made from now on; open connections keep their chain."""
         self._ctx = build_server_context(certs, key)
         self._served = tuple(certs)
+        if self._server is not None:
+            invariants.serve_chain(id(self), self._served)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -163,6 +166,7 @@ class LabSmtpServer:
             self._make_protocol, host=self.host, port=self.port, ssl=listen_ctx
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        self._announce(True)
 
     def _switch_context(self, sslobj: ssl.SSLObject, server_name: str | None, ctx: ssl.SSLContext) -> None:
         if self._ctx is not None and sslobj.context is not self._ctx:
@@ -218,6 +222,7 @@ class LabSmtpServer:
         server, self._server = self._server, None
         if server is None:
             return
+        self._announce(False)
         server.close()
         for proto in list(self._sessions):
             for transport in (getattr(proto, "_original_transport", None), proto.transport):
@@ -229,6 +234,11 @@ class LabSmtpServer:
     async def __aenter__(self) -> LabSmtpServer:
         await self.start()
         return self
+
+    def _announce(self, serving: bool) -> None:
+        """Tell the lab routers' invariant checks what this server sends (router/invariants.py)."""
+        if self.mode != "plain":
+            invariants.serve_chain(id(self), self._served if serving else None)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -173,8 +173,10 @@ class Session:
         send: Callable[[str], None],
         close: Callable[[bool], None],
         sleep: Callable[[float], Awaitable[None]],
+        client_version: str = "",
     ) -> None:
         self.device = device
+        self.watch = device.invariants.opened(client_version)  # what the invariant checks know of it
         self.user = user
         self.vty = vty
         self.peer = peer
@@ -432,6 +434,7 @@ class Session:
     def _leave_config(self) -> None:
         self._close_submode()
         self.mode = "exec"
+        self.device.invariants.left_config(self.watch)
         if self._configured:
             self.device.log(
                 f"%SYS-5-CONFIG_I: Configured from console by {self.user.name} on vty{self.vty} ({self.peer})"
@@ -441,6 +444,15 @@ class Session:
     def changed(self) -> None:
         self._configured = True
         self.device.mark_changed(self.user.name)
+        self.device.invariants.changed(self.watch)
+
+    def ended(self) -> None:
+        """The session is over (logout, a dropped connection, the router stopping): the end-of-session checks."""
+        if self.watch.ended:
+            return
+        self.device.invariants.closed(self.watch)
+        for listener in list(self.device.session_listeners):
+            listener(self.watch)
 
 
 # --- exec handlers --------------------------------------------------------------------------------------
@@ -779,12 +791,14 @@ async def h_configure(s: Session, c: Call) -> bool:
             return True
     await s.write_lines([CONFIG_BANNER])
     s.mode = "config"
+    s.device.invariants.entered_config(s.watch)
     return True
 
 
 async def _build_and_save(s: Session) -> None:
     # write_memory / copy: `Building configuration...` then `[OK]` (C9800, cm-s6-h001)
     await s.write_lines(["Building configuration..."])
+    s.device.invariants.saved(s.watch)
     s.device.save()
     await s.write_lines(["[OK]"])
 
@@ -829,8 +843,14 @@ async def h_send_log(s: Session, c: Call) -> bool:
 async def h_event_run(s: Session, c: Call) -> bool:
     if not c.args:
         raise CommandError("incomplete")
-    refusal = s.device.run_applet(c.args[0][0])
+    fire = s.device.invariants.fired(s.watch)
+
+    def done(ok: bool) -> None:
+        fire.ok = ok
+
+    refusal = s.device.run_applet(c.args[0][0], on_done=done)
     if refusal is not None:
+        fire.ok = False
         await s.write_lines([refusal, ""])  # inferred: printed at the CLI, blank line after
     return True
 

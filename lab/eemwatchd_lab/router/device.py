@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +16,7 @@ from eemwatchd.errors import CertificateError, StateError
 from eemwatchd_lab.router import eem
 from eemwatchd_lab.router.clock import UTC_ZONE, Clock, Zone, config_time, wall_clock
 from eemwatchd_lab.router.faults import Faults
+from eemwatchd_lab.router.invariants import Invariants, SessionWatch
 from eemwatchd_lab.router.logbuffer import LogBuffer
 from eemwatchd_lab.router.mailer import MailOutcome
 from eemwatchd_lab.router.pki import (
@@ -122,6 +123,10 @@ class Device:
         # Lines of real captures the simulator does not model (odd chain shapes, other features): shown in the
         # running-config as given, before `line con 0`, and never interpreted. Tests set them.
         self.verbatim: list[str] = []
+        # The invariants this router can see of eemwatchd's sessions (router/invariants.py), and what a test
+        # fixture wants to hear when a session ends (the audit check needs eemwatchd's store).
+        self.invariants = Invariants(spec.name, self.trustpoint_certs, self.now)
+        self.session_listeners: list[Callable[[SessionWatch], None]] = []
         self.logbuf = LogBuffer()
         self.summer_text: str | None = None  # `clock summer-time` arguments as configured
         self.history: list[eem.HistoryEntry] = []
@@ -353,8 +358,9 @@ class Device:
 
     # --- EEM jobs ---------------------------------------------------------------------------------------
 
-    def run_applet(self, name: str) -> str | None:
-        """`event manager run NAME`: start it in the background; the refusal text when it cannot run."""
+    def run_applet(self, name: str, *, on_done: Callable[[bool], None] | None = None) -> str | None:
+        """`event manager run NAME`: start it in the background; the refusal text when it cannot run.
+        ``on_done(ok)`` hears when the job ended: ok when it ran to its end and every mail it sent was delivered."""
         applet = self.applets.get(name)
         if applet is None or applet.event != "none" or applet.registered_at is None:
             # inferred: an unknown applet gets the same refusal as one without `event none`.
@@ -369,7 +375,14 @@ class Device:
         )
 
         async def job() -> None:
-            status = await eem.run_applet(applet, ctx)
+            mails = len(self.mail_outcomes)
+            status = "failed"
+            try:
+                status = await eem.run_applet(applet, ctx)
+            finally:
+                if on_done is not None:
+                    sent = self.mail_outcomes[mails:]
+                    on_done(status == "success" and bool(sent) and all(o.ok for _name, o in sent))
             # The row appears when the job ENDS (a running job has none), oldest rows beyond the
             # configured size are dropped.
             self.add_history(eem.HistoryEntry(job_id, status, started, "none", name))

@@ -8,7 +8,7 @@ import contextlib
 import hmac
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -209,8 +209,15 @@ class LabDevice:
 
         session = Session(
             device, user, vty=vty, peer=peer[0] if peer else "127.0.0.1", send=send, close=close,
-            sleep=asyncio.sleep,
+            sleep=asyncio.sleep, client_version=str(conn.get_extra_info("client_version") or ""),
         )
+        try:
+            await self._converse(process, session, user, send, close)
+        finally:
+            session.ended()
+
+    async def _converse(self, process: asyncssh.SSHServerProcess[bytes], session: Session, user: User,
+                        send: Callable[[str], None], close: Callable[[bool], None]) -> None:
         if not user.exec_authorized:
             # `aaa authorization exec` denied: the line, then the session ends (inferred: no prompt first).
             send(f"\r\n{EXEC_AUTHORIZATION_FAILED}\r\n")
