@@ -10,7 +10,7 @@ import pytest
 
 from eemwatchd.adapters.store import AuditEntry, Store
 from eemwatchd.cli import main
-from tests.test_audit_verify import CONFIG
+from tests.support.state_db import CONFIG
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

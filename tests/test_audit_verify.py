@@ -16,17 +16,9 @@ from eemwatchd.adapters.store import AuditEntry, Store
 from eemwatchd.adapters.store_audit import GENESIS, TRIGGERS
 from eemwatchd.cli import main
 from eemwatchd.errors import StateError
+from tests.support.state_db import CONFIG
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-CONFIG = """
-state_path: state.db
-servers:
-  - name: lab
-    host: 127.0.0.1
-    port: 2525
-    mode: starttls
-routers: []
-"""
 V2_AUDIT_TABLE = """CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, router TEXT NOT NULL,
     action TEXT NOT NULL, trustpoint TEXT, sha256_before TEXT, sha256_after TEXT, test_fire TEXT,
     reason TEXT NOT NULL, evidence TEXT, prev_hash TEXT, hash TEXT)"""

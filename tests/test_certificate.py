@@ -23,7 +23,7 @@ from eemwatchd.core.ios.formats import (
 )
 from eemwatchd.errors import CertificateError
 from eemwatchd_lab.pki import GmailShapedPki
-from tests.transcripts import transcript
+from tests.support.transcripts import transcript
 
 CSR = "show_running-config_crypto_pki_section__gh_ansible_facts_csr1000v_17_3.txt"
 CONFPARSE = "show_running-config_crypto_pki_excerpt__ciscoconfparse_test.txt"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from cryptography import x509
@@ -24,14 +24,9 @@ from eemwatchd.core.chain import (
     verify_chain,
 )
 from eemwatchd_lab.pki import GmailShapedPki, make_root
+from tests.support.clock import NOW
 
-NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 HOST = "smtp.lab.example"
-
-
-@pytest.fixture
-def pki() -> GmailShapedPki:
-    return GmailShapedPki.create(now=NOW)
 
 
 def _self_signed_server(now: datetime, name: str = HOST) -> Certificate:

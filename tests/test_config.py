@@ -23,12 +23,6 @@ routers:
 """
 
 
-@pytest.fixture
-def base(tmp_path: Path) -> Path:
-    (tmp_path / "pw").write_text("s3cret-pw\n")
-    return tmp_path
-
-
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("90", 90.0), (90, 90.0), ("90s", 90.0), ("15m", 900.0), ("1h", 3600.0), ("7d", 604800.0),
@@ -45,25 +39,25 @@ def test_bad_durations(text: object) -> None:
         parse_duration(text)
 
 
-def test_minimal_config_and_defaults(base: Path) -> None:
-    cfg = parse_config(MINIMAL, base=base).config
+def test_minimal_config_and_defaults(config_dir: Path) -> None:
+    cfg = parse_config(MINIMAL, base=config_dir).config
     server = cfg.server("gmail")
     assert (server.mode, server.effective_port, server.interval) == ("starttls", 587, 3600.0)
     router = cfg.router("r1")
     assert router.port == 22
     assert isinstance(router.password, Secret)
     assert router.password.reveal() == "s3cret-pw"
-    assert router.known_hosts == base / "kh"
+    assert router.known_hosts == config_dir / "kh"
     assert cfg.policy.trustpoint_prefix == "EEMW-"
     assert cfg.policy.confirmations == 2
 
 
-def test_implicit_mode_defaults_to_465(base: Path) -> None:
-    cfg = parse_config("servers: [{name: s, host: h, mode: implicit}]", base=base).config
+def test_implicit_mode_defaults_to_465(config_dir: Path) -> None:
+    cfg = parse_config("servers: [{name: s, host: h, mode: implicit}]", base=config_dir).config
     assert cfg.servers[0].effective_port == 465
 
 
-def test_defaults_section_is_merged_and_entry_wins(base: Path) -> None:
+def test_defaults_section_is_merged_and_entry_wins(config_dir: Path) -> None:
     text = """
 defaults:
   servers: {interval: 15m}
@@ -71,13 +65,13 @@ defaults:
 servers: [{name: s, host: h}, {name: t, host: h2, interval: 1h}]
 routers: [{name: r1, host: a}, {name: r2, host: b, port: 22}]
 """
-    cfg = parse_config(text, base=base).config
+    cfg = parse_config(text, base=config_dir).config
     assert [s.interval for s in cfg.servers] == [900.0, 3600.0]
     assert [r.port for r in cfg.routers] == [2222, 22]
     assert {r.username for r in cfg.routers} == {"shared"}
 
 
-def test_every_problem_reported_at_once_with_paths(base: Path) -> None:
+def test_every_problem_reported_at_once_with_paths(config_dir: Path) -> None:
     text = """
 servers:
   - {name: a, host: x, port: 70000, mode: foo, interval: soon}
@@ -87,7 +81,7 @@ routers:
 policy: {confirmations: 0, install: everything}
 """
     with pytest.raises(ConfigError) as info:
-        parse_config(text, base=base, source="bad.yaml")
+        parse_config(text, base=config_dir, source="bad.yaml")
     problems = info.value.problems
     expected = [
         "servers[0].port: must be 1-65535",
@@ -139,30 +133,30 @@ policy: {confirmations: 0, install: everything}
     ids=["yaml-syntax", "not-mapping", "no-servers", "bad-name", "bad-pin", "webhook-url", "listen",
          "trust-store", "defaults-key", "ca-file", "no-known-hosts", "password-file-missing", "both-secrets"],
 )
-def test_problems_name_the_key_and_fix(base: Path, text: str, fragment: str) -> None:
+def test_problems_name_the_key_and_fix(config_dir: Path, text: str, fragment: str) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_config(text, base=base)
+        parse_config(text, base=config_dir)
     assert any(fragment in p for p in info.value.problems), info.value.problems
 
 
-def test_secret_from_environment(base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secret_from_environment(config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EEMW_TEST_PW", "from-env-pw")
     text = MINIMAL.replace("password_file: pw", "password: '${EEMW_TEST_PW}'")
-    loaded = parse_config(text, base=base)
+    loaded = parse_config(text, base=config_dir)
     secret = loaded.config.routers[0].password
     assert secret is not None and secret.reveal() == "from-env-pw"
     assert loaded.warnings == []
     assert "from-env-pw" not in repr(loaded.config)
 
 
-def test_missing_environment_variable_is_a_problem(base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_environment_variable_is_a_problem(config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EEMW_UNSET_PW", raising=False)
     with pytest.raises(ConfigError, match=r"routers\[0\].password: environment variable EEMW_UNSET_PW is not set"):
-        parse_config(MINIMAL.replace("password_file: pw", "password: '${EEMW_UNSET_PW}'"), base=base)
+        parse_config(MINIMAL.replace("password_file: pw", "password: '${EEMW_UNSET_PW}'"), base=config_dir)
 
 
-def test_clear_text_secret_warns_and_never_shows(base: Path) -> None:
-    loaded = parse_config(MINIMAL.replace("password_file: pw", "password: hunter2-clear"), base=base)
+def test_clear_text_secret_warns_and_never_shows(config_dir: Path) -> None:
+    loaded = parse_config(MINIMAL.replace("password_file: pw", "password: hunter2-clear"), base=config_dir)
     assert loaded.warnings == [
         "routers[0].password: secret written in clear in the config file; use password: ${ENV_VAR} "
         "or password_file: instead"
@@ -177,10 +171,10 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cfg.routers[0].applet == "MAIL-ALERT"
 
 
-def test_check_config_command_exit_codes(base: Path) -> None:
-    good = base / "good.yaml"
+def test_check_config_command_exit_codes(config_dir: Path) -> None:
+    good = config_dir / "good.yaml"
     good.write_text(MINIMAL)
-    bad = base / "bad.yaml"
+    bad = config_dir / "bad.yaml"
     bad.write_text("servers: [{name: s, host: h, port: 0}]\n")
     run = [sys.executable, "-m", "eemwatchd.cli", "check-config", "-c"]
     ok = subprocess.run([*run, str(good)], capture_output=True, text=True, timeout=30, check=False)
@@ -190,13 +184,13 @@ def test_check_config_command_exit_codes(base: Path) -> None:
     assert fail.returncode == 1
     assert "servers[0].port: must be 1-65535" in fail.stderr
     assert "Traceback" not in fail.stderr
-    missing = subprocess.run([*run, str(base / "nope.yaml")], capture_output=True, text=True, timeout=30,
+    missing = subprocess.run([*run, str(config_dir / "nope.yaml")], capture_output=True, text=True, timeout=30,
                              check=False)
     assert missing.returncode == 1
     assert "cannot read the file" in missing.stderr
 
 
-def test_error_text_is_one_readable_block(base: Path) -> None:
+def test_error_text_is_one_readable_block(config_dir: Path) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_config(textwrap.dedent("servers: [{name: s, host: h, port: 0}]"), base=base, source="x.yaml")
+        parse_config(textwrap.dedent("servers: [{name: s, host: h, port: 0}]"), base=config_dir, source="x.yaml")
     assert str(info.value) == "x.yaml: 1 problem\n  servers[0].port: must be 1-65535"

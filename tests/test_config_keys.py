@@ -27,16 +27,9 @@ def config_text(*, server: str = "", router: str = "", policy: str = "", top: st
             f"policy: {{{policy}}}\n{top}")
 
 
-@pytest.fixture
-def base(tmp_path: Path) -> Path:
-    (tmp_path / "pw").write_text("s3cret-pw\n")
-    (tmp_path / "smtp.pw").write_text("app-pass-123\n")
-    return tmp_path
-
-
-def problems(text: str, base: Path, *, strict_windows: bool = False) -> list[str]:
+def problems(text: str, config_dir: Path, *, strict_windows: bool = False) -> list[str]:
     with pytest.raises(ConfigError) as info:
-        parse_config(text, base=base, strict_windows=strict_windows)
+        parse_config(text, base=config_dir, strict_windows=strict_windows)
     return info.value.problems
 
 
@@ -69,14 +62,14 @@ def test_durations_must_be_finite(value: object) -> None:
     ],
     ids=lambda v: v.split("'")[1] if "'" in v else v[:20],
 )
-def test_each_duration_has_bounds(base: Path, key: str, fragment: str) -> None:
+def test_each_duration_has_bounds(config_dir: Path, key: str, fragment: str) -> None:
     where, value = key.split(": ", 1)
-    found = problems(config_text(**{where: value.strip("'")}), base)
+    found = problems(config_text(**{where: value.strip("'")}), config_dir)
     assert any(p.startswith(fragment) for p in found), found
 
 
-def test_defaults_within_bounds_load(base: Path) -> None:
-    cfg = parse_config(config_text(), base=base).config
+def test_defaults_within_bounds_load(config_dir: Path) -> None:
+    cfg = parse_config(config_text(), base=config_dir).config
     assert (cfg.routers[0].interval, cfg.policy.alert_reminder) == (3600.0, 86400.0)
     assert cfg.routers[0].legacy_algorithms is False
     assert cfg.servers[0].account is None
@@ -85,35 +78,35 @@ def test_defaults_within_bounds_load(base: Path) -> None:
 # --- windows -------------------------------------------------------------------------------------------
 
 
-def test_recent_shorter_than_confirmations_times_interval_is_a_problem_when_strict(base: Path) -> None:
+def test_recent_shorter_than_confirmations_times_interval_is_a_problem_when_strict(config_dir: Path) -> None:
     text = config_text(server="interval: 6h", policy="recent: 12h, confirmations: 2")
-    assert problems(text, base, strict_windows=True) == [
+    assert problems(text, config_dir, strict_windows=True) == [
         "policy.recent: 12h is too short: a chain counts after 2 sightings (policy.confirmations) and "
         "servers[0] (s) is fetched every 6h, so a chain cannot be confirmed while it is still recent; make "
         "recent longer than 12h (the default is 14d) or fetch more often"
     ]
 
 
-def test_the_same_windows_are_a_problem_by_default_and_a_warning_only_when_asked(base: Path) -> None:
+def test_the_same_windows_are_a_problem_by_default_and_a_warning_only_when_asked(config_dir: Path) -> None:
     text = config_text(server="interval: 6h", policy="recent: 12h")
-    assert problems(text, base, strict_windows=True)[0].startswith("policy.recent: 12h is too short")
+    assert problems(text, config_dir, strict_windows=True)[0].startswith("policy.recent: 12h is too short")
     with pytest.raises(ConfigError):
-        parse_config(text, base=base)
-    loaded = parse_config(text, base=base, strict_windows=False)
+        parse_config(text, base=config_dir)
+    loaded = parse_config(text, base=config_dir, strict_windows=False)
     assert len(loaded.warnings) == 1 and loaded.warnings[0].startswith("policy.recent: 12h is too short")
 
 
-def test_the_longest_interval_counts(base: Path) -> None:
+def test_the_longest_interval_counts(config_dir: Path) -> None:
     text = ("servers: [{name: a, host: h, interval: 1m}, {name: b, host: h, interval: 1d}]\n"
             "policy: {recent: 36h, confirmations: 2}\n")
-    found = problems(text, base, strict_windows=True)
+    found = problems(text, config_dir, strict_windows=True)
     assert found[0].startswith("policy.recent: 36h is too short") and "servers[1] (b)" in found[0], found
-    parse_config(text.replace("36h", "49h"), base=base, strict_windows=True)
+    parse_config(text.replace("36h", "49h"), base=config_dir, strict_windows=True)
 
 
-def test_step_and_connect_must_fit_in_total(base: Path) -> None:
+def test_step_and_connect_must_fit_in_total(config_dir: Path) -> None:
     found = problems(config_text(server="timeouts: {step: 5m, total: 1m}",
-                                 router="timeouts: {connect: 2m, total: 1m}"), base)
+                                 router="timeouts: {connect: 2m, total: 1m}"), config_dir)
     assert found == [
         "servers[0].timeouts: step (5m) is longer than total (1m); total bounds the whole session, so make it "
         "at least 5m",
@@ -149,38 +142,38 @@ def test_step_and_connect_must_fit_in_total(base: Path) -> None:
     ids=["applet-injection", "applet-space", "applet-pipe", "username-help", "username-crlf", "adopt-comment",
          "adopt-dot", "prefix-injection", "prefix-too-long", "prefix-digit"],
 )
-def test_values_reaching_router_commands_are_one_ios_token(base: Path, where: str, value: str,
+def test_values_reaching_router_commands_are_one_ios_token(config_dir: Path, where: str, value: str,
                                                            expected: str) -> None:
-    found = problems(config_text(**{where: value}), base)
+    found = problems(config_text(**{where: value}), config_dir)
     assert any(p.startswith(expected) for p in found), found
 
 
-def test_injection_through_defaults_names_every_router(base: Path) -> None:
+def test_injection_through_defaults_names_every_router(config_dir: Path) -> None:
     text = ('defaults: {routers: {applet: "X\\nhostname PWNED"}}\nservers: [{name: s, host: h}]\n'
             "routers: [{name: a, host: h, username: u, password_file: pw, servers: [s], known_hosts: kh},\n"
             "          {name: b, host: h, username: u, password_file: pw, servers: [s], known_hosts: kh}]\n")
-    found = problems(text, base)
+    found = problems(text, config_dir)
     assert [p.split(":")[0] for p in found] == ["routers[0].applet", "routers[1].applet"]
 
 
-def test_a_sixteen_character_prefix_is_the_longest(base: Path) -> None:
-    cfg = parse_config(config_text(policy="trustpoint_prefix: ABCDEFGHIJKLMNOP"), base=base).config
+def test_a_sixteen_character_prefix_is_the_longest(config_dir: Path) -> None:
+    cfg = parse_config(config_text(policy="trustpoint_prefix: ABCDEFGHIJKLMNOP"), base=config_dir).config
     assert cfg.policy.trustpoint_prefix == "ABCDEFGHIJKLMNOP"
 
 
 # --- new keys -----------------------------------------------------------------------------------------
 
 
-def test_router_interval_in_defaults_and_per_router(base: Path) -> None:
+def test_router_interval_in_defaults_and_per_router(config_dir: Path) -> None:
     text = ("defaults: {routers: {interval: 15m}}\nservers: [{name: s, host: h}]\n"
             f"routers: [{ROUTER}, {ROUTER.replace('r1', 'r2')[:-1]}, interval: 2h}}]\n")
-    assert [r.interval for r in parse_config(text, base=base).config.routers] == [900.0, 7200.0]
+    assert [r.interval for r in parse_config(text, base=config_dir).config.routers] == [900.0, 7200.0]
 
 
-def test_legacy_algorithms_warns_for_every_router_that_sets_it(base: Path) -> None:
+def test_legacy_algorithms_warns_for_every_router_that_sets_it(config_dir: Path) -> None:
     text = ("defaults: {routers: {legacy_algorithms: true}}\nservers: [{name: s, host: h}]\n"
             f"routers: [{ROUTER}, {ROUTER.replace('r1', 'r2')[:-1]}, legacy_algorithms: false}}]\n")
-    loaded = parse_config(text, base=base)
+    loaded = parse_config(text, base=config_dir)
     assert [r.legacy_algorithms for r in loaded.config.routers] == [True, False]
     assert loaded.warnings == [
         "routers[0].legacy_algorithms: SHA-1 key exchange, MACs and host-key signatures are allowed for r1; "
@@ -191,9 +184,9 @@ def test_legacy_algorithms_warns_for_every_router_that_sets_it(base: Path) -> No
 ACCOUNT = "account: {{username: {user}, password_file: smtp.pw, from: {sender}}}"
 
 
-def test_account_loads_with_its_secret(base: Path) -> None:
+def test_account_loads_with_its_secret(config_dir: Path) -> None:
     loaded = parse_config(config_text(server=ACCOUNT.format(user="relay-user", sender="routers@example.net")),
-                          base=base)
+                          base=config_dir)
     account = loaded.config.servers[0].account
     assert account is not None
     assert (account.username, account.mail_from, account.password.reveal()) == (
@@ -227,8 +220,8 @@ def test_account_loads_with_its_secret(base: Path) -> None:
     ids=["at-in-login", "colon-in-login", "space-in-login", "no-from", "from-not-address", "from-injection",
          "at-in-password", "space-in-password", "no-password"],
 )
-def test_account_refuses_what_eem_cannot_use(base: Path, account: str, expected: str) -> None:
-    found = problems(config_text(server=account), base)
+def test_account_refuses_what_eem_cannot_use(config_dir: Path, account: str, expected: str) -> None:
+    found = problems(config_text(server=account), config_dir)
     assert any(p.startswith(expected) for p in found), found
     assert not any("p@ss" in p or "p ss?" in p for p in found)
 
@@ -236,7 +229,7 @@ def test_account_refuses_what_eem_cannot_use(base: Path, account: str, expected:
 # --- secrets ------------------------------------------------------------------------------------------
 
 
-def test_config_secrets_lists_every_secret_once(base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_secrets_lists_every_secret_once(config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EEMW_TEST_ENABLE", "enable-secret-1")
     monkeypatch.setenv("EEMW_TEST_ALERT", "alert-pass-1")
     text = config_text(
@@ -244,13 +237,13 @@ def test_config_secrets_lists_every_secret_once(base: Path, monkeypatch: pytest.
         router="enable_secret: '${EEMW_TEST_ENABLE}'",
         top="alerts: [{kind: email, smtp_host: m, mail_from: a@b.c, mail_to: [n@b.c], password: '${EEMW_TEST_ALERT}'}]",
     )
-    cfg = parse_config(text, base=base).config
+    cfg = parse_config(text, base=config_dir).config
     assert sorted(cfg.secrets()) == sorted(["s3cret-pw", "enable-secret-1", "alert-pass-1", "app-pass-123"])
 
 
-def test_secrets_are_deduplicated(base: Path) -> None:
+def test_secrets_are_deduplicated(config_dir: Path) -> None:
     text = f"servers: [{{name: s, host: h}}]\nrouters: [{ROUTER}, {ROUTER.replace('r1', 'r2')}]\n"
-    assert parse_config(text, base=base).config.secrets() == ["s3cret-pw"]
+    assert parse_config(text, base=config_dir).config.secrets() == ["s3cret-pw"]
 
 
 # --- the example and check-config ---------------------------------------------------------------------
@@ -275,8 +268,8 @@ def run_check_config(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[in
     return code, out, err
 
 
-def test_check_config_prints_warnings_and_ok(base: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    file = base / "c.yaml"
+def test_check_config_prints_warnings_and_ok(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    file = config_dir / "c.yaml"
     file.write_text(config_text(router="legacy_algorithms: true"))
     code, out, err = run_check_config(file, capsys)
     assert code == 0, err
@@ -297,9 +290,9 @@ def test_check_config_prints_warnings_and_ok(base: Path, capsys: pytest.CaptureF
     ],
     ids=["windows", "injection", "alias", "duplicate"],
 )
-def test_check_config_refuses_with_the_problem(base: Path, capsys: pytest.CaptureFixture[str], text: str,
+def test_check_config_refuses_with_the_problem(config_dir: Path, capsys: pytest.CaptureFixture[str], text: str,
                                                expected: str) -> None:
-    file = base / "c.yaml"
+    file = config_dir / "c.yaml"
     file.write_text(text)
     code, out, err = run_check_config(file, capsys)
     assert code == 1 and out == ""
@@ -307,8 +300,8 @@ def test_check_config_refuses_with_the_problem(base: Path, capsys: pytest.Captur
     assert "Traceback" not in err
 
 
-def test_check_config_on_invalid_utf8(base: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    file = base / "c.yaml"
+def test_check_config_on_invalid_utf8(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    file = config_dir / "c.yaml"
     file.write_bytes(b"servers: [{name: \xff}]\n")
     code, _, err = run_check_config(file, capsys)
     assert code == 1

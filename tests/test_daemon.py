@@ -12,67 +12,18 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from eemwatchd_lab.scenario import Lab
-from tests.prometheus_server import start_prometheus
-from tests.test_alerts import Receiver, serve_webhook
+from tests.support.daemon import free_port, get, metrics, series, wait_until
+from tests.support.prometheus_server import start_prometheus
+from tests.support.webhook import Receiver, serve_webhook
 
 pytestmark = pytest.mark.timeout(150)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def get(url: str, timeout: float = 5.0) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError:
-        return 0, ""
-
-
-def metrics(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    code, text = get(f"{base}/metrics")
-    assert code == 200
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
-
-
-def series(values: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> dict[str, float]:
-    """``name``'s samples keyed by their router/server label."""
-    return {dict(labels).get("router") or dict(labels).get("server", ""): v for (n, labels), v in values.items()
-            if n == name}
-
-
-async def wait_until(what: str, check: Callable[[], Any], timeout: float, daemon: subprocess.Popen[bytes],
-                     log: Path) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = await asyncio.to_thread(check)
-        if result:
-            return result
-        if daemon.poll() is not None:
-            pytest.fail(f"the daemon exited ({daemon.returncode}) while waiting for {what}:\n{log.read_text()[-3000:]}")
-        await asyncio.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}; daemon log tail:\n{log.read_text()[-4000:]}")
 
 
 @contextlib.contextmanager
@@ -89,28 +40,22 @@ def daemon_process(config: Path, log: Path, env: dict[str, str] | None = None) -
                 proc.wait(timeout=10)
 
 
-@pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
-    async with Lab(tmp_path / "lab", routers=2, say=lambda _text: None, live=True) as lab:
-        yield lab
-
-
-def configure(lab: Lab, receiver: Receiver, port: int) -> None:
-    document = yaml.safe_load(lab.config_path.read_text())
+def configure(live_lab: Lab, receiver: Receiver, port: int) -> None:
+    document = yaml.safe_load(live_lab.config_path.read_text())
     document["metrics"] = {"listen": f"127.0.0.1:{port}"}
     document["alerts"] = [{"kind": "log"}, {"kind": "webhook", "url": receiver.url + "/hook",
                                             "events": ["chain_changed", "chain_unverified", "router_drift",
                                                        "refresh_failed", "refresh_succeeded"]}]
     document["defaults"]["routers"]["interval"] = "60s"
-    lab.config_path.write_text(yaml.safe_dump(document, sort_keys=False))
+    live_lab.config_path.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
-def in_sync_everywhere(base: str, names: list[str], mails_before: int, lab: Lab) -> bool:
+def in_sync_everywhere(base: str, names: list[str], mails_before: int, live_lab: Lab) -> bool:
     values = metrics(base)
     synced = series(values, "eemwatchd_router_in_sync")
     fired = series(values, "eemwatchd_router_testfire_success")
     return (all(synced.get(n) == 1.0 for n in names) and all(fired.get(n) == 1.0 for n in names)
-            and len(lab.smtp.messages) >= mails_before + len(names))
+            and len(live_lab.smtp.messages) >= mails_before + len(names))
 
 
 def page_rows(base: str) -> dict[str, str]:
@@ -119,8 +64,8 @@ def page_rows(base: str) -> dict[str, str]:
     return dict(re.findall(r'data-router="([^"]+)"[^>]*data-state="([^"]+)"', page))
 
 
-async def test_daemon_keeps_routers_mailing_through_a_root_rotation(lab: Lab, tmp_path: Path) -> None:
-    names = [d.name for d in lab.fleet]
+async def test_daemon_keeps_routers_mailing_through_a_root_rotation(live_lab: Lab, tmp_path: Path) -> None:
+    names = [d.name for d in live_lab.fleet]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "daemon.log"
@@ -136,16 +81,17 @@ async def test_daemon_keeps_routers_mailing_through_a_root_rotation(lab: Lab, tm
         return out
 
     with serve_webhook() as receiver, contextlib.closing(notify):
-        configure(lab, receiver, port)
-        with daemon_process(lab.config_path, log, env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")}) as daemon:
+        configure(live_lab, receiver, port)
+        with daemon_process(live_lab.config_path, log, env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")}) as daemon:
             # first pass: ready, every router gets the CAs and proves mail
             await wait_until("/readyz", lambda: get(f"{base}/readyz")[0] == 200, 60, daemon, log)
-            await wait_until("routers in sync", lambda: in_sync_everywhere(base, names, 0, lab), 60, daemon, log)
+            await wait_until("routers in sync", lambda: in_sync_everywhere(base, names, 0, live_lab), 60, daemon, log)
             assert set(page_rows(base).items()) == {(n, "in-sync") for n in names}
 
             # one writer: a manual apply meanwhile is told the daemon runs (exit 75)
             apply = await asyncio.to_thread(
-                subprocess.run, [sys.executable, "-m", "eemwatchd.cli", "apply", "--yes", "-c", str(lab.config_path)],
+                subprocess.run,
+                [sys.executable, "-m", "eemwatchd.cli", "apply", "--yes", "-c", str(live_lab.config_path)],
                 capture_output=True, timeout=60, check=False)
             assert apply.returncode == 75, apply.stderr
             assert b"the eemwatchd daemon (pid " in apply.stderr and b"is running" in apply.stderr
@@ -161,10 +107,10 @@ async def test_daemon_keeps_routers_mailing_through_a_root_rotation(lab: Lab, tm
             assert {r.labels["router"] for r in rows} == set(names)
 
             # the provider moves to a new root (cross-signed by the old one)
-            mails = len(lab.smtp.messages)
-            lab.pki.rotate_root("Lab Root R9", "Lab WE9")
-            lab.serve()
-            new_root = lab.pki.new_root.cert.sha256
+            mails = len(live_lab.smtp.messages)
+            live_lab.pki.rotate_root("Lab Root R9", "Lab WE9")
+            live_lab.serve()
+            new_root = live_lab.pki.new_root.cert.sha256
             await wait_until("chain_changed on the webhook",
                              lambda: any(a["event"] == "chain_changed" for b in receiver.bodies for a in b["alerts"]),
                              30, daemon, log)
@@ -175,22 +121,23 @@ async def test_daemon_keeps_routers_mailing_through_a_root_rotation(lab: Lab, tm
                         and dict(labels)["sha256"] == sha256}
 
             await wait_until("routers re-synced with a proven test-fire",
-                             lambda: holders_of(new_root) == set(names) and in_sync_everywhere(base, names, mails, lab),
+                             lambda: holders_of(new_root) == set(names)
+                             and in_sync_everywhere(base, names, mails, live_lab),
                              60, daemon, log)
             # /metrics and the status page tell the same story: the new root is held, every router in sync
             assert set(page_rows(base).items()) == {(n, "in-sync") for n in names}
             assert new_root[:8].upper() in get(f"{base}/")[1].upper()
-            assert all(lab.mailing_now(list(lab.pki.served)) == names for _ in [0])
+            assert all(live_lab.mailing_now(list(live_lab.pki.served)) == names for _ in [0])
 
             # SIGHUP with a broken config: reported, the running one kept
-            good = lab.config_path.read_text()
-            lab.config_path.write_text(good + "\nrouters: [{name: x}]\n")
+            good = live_lab.config_path.read_text()
+            live_lab.config_path.write_text(good + "\nrouters: [{name: x}]\n")
             os.kill(daemon.pid, signal.SIGHUP)
             await wait_until("reload failure in /metrics",
                              lambda: series(metrics(base), "eemwatchd_config_last_reload_successful").get("") == 0.0,
                              20, daemon, log)
             assert get(f"{base}/healthz")[0] == 200
-            lab.config_path.write_text(good)
+            live_lab.config_path.write_text(good)
 
             # SIGTERM: exits 0 within a bound
             daemon.send_signal(signal.SIGTERM)
@@ -200,8 +147,8 @@ async def test_daemon_keeps_routers_mailing_through_a_root_rotation(lab: Lab, tm
             assert any(m.startswith("RELOADING=1\nMONOTONIC_USEC=") for m in told), told
             assert any(m.startswith("STOPPING=1") for m in told), told
     text = log.read_text()
-    assert lab.mail_password not in text and lab.router_password not in text
+    assert live_lab.mail_password not in text and live_lab.router_password not in text
     assert "reload failed, keeping the running configuration" in text
     events = [(a["event"], a.get("state")) for b in receiver.bodies for a in b["alerts"]]
     assert ("chain_changed", "firing") in events
-    assert json.dumps(receiver.bodies).count(lab.mail_password) == 0
+    assert json.dumps(receiver.bodies).count(live_lab.mail_password) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,8 +16,8 @@ from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.desired import DesiredTrust
 from eemwatchd.reconcile import Reconciler
 from eemwatchd_lab.pki import GmailShapedPki
+from tests.support.clock import NOW
 
-NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 ROUTER_PASSWORD = "lab-admin-pw-9"
 
 
@@ -39,11 +39,6 @@ class Setup:
     def write_anchors(self, anchors: list[Certificate], *, stamp: int) -> None:
         self.ca_file.write_text("".join(c.pem for c in anchors))
         os.utime(self.ca_file, ns=(stamp, stamp))  # a new version even within the file system's time grain
-
-
-@pytest.fixture(scope="module")
-def pki() -> GmailShapedPki:
-    return GmailShapedPki.create(now=NOW)
 
 
 @pytest.fixture

@@ -24,18 +24,23 @@ from eemwatchd.core.certificate import Certificate
 from eemwatchd.errors import CommandFailed, RouterUnreachable
 from eemwatchd.reconcile import Reason, Reconciler, RouterSessionLike, target_from_config
 from eemwatchd_lab.router import READ_ONLY_COMMANDS, User
-from tests import test_reconcile as rec
-from tests.test_reconcile import APPLET, ROUTER_PASSWORD, SMTP_PASSWORD, Lab, applet_config, cli, fast_connector
+from tests.support.reconcile_lab import (
+    APPLET,
+    ROUTER_PASSWORD,
+    SMTP_PASSWORD,
+    ReconcileLab,
+    applet_config,
+    cli,
+    fast_connector,
+)
 
-lab = rec.lab  # the lab routers + lab SMTP server fixture of the reconcile tests
 
-
-def read_only(lab: Lab, name: str) -> None:
+def read_only(lab: ReconcileLab, name: str) -> None:
     """AAA command authorization: the router's user may only run show and terminal commands."""
     lab.fleet[name].spec.users = (User("admin", ROUTER_PASSWORD, allowed_commands=READ_ONLY_COMMANDS),)
 
 
-async def confirm_chain(lab: Lab) -> None:
+async def confirm_chain(lab: ReconcileLab) -> None:
     """Two sightings of the server's chain, spaced like the daemon would, without touching a router."""
     service = Reconciler(lab.config, lab.store, connect=fast_connector, clock=lab.clock)
     for _ in range(2):
@@ -43,18 +48,18 @@ async def confirm_chain(lab: Lab) -> None:
         lab.clock.advance(timedelta(minutes=10))
 
 
-def running(lab: Lab, name: str) -> dict[str, list[Certificate]]:
+def running(lab: ReconcileLab, name: str) -> dict[str, list[Certificate]]:
     return lab.trustpoints(name)
 
 
-def startup(lab: Lab, name: str) -> str:
+def startup(lab: ReconcileLab, name: str) -> str:
     return lab.fleet[name].state.startup_config() or ""
 
 
 # --- sec. 2: AAA refusals anywhere are errors --------------------------------------------------------------
 
 
-async def test_a_read_only_user_can_plan_but_apply_stops_before_changing_anything(lab: Lab) -> None:
+async def test_a_read_only_user_can_plan_but_apply_stops_before_changing_anything(lab: ReconcileLab) -> None:
     read_only(lab, "r1")
     await confirm_chain(lab)
     before = running(lab, "r1")
@@ -70,7 +75,9 @@ async def test_a_read_only_user_can_plan_but_apply_stops_before_changing_anythin
     assert [e.action for e in lab.store.audit(router="r1")] == ["add-failed"]
 
 
-async def test_a_refused_show_running_config_is_an_error_naming_the_command_never_an_empty_router(lab: Lab) -> None:
+async def test_a_refused_show_running_config_is_an_error_naming_the_command_never_an_empty_router(
+    lab: ReconcileLab,
+) -> None:
     lab.fleet["r1"].spec.users = (User("admin", ROUTER_PASSWORD, allowed_commands=("terminal",)),)
     report = await lab.run(apply=False, router="r1")
     [result] = report.routers
@@ -78,7 +85,7 @@ async def test_a_refused_show_running_config_is_an_error_naming_the_command_neve
     assert "the router refused 'show running-config': Command authorization failed." in (result.error or "")
 
 
-async def test_a_refused_test_fire_is_a_failure_in_the_audit_with_the_routers_words(lab: Lab) -> None:
+async def test_a_refused_test_fire_is_a_failure_in_the_audit_with_the_routers_words(lab: ReconcileLab) -> None:
     lab.fleet["r1"].spec.users = (
         User("admin", ROUTER_PASSWORD, allowed_commands=(*READ_ONLY_COMMANDS, "configure", "crypto", "end",
                                                           "enrollment", "revocation-check", "chain-validation",
@@ -123,7 +130,7 @@ def fast_target_timeouts() -> RouterTimeouts:
     return RouterTimeouts(connect=5.0, command=10.0, poll_interval=0.2, fire_grace=2.0)
 
 
-async def test_an_install_whose_read_back_dropped_gets_an_observed_add_and_a_test_fire(lab: Lab) -> None:
+async def test_an_install_whose_read_back_dropped_gets_an_observed_add_and_a_test_fire(lab: ReconcileLab) -> None:
     await confirm_chain(lab)
     broken = Reconciler(lab.config, lab.store, connect=read_back_drops, clock=lab.clock)
     [result] = (await broken.run(apply=True, router="r1")).routers
@@ -142,7 +149,7 @@ async def test_an_install_whose_read_back_dropped_gets_an_observed_add_and_a_tes
     assert again.reason is Reason.APPLIED and actions[-2:] == ["test-fire", "save"]
 
 
-async def test_a_trustpoint_removed_without_its_retire_row_gets_an_observed_retire(lab: Lab) -> None:
+async def test_a_trustpoint_removed_without_its_retire_row_gets_an_observed_retire(lab: ReconcileLab) -> None:
     await confirm_chain(lab)
     [first] = (await lab.run(router="r1")).routers
     assert first.reason is Reason.APPLIED
@@ -155,7 +162,7 @@ async def test_a_trustpoint_removed_without_its_retire_row_gets_an_observed_reti
     assert result.reason is Reason.APPLIED  # put back (an add), proven, saved
 
 
-async def test_a_dropped_write_memory_is_unsaved_and_the_next_apply_test_fires_then_saves(lab: Lab) -> None:
+async def test_a_dropped_write_memory_is_unsaved_and_the_next_apply_test_fires_then_saves(lab: ReconcileLab) -> None:
     await confirm_chain(lab)
     lab.fleet["r1"].spec.faults.drop_at_command = "write memory"
     [first] = (await lab.run(router="r1")).routers
@@ -173,7 +180,7 @@ async def test_a_dropped_write_memory_is_unsaved_and_the_next_apply_test_fires_t
     assert third.reason is Reason.IN_SYNC and third.steps == []
 
 
-async def test_trust_never_proven_by_a_test_fire_is_unproven_until_one_succeeds(lab: Lab) -> None:
+async def test_trust_never_proven_by_a_test_fire_is_unproven_until_one_succeeds(lab: ReconcileLab) -> None:
     await confirm_chain(lab)
     lab.fleet["r1"].state.apply_config(["no event manager applet " + APPLET,
                                        f"event manager applet {APPLET}", " event none maxrun 20",
@@ -194,7 +201,7 @@ async def test_trust_never_proven_by_a_test_fire_is_unproven_until_one_succeeds(
 # --- sec. 3: signals during apply ---------------------------------------------------------------------------
 
 
-async def test_sigterm_during_apply_finishes_the_step_saves_nothing_unproven_and_exits_143(lab: Lab) -> None:
+async def test_sigterm_during_apply_finishes_the_step_saves_nothing_unproven_and_exits_143(lab: ReconcileLab) -> None:
     await confirm_chain(lab)
     for device in lab.fleet:
         device.spec.faults.output_delay = 0.05  # a slow router: apply takes seconds
@@ -230,7 +237,7 @@ async def test_sigterm_during_apply_finishes_the_step_saves_nothing_unproven_and
 # --- sec. 4: one writer -------------------------------------------------------------------------------------
 
 
-async def test_a_second_apply_exits_75_naming_the_holder(lab: Lab) -> None:
+async def test_a_second_apply_exits_75_naming_the_holder(lab: ReconcileLab) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\nfrom eemwatchd.adapters.lock import StateLock\n"
          "lock = StateLock(sys.argv[1], purpose='apply'); lock.acquire(); print('held', flush=True)\n"
@@ -253,7 +260,7 @@ async def test_a_second_apply_exits_75_naming_the_holder(lab: Lab) -> None:
 # --- sec. 5: bad input never reaches a router ---------------------------------------------------------------
 
 
-async def test_a_name_that_is_not_one_ios_token_is_never_sent(lab: Lab) -> None:
+async def test_a_name_that_is_not_one_ios_token_is_never_sent(lab: ReconcileLab) -> None:
     target = dataclasses.replace(target_from_config(lab.config.router("r1")), timeouts=fast_target_timeouts())
     hostname = lab.fleet["r1"].state.hostname
     async with RouterSession(target) as session:
@@ -266,7 +273,7 @@ async def test_a_name_that_is_not_one_ios_token_is_never_sent(lab: Lab) -> None:
     assert lab.fleet["r1"].state.hostname == hostname
 
 
-async def test_timeouts_total_is_enforced_per_router(lab: Lab) -> None:
+async def test_timeouts_total_is_enforced_per_router(lab: ReconcileLab) -> None:
     await confirm_chain(lab)
     lab.fleet["r1"].spec.faults.output_delay = 0.4
     r1 = lab.config.router("r1")
@@ -285,7 +292,7 @@ async def test_timeouts_total_is_enforced_per_router(lab: Lab) -> None:
 # --- sec. 8: words and exit codes ---------------------------------------------------------------------------
 
 
-async def test_waiting_is_not_applied_and_an_unverified_chain_exits_non_zero(lab: Lab) -> None:
+async def test_waiting_is_not_applied_and_an_unverified_chain_exits_non_zero(lab: ReconcileLab) -> None:
     config_file = lab.tmp / "eemwatchd.yaml"
     config_file.write_text(config_file.read_text().replace("interval: 10m", "interval: 1s"))
     code, out, _ = await cli(lab, "apply", "--yes", "--json")
@@ -297,14 +304,14 @@ async def test_waiting_is_not_applied_and_an_unverified_chain_exits_non_zero(lab
     assert code == 1 and "NOT verified" in out
 
 
-def intruder_chain(lab: Lab) -> None:
+def intruder_chain(lab: ReconcileLab) -> None:
     from eemwatchd_lab.pki import GmailShapedPki
 
     intruder = GmailShapedPki.create(prefix="Intruder")
     lab.smtp.set_chain(intruder.served, intruder.leaf.key)
 
 
-async def test_a_router_error_is_printed_once_and_a_parse_error_is_not_unreachable(lab: Lab) -> None:
+async def test_a_router_error_is_printed_once_and_a_parse_error_is_not_unreachable(lab: ReconcileLab) -> None:
     lab.fleet["r2"].spec.faults.command_errors = {
         "show running-config": "crypto pki certificate chain EEMW-BAD\n certificate ca 01\n  ZZZZZZZZ\n  \tquit"}
     code, out, err = await cli(lab, "plan")
@@ -317,7 +324,7 @@ async def test_a_router_error_is_printed_once_and_a_parse_error_is_not_unreachab
 # --- sec. 6: the router's own mail password ------------------------------------------------------------------
 
 
-async def test_the_mail_password_a_router_logs_never_reaches_the_store_or_the_output(lab: Lab) -> None:
+async def test_the_mail_password_a_router_logs_never_reaches_the_store_or_the_output(lab: ReconcileLab) -> None:
     for device in lab.fleet:  # the applet logs the server string, password and all
         device.state.apply_config([*applet_config(lab.smtp.port)[:-1],
                                    ' action 0020 syslog msg "sent via $_email_server"'])
@@ -336,7 +343,7 @@ async def test_the_mail_password_a_router_logs_never_reaches_the_store_or_the_ou
 
 
 
-async def test_a_router_error_quoting_a_mail_password_is_scrubbed(lab: Lab) -> None:
+async def test_a_router_error_quoting_a_mail_password_is_scrubbed(lab: ReconcileLab) -> None:
     leak = "alerts:Leaky-pw-77@smtp.example"
     lab.fleet["r2"].spec.faults.command_errors = {
         "show running-config": f"crypto pki certificate chain EEMW-BAD\n certificate ca 01\n  {leak}\n  \tquit"}

@@ -32,11 +32,6 @@ FAST = FetchTimeouts(connect=2.0, step=2.0, total=5.0)
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-@pytest.fixture
-def pki() -> GmailShapedPki:
-    return GmailShapedPki.create()
-
-
 @contextlib.asynccontextmanager
 async def raw_server(handler: Handler, *, tls: ssl.SSLContext | None = None) -> AsyncIterator[int]:
     """A raw TCP server on 127.0.0.1; every connection runs ``handler``. Yields the port."""

@@ -21,11 +21,6 @@ from eemwatchd_lab.smtp import LabSmtpServer
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
 
 
-@pytest.fixture
-def pki() -> GmailShapedPki:
-    return GmailShapedPki.create()
-
-
 def _ca_file(tmp_path: Path, *certs: Certificate) -> str:
     path = tmp_path / "anchors.pem"
     path.write_text("".join(c.pem for c in certs))
@@ -39,10 +34,10 @@ async def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int
 
 
 @pytest.mark.parametrize("mode", ["starttls", "implicit"])
-async def test_json_document(pki: GmailShapedPki, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+async def test_json_document(wall_clock_pki: GmailShapedPki, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                              mode: str) -> None:
-    ca = _ca_file(tmp_path, pki.old_root.cert)
-    async with LabSmtpServer(mode=mode, certs=pki.served, key=pki.leaf.key) as srv:  # type: ignore[arg-type]
+    ca = _ca_file(tmp_path, wall_clock_pki.old_root.cert)
+    async with LabSmtpServer(mode=mode, certs=wall_clock_pki.served, key=wall_clock_pki.leaf.key) as srv:  # type: ignore[arg-type]
         code, out, err = await _run(
             ["fetch", f"127.0.0.1:{srv.port}", "--mode", mode, "--servername", "smtp.lab.example",
              "--ca-file", ca, "--json", "--no-aia"], capsys)
@@ -57,9 +52,9 @@ async def test_json_document(pki: GmailShapedPki, tmp_path: Path, capsys: pytest
     assert entry["address"] == "127.0.0.1"
     assert entry["verified"] is True
     assert entry["error"] is None
-    assert entry["anchor_sha256"] == pki.old_root.cert.sha256
-    assert [c["sha256"] for c in entry["chain"]] == [c.sha256 for c in pki.served]
-    for item, cert in zip(entry["chain"], pki.served, strict=True):
+    assert entry["anchor_sha256"] == wall_clock_pki.old_root.cert.sha256
+    assert [c["sha256"] for c in entry["chain"]] == [c.sha256 for c in wall_clock_pki.served]
+    for item, cert in zip(entry["chain"], wall_clock_pki.served, strict=True):
         assert re.fullmatch(r"[0-9a-f]{64}", item["sha256"])
         assert item["subject"] == cert.subject
         assert item["issuer"] == cert.issuer
@@ -69,10 +64,10 @@ async def test_json_document(pki: GmailShapedPki, tmp_path: Path, capsys: pytest
     assert [c["is_ca"] for c in entry["chain"]] == [False, True, True]
 
 
-async def test_not_verified_exits_non_zero_with_one_line(pki: GmailShapedPki, tmp_path: Path,
+async def test_not_verified_exits_non_zero_with_one_line(wall_clock_pki: GmailShapedPki, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    ca = _ca_file(tmp_path, make_root("Unrelated Root", now=pki.leaf.cert.not_before).cert)
-    async with LabSmtpServer(mode="starttls", certs=pki.served, key=pki.leaf.key) as srv:
+    ca = _ca_file(tmp_path, make_root("Unrelated Root", now=wall_clock_pki.leaf.cert.not_before).cert)
+    async with LabSmtpServer(mode="starttls", certs=wall_clock_pki.served, key=wall_clock_pki.leaf.key) as srv:
         code, out, err = await _run(["fetch", f"127.0.0.1:{srv.port}", "--ca-file", ca, "--json"], capsys)
     assert code == 1
     doc = json.loads(out)  # still printed
@@ -84,9 +79,9 @@ async def test_not_verified_exits_non_zero_with_one_line(pki: GmailShapedPki, tm
     assert err.startswith(f"eemwatchd fetch: 127.0.0.1:{srv.port}: chain not verified for 127.0.0.1: ")
 
 
-async def test_fetch_failure_exits_non_zero(tmp_path: Path, pki: GmailShapedPki,
+async def test_fetch_failure_exits_non_zero(tmp_path: Path, wall_clock_pki: GmailShapedPki,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    ca = _ca_file(tmp_path, pki.old_root.cert)
+    ca = _ca_file(tmp_path, wall_clock_pki.old_root.cert)
     async with LabSmtpServer(mode="plain") as srv:
         argv = ["fetch", f"127.0.0.1:{srv.port}", "--ca-file", ca, "--timeout", "5"]
         code, out, err = await _run(argv, capsys)
@@ -96,19 +91,19 @@ async def test_fetch_failure_exits_non_zero(tmp_path: Path, pki: GmailShapedPki,
     assert "no STARTTLS offered" in err
 
 
-async def test_human_table_and_pem(pki: GmailShapedPki, tmp_path: Path,
+async def test_human_table_and_pem(wall_clock_pki: GmailShapedPki, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    ca = _ca_file(tmp_path, *pki.anchors)
-    async with LabSmtpServer(mode="starttls", certs=pki.served, key=pki.leaf.key) as srv:
+    ca = _ca_file(tmp_path, *wall_clock_pki.anchors)
+    async with LabSmtpServer(mode="starttls", certs=wall_clock_pki.served, key=wall_clock_pki.leaf.key) as srv:
         code, out, err = await _run(["fetch", f"localhost:{srv.port}", "--ca-file", ca, "--pem"], capsys)
     assert code == 0, err
     assert f"== 127.0.0.1:{srv.port} ==" in out
-    for position, cert in enumerate(pki.served):
+    for position, cert in enumerate(wall_clock_pki.served):
         row = next(line for line in out.splitlines() if cert.sha256 in line)
         assert row.split()[0] == str(position)
     assert "verified for localhost: smtp.lab.example -> Lab GTS CA 1C3 -> " in out
     assert "anchor: " in out
-    assert load_pem_certificates(out) == pki.served
+    assert load_pem_certificates(out) == wall_clock_pki.served
 
 
 async def test_missing_ca_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -159,12 +154,13 @@ def _openssl_chain(port: int) -> list[str]:
 
 @pytest.mark.skipif(not Path(OPENSSL).exists(), reason="openssl is not installed")
 async def test_same_fingerprints_in_the_same_order_as_openssl(
-    pki: GmailShapedPki, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    wall_clock_pki: GmailShapedPki, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Issue 2's "done when": `fetch --json` lists what `openssl s_client -showcerts` shows, in order."""
-    odd = [pki.leaf.cert, pki.intermediate.cert, pki.new_root_cross, pki.intermediate.cert, pki.new_root.cert]
-    ca = _ca_file(tmp_path, pki.old_root.cert)
-    async with LabSmtpServer(mode="starttls", certs=odd, key=pki.leaf.key) as srv:
+    odd = [wall_clock_pki.leaf.cert, wall_clock_pki.intermediate.cert, wall_clock_pki.new_root_cross,
+           wall_clock_pki.intermediate.cert, wall_clock_pki.new_root.cert]
+    ca = _ca_file(tmp_path, wall_clock_pki.old_root.cert)
+    async with LabSmtpServer(mode="starttls", certs=odd, key=wall_clock_pki.leaf.key) as srv:
         code, out, err = await _run(["fetch", f"127.0.0.1:{srv.port}", "--ca-file", ca, "--json"], capsys)
         reference = await asyncio.to_thread(_openssl_chain, srv.port)
     assert code == 0, err

@@ -2,7 +2,7 @@
 
 Postfix is what many relays really run, and it sends its chain from OpenSSL's server code, not Python's:
 what we fetch must be exactly what Postfix was configured to send, in order, and must verify.
-The system Postfix (its /etc/postfix, queue and service) is never touched; see tests/postfix_lab.py.
+The system Postfix (its /etc/postfix, queue and service) is never touched; see tests/support/postfix_lab.py.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from eemwatchd.core.certificate import Certificate, load_pem_certificates
 from eemwatchd.core.chain import verify_chain
 from eemwatchd.errors import FetchTimeout, SmtpProtocolError, TlsHandshakeError
 from eemwatchd_lab.pki import GmailShapedPki, key_pem
-from tests.postfix_lab import PostfixLab, PostfixUnavailable, running_postfix
+from tests.support.postfix_lab import PostfixLab, PostfixUnavailable, running_postfix
 
 pytestmark = [pytest.mark.postfix, pytest.mark.timeout(30)]
 
@@ -33,9 +33,9 @@ FAST = FetchTimeouts(connect=5.0, step=5.0, total=10.0)
 OPENSSL = shutil.which("openssl")
 
 
-def _postfix(certs: Sequence[Certificate], pki: GmailShapedPki) -> Iterator[PostfixLab]:
+def _postfix(certs: Sequence[Certificate], postfix_pki: GmailShapedPki) -> Iterator[PostfixLab]:
     try:
-        instance = running_postfix(certs, key_pem(pki.leaf.key))
+        instance = running_postfix(certs, key_pem(postfix_pki.leaf.key))
         lab = instance.__enter__()
     except PostfixUnavailable as exc:
         if os.environ.get("EEMWATCHD_REQUIRE_POSTFIX"):  # CI that installed Postfix: a skip would hide a break
@@ -48,14 +48,15 @@ def _postfix(certs: Sequence[Certificate], pki: GmailShapedPki) -> Iterator[Post
 
 
 @pytest.fixture(scope="module")
-def pki() -> GmailShapedPki:
+def postfix_pki() -> GmailShapedPki:
+    """The PKI of the module's Postfix, minted now (OpenSSL and our verification read the host's clock)."""
     return GmailShapedPki.create()
 
 
 @pytest.fixture(scope="module")
-def postfix(pki: GmailShapedPki) -> Iterator[PostfixLab]:
+def postfix(postfix_pki: GmailShapedPki) -> Iterator[PostfixLab]:
     """One Postfix for the module, configured to send ``pki.served`` (leaf, intermediate, cross-signed root)."""
-    yield from _postfix(pki.served, pki)
+    yield from _postfix(postfix_pki.served, postfix_pki)
 
 
 def _port(lab: PostfixLab, mode: Mode) -> int:
@@ -71,32 +72,32 @@ MODES = [pytest.param("starttls", id="starttls"), pytest.param("implicit", id="i
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_fetched_chain_is_what_postfix_was_configured_to_send(
-    postfix: PostfixLab, pki: GmailShapedPki, mode: Mode
+    postfix: PostfixLab, postfix_pki: GmailShapedPki, mode: Mode
 ) -> None:
     results = await fetch_server("127.0.0.1", _port(postfix, mode), mode=mode, servername=HOSTNAME, timeouts=FAST)
     assert len(results) == 1
     result = results[0]
     assert result.ok, result.error
     assert result.address == "127.0.0.1"
-    assert _sha256s(result.chain) == _sha256s(pki.served)
+    assert _sha256s(result.chain) == _sha256s(postfix_pki.served)
 
     now = datetime.now(UTC)
-    both = verify_chain(result.chain, hostname=HOSTNAME, anchors=pki.anchors, now=now)
+    both = verify_chain(result.chain, hostname=HOSTNAME, anchors=postfix_pki.anchors, now=now)
     assert both.verified, both.error
-    assert both.anchor in pki.anchors
+    assert both.anchor in postfix_pki.anchors
     # A store with only the old root (an old router) needs the cross-signed root Postfix sends.
-    old_only = verify_chain(result.chain, hostname=HOSTNAME, anchors=[pki.old_root.cert], now=now)
+    old_only = verify_chain(result.chain, hostname=HOSTNAME, anchors=[postfix_pki.old_root.cert], now=now)
     assert old_only.verified, old_only.error
-    assert old_only.anchor == pki.old_root.cert
-    assert _sha256s(old_only.path) == [*_sha256s(pki.served), pki.old_root.cert.sha256]
+    assert old_only.anchor == postfix_pki.old_root.cert
+    assert _sha256s(old_only.path) == [*_sha256s(postfix_pki.served), postfix_pki.old_root.cert.sha256]
 
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_cli_fetch_json_against_postfix(
-    postfix: PostfixLab, pki: GmailShapedPki, tmp_path: Path, capsys: pytest.CaptureFixture[str], mode: Mode
+    postfix: PostfixLab, postfix_pki: GmailShapedPki, tmp_path: Path, capsys: pytest.CaptureFixture[str], mode: Mode
 ) -> None:
     ca = tmp_path / "anchors.pem"
-    ca.write_text(pki.old_root.cert.pem)
+    ca.write_text(postfix_pki.old_root.cert.pem)
     argv = ["fetch", f"127.0.0.1:{_port(postfix, mode)}", "--mode", mode, "--servername", HOSTNAME,
             "--ca-file", str(ca), "--json", "--no-aia", "--timeout", "10"]
     code = await asyncio.to_thread(main, argv)
@@ -107,8 +108,8 @@ async def test_cli_fetch_json_against_postfix(
     [entry] = doc["addresses"]
     assert entry["verified"] is True
     assert entry["error"] is None
-    assert entry["anchor_sha256"] == pki.old_root.cert.sha256
-    assert [c["sha256"] for c in entry["chain"]] == _sha256s(pki.served)
+    assert entry["anchor_sha256"] == postfix_pki.old_root.cert.sha256
+    assert [c["sha256"] for c in entry["chain"]] == _sha256s(postfix_pki.served)
 
 
 def _openssl_chain(port: int) -> list[str]:
@@ -122,23 +123,24 @@ def _openssl_chain(port: int) -> list[str]:
 
 
 @pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
-async def test_same_fingerprints_as_openssl_s_client(postfix: PostfixLab, pki: GmailShapedPki) -> None:
+async def test_same_fingerprints_as_openssl_s_client(postfix: PostfixLab, postfix_pki: GmailShapedPki) -> None:
     ours = await fetch_chain("127.0.0.1", postfix.starttls_port, mode="starttls", servername=HOSTNAME,
                              timeouts=FAST)
     reference = await asyncio.to_thread(_openssl_chain, postfix.starttls_port)
-    assert reference == _sha256s(pki.served)
+    assert reference == _sha256s(postfix_pki.served)
     assert _sha256s(ours) == reference
 
 
-async def test_odd_chain_is_kept_as_postfix_sends_it(pki: GmailShapedPki) -> None:
+async def test_odd_chain_is_kept_as_postfix_sends_it(postfix_pki: GmailShapedPki) -> None:
     """Postfix sends smtpd_tls_chain_files as written: out of order, duplicates, a self-signed twin."""
-    odd = [pki.leaf.cert, pki.new_root_cross, pki.intermediate.cert, pki.intermediate.cert, pki.new_root.cert]
-    for lab in _postfix(odd, pki):
+    odd = [postfix_pki.leaf.cert, postfix_pki.new_root_cross, postfix_pki.intermediate.cert,
+           postfix_pki.intermediate.cert, postfix_pki.new_root.cert]
+    for lab in _postfix(odd, postfix_pki):
         for mode in ("starttls", "implicit"):
             chain = await fetch_chain("127.0.0.1", _port(lab, mode), mode=mode, servername=HOSTNAME,
                                       timeouts=FAST)
             assert _sha256s(chain) == _sha256s(odd), mode
-            verdict = verify_chain(chain, hostname=HOSTNAME, anchors=[pki.old_root.cert], now=datetime.now(UTC))
+            verdict = verify_chain(chain, hostname=HOSTNAME, anchors=[postfix_pki.old_root.cert], now=datetime.now(UTC))
             assert verdict.verified, verdict.error
 
 

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from eemwatchd.daemon.http_endpoint import HttpEndpoint, ListenError, parse_listen, start_http
 from eemwatchd.daemon.metrics import Metrics
-from tests.test_metrics import NOW, Served, fleet
+from tests.support.metrics_fleet import NOW, Served, fleet
 
 
 class Clock:

@@ -24,7 +24,7 @@ from eemwatchd.core.ios.parsers import (
     zone_note,
 )
 from eemwatchd.errors import ParseError
-from tests.transcripts import transcript
+from tests.support.transcripts import transcript
 
 CSR_17_3 = "show_running-config_crypto_pki_section__gh_ansible_facts_csr1000v_17_3.txt"
 CISCOCONFPARSE = "show_running-config_crypto_pki_excerpt__ciscoconfparse_test.txt"

@@ -114,8 +114,8 @@ class _Clock:
         return self.moment
 
 
-async def _shell(lab: LabDevice) -> tuple[asyncssh.SSHClientConnection, Callable[[str], object]]:
-    conn = await asyncssh.connect("127.0.0.1", lab.port, username="admin", password=PASSWORD,
+async def _shell(router: LabDevice) -> tuple[asyncssh.SSHClientConnection, Callable[[str], object]]:
+    conn = await asyncssh.connect("127.0.0.1", router.port, username="admin", password=PASSWORD,
                                   known_hosts=None, client_keys=None)
     proc = await conn.create_process(encoding="utf-8")
     buffer = [""]
@@ -146,13 +146,13 @@ async def test_history_row_over_ssh(tmp_path: Path, moment: datetime, row_time: 
     clock = _Clock(moment)
     spec = DeviceSpec("c1", tmp_path / "c1", hostname="R1", users=(User("admin", PASSWORD),), clock=clock)
     async with Fleet([spec]) as fleet:
-        lab = fleet["c1"]
-        conn, cmd = await _shell(lab)
+        router = fleet["c1"]
+        conn, cmd = await _shell(router)
         await cmd("terminal length 0")
         for line in SYSLOG_APPLET:
             await cmd(line)
         await cmd("event manager run TICK")
-        await asyncio.wait_for(lab.state.wait_for_jobs(), 5)
+        await asyncio.wait_for(router.state.wait_for_jobs(), 5)
         out = str(await cmd("show event manager history events"))
         lines = out.split("\r\n")
         assert lines[1:3] == [
@@ -169,8 +169,8 @@ async def test_clock_crosses_new_year_and_offset_applies(tmp_path: Path) -> None
     spec = DeviceSpec("c2", tmp_path / "c2", hostname="R1", users=(User("admin", PASSWORD),), clock=clock,
                       clock_offset=timedelta(minutes=-3))
     async with Fleet([spec]) as fleet:
-        lab = fleet["c2"]
-        conn, cmd = await _shell(lab)
+        router = fleet["c2"]
+        conn, cmd = await _shell(router)
         await cmd("terminal length 0")
         assert "*23:56:59.500 UTC Thu Dec 31 2026" in str(await cmd("show clock"))
         clock.moment = at(2027, 1, 1, 0, 3, 0, 250000)

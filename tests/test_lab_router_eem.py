@@ -6,34 +6,21 @@ parse_event_history.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from eemwatchd.core.ios.parsers import parse_event_history, parse_log_lines
-from eemwatchd_lab.router import DeviceSpec, Fleet, LabDevice, SilentPeer, User
-from eemwatchd_lab.router.clock import ticking_clock
-from tests.test_lab_router_ssh import PASSWORD, PINNED, login
-from tests.test_lab_router_ssh import configure as _configure
+from eemwatchd_lab.router import LabDevice, SilentPeer
+from tests.support.ssh import configure as _configure
+from tests.support.ssh import login
 
 
-@pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[LabDevice]:
-    spec = DeviceSpec("e1", tmp_path / "e1", hostname="R1", users=(User("admin", PASSWORD),),
-                      clock=ticking_clock(PINNED))
-    async with Fleet([spec]) as fleet:
-        yield fleet["e1"]
-
-
-async def test_job_ids_increase_and_history_keeps_the_last_n(lab: LabDevice) -> None:
-    c = await login(lab)
+async def test_job_ids_increase_and_history_keeps_the_last_n(router: LabDevice) -> None:
+    c = await login(router)
     await c.cmd("terminal length 0")
     await _configure(c, ["event manager applet TICK", "event none", 'action 1.0 syslog msg "tick"', "exit",
                          "event manager history size events 2"])
     for _ in range(3):
         await c.cmd("event manager run TICK")
-        await asyncio.wait_for(lab.state.wait_for_jobs(), 5)
+        await asyncio.wait_for(router.state.wait_for_jobs(), 5)
     rows = parse_event_history(await c.cmd("show event manager history events"))
     assert [(r.number, r.job_id, r.status, r.name) for r in rows] == [(1, 2, "success", "TICK"),
                                                                       (2, 3, "success", "TICK")]
@@ -42,7 +29,7 @@ async def test_job_ids_increase_and_history_keeps_the_last_n(lab: LabDevice) -> 
     await _configure(c, ["no event manager history size events"])
     for _ in range(8):
         await c.cmd("event manager run TICK")
-        await asyncio.wait_for(lab.state.wait_for_jobs(), 5)
+        await asyncio.wait_for(router.state.wait_for_jobs(), 5)
     rows = parse_event_history(await c.cmd("show event manager history events"))
     assert [r.job_id for r in rows] == list(range(2, 12))
     assert "history size" not in await c.cmd("show running-config")
@@ -51,8 +38,8 @@ async def test_job_ids_increase_and_history_keeps_the_last_n(lab: LabDevice) -> 
     await c.close()
 
 
-async def test_silent_smtp_server_times_out_within_maxrun_and_the_row_is_not_success(lab: LabDevice) -> None:
-    c = await login(lab)
+async def test_silent_smtp_server_times_out_within_maxrun_and_the_row_is_not_success(router: LabDevice) -> None:
+    c = await login(router)
     await c.cmd("terminal length 0")
     async with SilentPeer() as peer:
         await _configure(c, [
@@ -68,9 +55,9 @@ async def test_silent_smtp_server_times_out_within_maxrun_and_the_row_is_not_suc
         assert await c.cmd("event manager run MAIL") == "event manager run MAIL\r\nR1#"
         # while the job runs there is no row at all: the row appears when the job ends
         await asyncio.sleep(0.3)
-        assert lab.state.running_jobs == 1
+        assert router.state.running_jobs == 1
         assert parse_event_history(await c.cmd("show event manager history events")) == []
-        await asyncio.wait_for(lab.state.wait_for_jobs(), 5)
+        await asyncio.wait_for(router.state.wait_for_jobs(), 5)
         elapsed = loop.time() - started
         assert peer.accepted == 1
     assert 1.5 < elapsed < 3.5, elapsed  # maxrun 2 ended it, not a longer mail timeout

@@ -6,7 +6,6 @@ trustpoints (enrollment terminal, revocation-check none, chain-validation stop, 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,37 +15,14 @@ from eemwatchd.adapters.router import RouterSession, RouterTarget, RouterTimeout
 from eemwatchd.core.ios.parsers import parse_log_lines
 from eemwatchd.core.lint import REVOCATION_CHECK, KnownServer, lint_router
 from eemwatchd_lab.pki import GmailShapedPki
-from eemwatchd_lab.router import DeviceSpec, Fleet, LabDevice, User
-from eemwatchd_lab.router.clock import ticking_clock
+from eemwatchd_lab.router import LabDevice
 from eemwatchd_lab.smtp import LabSmtpServer
-from tests.test_lab_router_ssh import (
-    APPLET,
-    PASSWORD,
-    PINNED,
-    SMTP_PASSWORD,
-    RawClient,
-    login,
-    transcript,
-)
+from tests.support.clock import PINNED
+from tests.support.lab_router import APPLET, PASSWORD, SMTP_PASSWORD
+from tests.support.ssh import RawClient, login
+from tests.support.transcripts import transcript_lines
 
 CRL_TRANSCRIPT = "show_logging_PKI-3-CRL_FETCH_FAIL__gh_dnac_switch.txt"
-
-
-@pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[LabDevice]:
-    spec = DeviceSpec("c1", tmp_path / "c1", hostname="R1", users=(User("admin", PASSWORD),),
-                      clock=ticking_clock(PINNED))
-    async with Fleet([spec]) as fleet:
-        yield fleet["c1"]
-
-
-@pytest.fixture
-async def smtp() -> AsyncIterator[tuple[LabSmtpServer, GmailShapedPki]]:
-    pki = GmailShapedPki.create(now=PINNED)
-    server = LabSmtpServer(mode="starttls", certs=pki.served, key=pki.leaf.key, username="user",
-                           password=SMTP_PASSWORD)
-    async with server:
-        yield server, pki
 
 
 async def _install(c: RawClient, name: str, pem: str, *settings: str) -> None:
@@ -61,15 +37,15 @@ async def _install(c: RawClient, name: str, pem: str, *settings: str) -> None:
     assert "successfully imported" in await c.read_until(r"R1\(config\)#")
 
 
-async def _fire(c: RawClient, lab: LabDevice, port: int) -> list[str]:
+async def _fire(c: RawClient, router: LabDevice, port: int) -> list[str]:
     for line in APPLET:
         out = await c.cmd(line.format(server=f"user:{SMTP_PASSWORD}@127.0.0.1", port=port))
         assert "%" not in out, out
     await c.cmd("end")
-    before = len(lab.state.log_lines)
+    before = len(router.state.log_lines)
     await c.cmd("event manager run CERTCHECK")
-    await lab.state.wait_for_jobs(10)
-    return lab.state.log_lines[before:]
+    await router.state.wait_for_jobs(10)
+    return router.state.log_lines[before:]
 
 
 @pytest.mark.parametrize(
@@ -78,16 +54,16 @@ async def _fire(c: RawClient, lab: LabDevice, port: int) -> list[str]:
      pytest.param(("revocation-check ocsp",), id="ocsp")],
 )
 async def test_crl_default_on_the_anchor_fails_the_mail_like_the_dnac_switch(
-    lab: LabDevice, smtp: tuple[LabSmtpServer, GmailShapedPki], settings: tuple[str, ...]
+    router: LabDevice, mail_server: tuple[LabSmtpServer, GmailShapedPki], settings: tuple[str, ...]
 ) -> None:
-    server, pki = smtp
-    c = await login(lab)
+    server, pki = mail_server
+    c = await login(router)
     await c.cmd("terminal length 0")
     await _install(c, "CA-GLOBALSIGN", pki.old_root.cert.pem, *settings)
-    log = await _fire(c, lab, server.port)
+    log = await _fire(c, router, server.port)
     assert server.messages == []
     # the two-line message exactly as captured (the trustpoint name aside), then the FMPD lines
-    real = [ln for ln in transcript(CRL_TRANSCRIPT) if ln and not ln.startswith("#")]
+    real = [ln for ln in transcript_lines(CRL_TRANSCRIPT) if ln and not ln.startswith("#")]
     assert [re.sub(r"^\*\w{3} +\d+ [\d:.]+: ", "", ln) for ln in log[:2]] == [
         real[0].split(": ", 1)[1].replace("DNAC-CA", "CA-GLOBALSIGN"),
         real[1],
@@ -97,7 +73,7 @@ async def test_crl_default_on_the_anchor_fails_the_mail_like_the_dnac_switch(
         "error in connecting to SMTP server",
         "%HA_EM-3-FMPD_ERROR: Error executing applet CERTCHECK statement 0010",
     ]
-    outcome = lab.state.mail_outcomes[-1][1]
+    outcome = router.state.mail_outcomes[-1][1]
     assert not outcome.ok and "CRL fetch for trustpoint CA-GLOBALSIGN failed" in outcome.detail
     # the product's log parser keeps the `Reason :` line with its message
     entries = parse_log_lines(await c.cmd("show logging"))
@@ -109,29 +85,29 @@ async def test_crl_default_on_the_anchor_fails_the_mail_like_the_dnac_switch(
         await c.cmd("crypto pki trustpoint CA-GLOBALSIGN")
         await c.cmd(fix)
         await c.cmd("exit")
-        log = await _fire(c, lab, server.port)
+        log = await _fire(c, router, server.port)
         assert [ln for ln in log if "FMPD" in ln or "PKI" in ln] == []
     assert len(await server.wait_for_messages(2, timeout=5)) == 2
     await c.close()
 
 
 async def test_eemwatchd_trustpoints_never_hit_the_crl_fetch(
-    lab: LabDevice, smtp: tuple[LabSmtpServer, GmailShapedPki], tmp_path: Path
+    router: LabDevice, mail_server: tuple[LabSmtpServer, GmailShapedPki], tmp_path: Path
 ) -> None:
     """The product's own install path (RouterSession.install_certificate) on a router where every
     other trustpoint keeps the default `crl`: the test-fire succeeds and lint finds nothing to fix."""
-    server, pki = smtp
-    lab.state.apply_config([
+    server, pki = mail_server
+    router.state.apply_config([
         "crypto pki trustpoint FOREIGN",
         " enrollment terminal",
         " revocation-check crl",
     ])
     known = tmp_path / "known_hosts"
-    known.write_text(lab.known_hosts_line() + "\n")
+    known.write_text(router.known_hosts_line() + "\n")
     fast = RouterTimeouts(connect=5.0, command=5.0, running_config=5.0, change=5.0, poll_interval=0.1,
                           fire_grace=1.0)
-    target = RouterTarget("c1", lab.host, lab.port, "admin", password=PASSWORD, known_hosts=known, timeouts=fast)
-    c = await login(lab)
+    target = RouterTarget("r1", router.host, router.port, "admin", password=PASSWORD, known_hosts=known, timeouts=fast)
+    c = await login(router)
     await c.cmd("conf t")
     for line in APPLET:
         await c.cmd(line.format(server=f"user:{SMTP_PASSWORD}@127.0.0.1", port=server.port))
@@ -142,9 +118,9 @@ async def test_eemwatchd_trustpoints_never_hit_the_crl_fetch(
         snapshot = await session.read_snapshot()
         result = await session.fire_applet("CERTCHECK", maxrun=8)
     assert result.ok, result
-    assert not any("PKI-3-CRL_FETCH_FAIL" in line for line in lab.state.log_lines)
-    assert lab.state.mail_outcomes[-1][1].validation is not None
-    assert lab.state.mail_outcomes[-1][1].validation.anchor_trustpoint == "EEMW-GLOBALSIGN"
+    assert not any("PKI-3-CRL_FETCH_FAIL" in line for line in router.state.log_lines)
+    assert router.state.mail_outcomes[-1][1].validation is not None
+    assert router.state.mail_outcomes[-1][1].validation.anchor_trustpoint == "EEMW-GLOBALSIGN"
     ours = snapshot.trustpoint("EEMW-GLOBALSIGN")
     assert ours is not None and ours.revocation_check == "none"
     findings = lint_router(

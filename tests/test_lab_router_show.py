@@ -4,7 +4,6 @@ compared with the real transcripts named beside it and read back with the produc
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,24 +14,12 @@ from eemwatchd.core.ios.parsers import (
     parse_show_crypto_pki_certificates_pem,
 )
 from eemwatchd_lab.pki import GmailShapedPki
-from eemwatchd_lab.router import DeviceSpec, Fleet, LabDevice, User
-from eemwatchd_lab.router.clock import ticking_clock
+from eemwatchd_lab.router import LabDevice
 from eemwatchd_lab.router.pki import sla_root
-from tests.test_lab_router_ssh import PASSWORD, PINNED, RawClient, lines_of, login, transcript
-
-
-async def _device(tmp_path: Path, version: str) -> AsyncIterator[LabDevice]:
-    spec = DeviceSpec("s1", tmp_path / "s1", hostname="R1", users=(User("admin", PASSWORD),), version=version,
-                      clock=ticking_clock(PINNED))
-    async with Fleet([spec]) as fleet:
-        yield fleet["s1"]
-
-
-@pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[LabDevice]:
-    async for device in _device(tmp_path, "17.09.04a"):
-        yield device
-
+from tests.support.clock import PINNED
+from tests.support.lab_router import router_spec_for, running_router
+from tests.support.ssh import RawClient, lines_of, login
+from tests.support.transcripts import transcript_lines
 
 VERSION_LINE_2 = re.compile(
     r"Cisco IOS Software \[(?P<train>\w+)\], .+ Software \(.+\), Version (?P<short>\S+), RELEASE SOFTWARE \(fc\d\)"
@@ -47,9 +34,9 @@ VERSION_LINE_2 = re.compile(
     ],
 )
 async def test_show_version_lines_as_the_release_builds(tmp_path: Path, name: str, version: str) -> None:
-    real = transcript(name)
-    async for lab in _device(tmp_path, version):
-        c = await login(lab)
+    real = transcript_lines(name)
+    async with running_router(router_spec_for(tmp_path, version=version)) as router:
+        c = await login(router)
         await c.cmd("terminal length 0")
         ours = lines_of(await c.cmd("show version"))[1:]
         assert ours[0] == real[0]  # `Cisco IOS XE Software, Version 16.06.05`
@@ -61,9 +48,9 @@ async def test_show_version_lines_as_the_release_builds(tmp_path: Path, name: st
         await c.close()
 
 
-async def test_storage_lines_and_pem_output(lab: LabDevice) -> None:
+async def test_storage_lines_and_pem_output(router: LabDevice) -> None:
     pki = GmailShapedPki.create(now=PINNED)
-    c = await login(lab)
+    c = await login(router)
     await c.cmd("terminal length 0")
     await _authenticate(c, "CA-OLD", pki.old_root.cert.pem)
     await c.cmd("write memory")
@@ -73,13 +60,13 @@ async def test_storage_lines_and_pem_output(lab: LabDevice) -> None:
     # the same file names as `show startup-config` (show_startup-config_crypto_pki_nvram_refs__gh_ie_switch_17_3)
     startup = await c.cmd("show startup-config")
     assert " certificate ca 01 nvram:CiscoLicensi#1CA.cer\r\n" in startup
-    real = transcript("show_startup-config_crypto_pki_nvram_refs__gh_ie_switch_17_3.txt")
+    real = transcript_lines("show_startup-config_crypto_pki_nvram_refs__gh_ie_switch_17_3.txt")
     assert " certificate ca 01 nvram:CiscoLicensi#1CA.cer" in real
     assert f" certificate ca {pki.old_root.cert.serial_ios} nvram:LabGlobalSig#2CA.cer\r\n" in startup
     # show crypto pki certificates pem (show_crypto_pki_certificates_pem_server__genie_1.txt layout)
     pem = await c.cmd("show crypto pki certificates pem")
     lines = lines_of(pem)[1:-1]
-    genie = transcript("show_crypto_pki_certificates_pem_server__genie_1.txt")
+    genie = transcript_lines("show_crypto_pki_certificates_pem_server__genie_1.txt")
     assert re.fullmatch(r"-+Trustpoint: \S+-+", genie[0])
     assert lines[0] == "------Trustpoint: SLA-TrustPoint------"
     assert lines[1] == "% CA certificate:"
@@ -92,18 +79,18 @@ async def test_storage_lines_and_pem_output(lab: LabDevice) -> None:
     await c.close()
 
 
-async def test_a_pasted_non_ca_certificate_is_shown_for_what_it_is(lab: LabDevice) -> None:
+async def test_a_pasted_non_ca_certificate_is_shown_for_what_it_is(router: LabDevice) -> None:
     """Cisco's tech note pasted the smtp.gmail.com leaf into a trustpoint; IOS keeps it, and the lab shows it as
     a `General Purpose` certificate without `CA: TRUE` (usage wording of the router certificates in ntc_1)."""
     pki = GmailShapedPki.create(now=PINNED, key_kind="rsa")
-    c = await login(lab)
+    c = await login(router)
     await c.cmd("terminal length 0")
     await _authenticate(c, "LEAF", pki.leaf.cert.pem)
     (leaf,) = parse_show_crypto_pki_certificates(await c.cmd("show crypto pki certificates LEAF"))
     assert leaf.serial == pki.leaf.cert.serial_ios
     assert leaf.kind == "CA Certificate"  # it sits where `crypto pki authenticate` puts CA certificates
     assert leaf.usage == "General Purpose"
-    ntc = transcript("show_crypto_pki_certificates__ntc_1.txt")
+    ntc = transcript_lines("show_crypto_pki_certificates__ntc_1.txt")
     assert "  Certificate Usage: General Purpose" in ntc
     verbose = await c.cmd("show crypto pki certificates verbose LEAF")
     assert "CA: TRUE" not in verbose

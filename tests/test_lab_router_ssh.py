@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncssh
@@ -21,95 +19,30 @@ from eemwatchd_lab.pki import GmailShapedPki
 from eemwatchd_lab.router import DeviceSpec, Faults, Fleet, LabDevice, User
 from eemwatchd_lab.router.clock import ticking_clock
 from eemwatchd_lab.smtp import LabSmtpServer
-
-TRANSCRIPTS = Path(__file__).parent / "transcripts"
-PASSWORD = "lab-Pass-1"
-# The router's clock in every test here: a one-digit day (the history column pads it), never today's date.
-PINNED = datetime(2026, 12, 1, 23, 49, 35, tzinfo=UTC)
-SMTP_PASSWORD = "app-secret-77"
-
-
-def transcript(name: str) -> list[str]:
-    """The device lines of a shared transcript: after the `# source` / `# platform` / blank header."""
-    text = (TRANSCRIPTS / name).read_text(encoding="utf-8")
-    lines = text.split("\n")
-    assert lines[0].startswith("# source:")
-    assert lines[1].startswith("# platform:")
-    return [ln.rstrip("\r") for ln in lines[3:]]
-
-
-class RawClient:
-    """A plain asyncssh shell session WITHOUT a PTY, reading bytes as they come."""
-
-    def __init__(self, conn: asyncssh.SSHClientConnection, proc: asyncssh.SSHClientProcess[str]) -> None:
-        self.conn = conn
-        self.proc = proc
-        self.buffer = ""
-
-    @classmethod
-    async def open(cls, lab: LabDevice, *, username: str = "admin", password: str | None = PASSWORD,
-                   **kwargs: object) -> RawClient:
-        conn = await asyncssh.connect(
-            "127.0.0.1", lab.port, username=username, password=password, known_hosts=None,
-            client_keys=None, **kwargs,  # type: ignore[arg-type]
-        )
-        proc = await conn.create_process(encoding="utf-8")
-        return cls(conn, proc)
-
-    async def read_until(self, pattern: str, timeout: float = 5.0) -> str:
-        """Everything up to and including the first match of ``pattern`` (a regex)."""
-        regex = re.compile(pattern)
-        async with asyncio.timeout(timeout):
-            while not (m := regex.search(self.buffer)):
-                try:
-                    chunk = await self.proc.stdout.read(65536)
-                except asyncssh.ConnectionLost:
-                    chunk = ""
-                if not chunk:
-                    raise EOFError(f"connection closed; got {self.buffer!r}")
-                self.buffer += chunk
-        out, self.buffer = self.buffer[: m.end()], self.buffer[m.end() :]
-        return out
-
-    def send(self, text: str) -> None:
-        self.proc.stdin.write(text)
-
-    async def cmd(self, line: str, prompt: str = r"R1(\([a-z-]+\))?[#>]$") -> str:
-        self.send(line + "\n")
-        return await self.read_until(prompt.replace("$", ""))
-
-    async def close(self) -> None:
-        self.conn.close()
-        await self.conn.wait_closed()
+from tests.support.clock import PINNED
+from tests.support.lab_router import APPLET, PASSWORD, SMTP_PASSWORD, router_spec_for
+from tests.support.ssh import RawClient, lines_of, login
+from tests.support.transcripts import transcript_lines
 
 
 @pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[LabDevice]:
-    spec = DeviceSpec(
-        "r1", tmp_path / "r1", hostname="R1",
-        users=(User("admin", PASSWORD), User("oper", "oper-pw", privilege=1)),
-        enable_secret="en-secret", clock=ticking_clock(PINNED),
-    )
-    async with Fleet([spec]) as fleet:
-        yield fleet["r1"]
+def router_spec(tmp_path: Path) -> DeviceSpec:
+    """R1 with a privilege-1 user and an enable secret besides the admin."""
+    return router_spec_for(tmp_path, users=(User("admin", PASSWORD), User("oper", "oper-pw", privilege=1)),
+                           enable_secret="en-secret")
 
 
-async def login(lab: LabDevice, **kwargs: object) -> RawClient:
-    client = await RawClient.open(lab, **kwargs)  # type: ignore[arg-type]
-    first = await client.read_until(r"R1[#>]")
-    assert first in ("\r\nR1#", "\r\nR1>")
-    return client
-
-
-def lines_of(output: str) -> list[str]:
-    return output.split("\r\n")
+@pytest.fixture
+def mail_server_user() -> str:
+    """The lab SMTP server's account holds an @: what IOS's first-@ split of `_email_server` cannot log in as."""
+    return "user@lab.example"
 
 
 # --- session: prompts, echo, abbreviations, paging ------------------------------------------------------
 
 
-async def test_echo_after_prompt_and_abbreviations(lab: LabDevice) -> None:
-    c = await login(lab)
+async def test_echo_after_prompt_and_abbreviations(router: LabDevice) -> None:
+    c = await login(router)
     assert await c.cmd("term len 0") == "term len 0\r\nR1#"
     out = await c.cmd("sh clock")
     assert re.fullmatch(r"sh clock\r\n\*23:49:\d\d\.\d{3} UTC Tue Dec 1 2026\r\nR1#", out)
@@ -120,8 +53,8 @@ async def test_echo_after_prompt_and_abbreviations(lab: LabDevice) -> None:
     await c.close()
 
 
-async def test_invalid_input_caret_sits_under_the_bad_word(lab: LabDevice) -> None:
-    c = await login(lab)
+async def test_invalid_input_caret_sits_under_the_bad_word(router: LabDevice) -> None:
+    c = await login(router)
     out = await c.cmd("show crypto pki bogus")
     assert out == (
         "show crypto pki bogus\r\n"
@@ -132,8 +65,8 @@ async def test_invalid_input_caret_sits_under_the_bad_word(lab: LabDevice) -> No
     await c.close()
 
 
-async def test_type_ahead_with_mixed_line_endings_is_echoed_after_each_prompt(lab: LabDevice) -> None:
-    c = await login(lab)
+async def test_type_ahead_with_mixed_line_endings_is_echoed_after_each_prompt(router: LabDevice) -> None:
+    c = await login(router)
     c.send("term len 0\r\nterm width 512\rsh clock\n")
     out = await c.read_until(r"UTC.*\r\nR1#")
     assert out.startswith("term len 0\r\nR1#term width 512\r\nR1#sh clock\r\n*")
@@ -145,8 +78,8 @@ async def test_type_ahead_with_mixed_line_endings_is_echoed_after_each_prompt(la
     await c.close()
 
 
-async def test_paging_with_more(lab: LabDevice) -> None:
-    c = await login(lab)
+async def test_paging_with_more(router: LabDevice) -> None:
+    c = await login(router)
     await c.cmd("terminal length 10")
     c.send("show version\n")
     first = await c.read_until(" --More-- ")
@@ -159,8 +92,8 @@ async def test_paging_with_more(lab: LabDevice) -> None:
     await c.close()
 
 
-async def test_user_exec_enable_and_secret(lab: LabDevice) -> None:
-    c = await RawClient.open(lab, username="oper", password="oper-pw")
+async def test_user_exec_enable_and_secret(router: LabDevice) -> None:
+    c = await RawClient.open(router, username="oper", password="oper-pw")
     assert await c.read_until("R1>") == "\r\nR1>"
     out = await c.cmd("show running-config")
     assert "% Invalid input detected at '^' marker." in out
@@ -180,21 +113,21 @@ async def test_public_key_login_and_persistent_host_key(tmp_path: Path) -> None:
     spec = DeviceSpec("k1", tmp_path / "k1", hostname="R1", users=(User("robot", public_keys=(public,)),),
                       clock=ticking_clock(PINNED))
     async with Fleet([spec]) as fleet:
-        lab = fleet["k1"]
+        router = fleet["k1"]
         known = tmp_path / "known_hosts"
-        known.write_text(lab.known_hosts_line() + "\n")
-        conn = await asyncssh.connect("127.0.0.1", lab.port, username="robot", client_keys=[key],
+        known.write_text(router.known_hosts_line() + "\n")
+        conn = await asyncssh.connect("127.0.0.1", router.port, username="robot", client_keys=[key],
                                       known_hosts=str(known))
         proc = await conn.create_process(encoding="utf-8")
         client = RawClient(conn, proc)
         assert await client.read_until("R1#") == "\r\nR1#"
         await client.close()
-        first_line = lab.known_hosts_line()
-        await lab.restart()
-        assert lab.known_hosts_line() == first_line  # same port, same key after a reload
-        await lab.change_host_key()
+        first_line = router.known_hosts_line()
+        await router.restart()
+        assert router.known_hosts_line() == first_line  # same port, same key after a reload
+        await router.change_host_key()
         with pytest.raises(asyncssh.HostKeyNotVerifiable):
-            await asyncssh.connect("127.0.0.1", lab.port, username="robot", client_keys=[key],
+            await asyncssh.connect("127.0.0.1", router.port, username="robot", client_keys=[key],
                                    known_hosts=str(known))
 
 
@@ -202,7 +135,7 @@ async def test_public_key_login_and_persistent_host_key(tmp_path: Path) -> None:
 
 
 def _qytang_pem_and_expected() -> tuple[list[str], list[str]]:
-    lines = transcript("crypto_pki_authenticate_terminal_paste__gh_qytang_c8kv.txt")
+    lines = transcript_lines("crypto_pki_authenticate_terminal_paste__gh_qytang_c8kv.txt")
     begin = lines.index("-----BEGIN CERTIFICATE-----")
     end = lines.index("-----END CERTIFICATE-----")
     return lines[begin : end + 1], lines
@@ -217,9 +150,9 @@ async def _configure_tp(c: RawClient, name: str, *extra: str) -> None:
     await c.cmd("exit")
 
 
-async def test_authenticate_paste_dialogue_is_the_c8kv_transcript(lab: LabDevice) -> None:
+async def test_authenticate_paste_dialogue_is_the_c8kv_transcript(router: LabDevice) -> None:
     pem, expected = _qytang_pem_and_expected()
-    c = await login(lab)
+    c = await login(router)
     await c.cmd("conf t")
     assert await c.cmd("hostname CSR3", prompt=r"CSR3\(config\)#") == "hostname CSR3\r\nCSR3(config)#"
     await c.cmd("crypto pki trustpoint DTLS", prompt=r"CSR3\(ca-trustpoint\)#")
@@ -238,9 +171,9 @@ async def test_authenticate_paste_dialogue_is_the_c8kv_transcript(lab: LabDevice
     await c.close()
 
 
-async def test_running_config_shows_hex_and_sla_block_like_csr1000v(lab: LabDevice) -> None:
+async def test_running_config_shows_hex_and_sla_block_like_csr1000v(router: LabDevice) -> None:
     pki = GmailShapedPki.create(now=PINNED)
-    c = await login(lab)
+    c = await login(router)
     await c.cmd("terminal length 0")
     await _configure_tp(c, "CA-OLD")
     c.send("crypto pki authenticate CA-OLD\n" + pki.old_root.cert.pem + "quit\n")
@@ -255,7 +188,7 @@ async def test_running_config_shows_hex_and_sla_block_like_csr1000v(lab: LabDevi
     assert out[i + 1 : i + 1 + len(block)] == block
     assert block[-1] == "  \tquit" and block[1].endswith(" ") and len(block[1]) == 2 + 8 * 9
     # SLA-TrustPoint exactly as the CSR1000V 17.3 capture (same real certificate, same bytes)
-    real = transcript("show_running-config_crypto_pki_section__gh_ansible_facts_csr1000v_17_3.txt")
+    real = transcript_lines("show_running-config_crypto_pki_section__gh_ansible_facts_csr1000v_17_3.txt")
     start = real.index("crypto pki certificate chain SLA-TrustPoint")
     stop = real.index("  \tquit", start)
     j = out.index("crypto pki certificate chain SLA-TrustPoint")
@@ -270,9 +203,9 @@ async def test_running_config_shows_hex_and_sla_block_like_csr1000v(lab: LabDevi
     await c.close()
 
 
-async def test_authenticate_refusals_and_errors(lab: LabDevice) -> None:
+async def test_authenticate_refusals_and_errors(router: LabDevice) -> None:
     pki = GmailShapedPki.create(now=PINNED)
-    c = await login(lab)
+    c = await login(router)
     await _configure_tp(c, "T1")
     out = await c.cmd("crypto pki authenticate NOPE")
     assert out == "crypto pki authenticate NOPE\r\n% Certificate Authority (trustpoint) NOPE is unknown\r\nR1(config)#"
@@ -298,21 +231,21 @@ async def test_authenticate_refusals_and_errors(lab: LabDevice) -> None:
     await c.close()
 
 
-async def test_configured_fingerprint_skips_the_question(lab: LabDevice) -> None:
+async def test_configured_fingerprint_skips_the_question(router: LabDevice) -> None:
     pki = GmailShapedPki.create(now=PINNED)
-    c = await login(lab)
+    c = await login(router)
     await _configure_tp(c, "FP", f"fingerprint {pki.old_root.cert.sha1_hex}")
     c.send("crypto pki authenticate FP\n" + pki.old_root.cert.pem + "\n")
     out = await c.read_until(r"R1\(config\)#")
     assert "[yes/no]" not in out
     assert out.endswith("Trustpoint CA certificate accepted.\r\n% Certificate successfully imported\r\n\r\nR1(config)#")
-    assert lab.state.trustpoints["FP"].ca_cert == pki.old_root.cert
+    assert router.state.trustpoints["FP"].ca_cert == pki.old_root.cert
     await c.close()
 
 
-async def test_no_trustpoint_dialogue_is_the_c9800_transcript(lab: LabDevice) -> None:
+async def test_no_trustpoint_dialogue_is_the_c9800_transcript(router: LabDevice) -> None:
     pki = GmailShapedPki.create(now=PINNED)
-    c = await login(lab)
+    c = await login(router)
     await _configure_tp(c, "manual_certs")
     c.send("crypto pki authenticate manual_certs\n" + pki.old_root.cert.pem + "\n")
     await c.read_until(re.escape("[yes/no]: "))
@@ -322,7 +255,7 @@ async def test_no_trustpoint_dialogue_is_the_c9800_transcript(lab: LabDevice) ->
     out = await c.read_until(re.escape("[yes/no]: "))
     c.send("y\n")
     out += await c.read_until(r"R1\(config\)#")
-    real = transcript("no_crypto_pki_trustpoint__genielibs_wsim_c9800.txt")
+    real = transcript_lines("no_crypto_pki_trustpoint__genielibs_wsim_c9800.txt")
     start = real.index("ewlc_2(config)#no crypto pki trustpoint manual_certs")
     stop = real.index("ewlc_2(config)#crypto key zeroize rsa manual_certs")
     expected = [ln.replace("ewlc_2", "R1") for ln in real[start : stop + 1]]
@@ -331,18 +264,18 @@ async def test_no_trustpoint_dialogue_is_the_c9800_transcript(lab: LabDevice) ->
     del expected[dup]
     got = lines_of("R1(config)#" + out)
     assert got == [*expected[:-1], "R1(config)#"]
-    assert "manual_certs" not in lab.state.trustpoints
+    assert "manual_certs" not in router.state.trustpoints
     await c.close()
 
 
-async def test_show_crypto_pki_renderers_match_genie_layout(lab: LabDevice) -> None:
-    c = await login(lab)
+async def test_show_crypto_pki_renderers_match_genie_layout(router: LabDevice) -> None:
+    c = await login(router)
     await c.cmd("terminal length 0")
     status = lines_of(await c.cmd("show crypto pki trustpoints SLA-TrustPoint status"))
-    real = transcript("show_crypto_pki_trustpoints_status__genie_isr4451.txt")
+    real = transcript_lines("show_crypto_pki_trustpoints_status__genie_isr4451.txt")
     assert status[1:-1] == real[:10]  # the SLA-TrustPoint block, byte for byte
     tps = lines_of(await c.cmd("show crypto pki trustpoints"))
-    assert tps[1:7] == transcript("show_crypto_pki_trustpoints__genie_1.txt")[:6]
+    assert tps[1:7] == transcript_lines("show_crypto_pki_trustpoints__genie_1.txt")[:6]
     certs = lines_of(await c.cmd("show crypto pki certificates"))[1:-1]
     assert certs == [
         "CA Certificate",
@@ -363,11 +296,11 @@ async def test_show_crypto_pki_renderers_match_genie_layout(lab: LabDevice) -> N
         # certificates kept in nvram end with it (show_crypto_pki_certificates__ntc_1.txt)
         "  Storage: nvram:CiscoLicensi#1CA.cer",
     ]
-    ntc = transcript("show_crypto_pki_certificates__ntc_1.txt")
+    ntc = transcript_lines("show_crypto_pki_certificates__ntc_1.txt")
     ntc_ca = ntc[ntc.index("CA Certificate") :]
     assert ntc_ca[ntc_ca.index("  Storage: nvram:certfile.cer") - 1].startswith("  Associated Trustpoints:")
     # same field prefixes, in the same order, as the genie C3850 CA block (a SUDI CA: no nvram storage)
-    genie = transcript("show_crypto_pki_certificates_CISCO_IDEVID_SUDI__genie_c3850.txt")
+    genie = transcript_lines("show_crypto_pki_certificates_CISCO_IDEVID_SUDI__genie_c3850.txt")
     ca = genie[genie.index("CA Certificate") :]
     fields = [ln.split(":")[0] for ln in ca if ln.startswith("  ") and not ln.startswith("    ")]
     ours = [ln.split(":")[0] for ln in certs[:-1] if ln.startswith("  ") and not ln.startswith("    ")]
@@ -378,9 +311,9 @@ async def test_show_crypto_pki_renderers_match_genie_layout(lab: LabDevice) -> N
     await c.close()
 
 
-async def test_write_memory_survives_a_reload_and_unsaved_changes_do_not(lab: LabDevice) -> None:
+async def test_write_memory_survives_a_reload_and_unsaved_changes_do_not(router: LabDevice) -> None:
     pki = GmailShapedPki.create(now=PINNED)
-    c = await login(lab)
+    c = await login(router)
     await _configure_tp(c, "SAVED")
     c.send("crypto pki authenticate SAVED\n" + pki.old_root.cert.pem + "\n")
     await c.read_until(re.escape("[yes/no]: "))
@@ -392,7 +325,7 @@ async def test_write_memory_survives_a_reload_and_unsaved_changes_do_not(lab: La
     out = await c.read_until(re.escape("? "))
     c.send("\n")
     out += await c.read_until("R1#")
-    real = transcript("copy_running-config_startup-config__gh_cm-s6-h001.txt")
+    real = transcript_lines("copy_running-config_startup-config__gh_cm-s6-h001.txt")
     assert lines_of("R1#" + out) == [ln.replace("CM-S6-H001", "R1") for ln in real[:5]]
     await c.cmd("conf t")
     await c.cmd("crypto pki trustpoint UNSAVED")
@@ -402,25 +335,13 @@ async def test_write_memory_survives_a_reload_and_unsaved_changes_do_not(lab: La
     await c.cmd("no crypto pki trustpoint UNSAVED")
     await c.cmd("end")
     await c.close()
-    await lab.restart()
-    assert set(lab.state.trustpoints) == {"SLA-TrustPoint", "SAVED", "UNSAVED"}
-    assert lab.state.trustpoints["SAVED"].ca_cert == pki.old_root.cert
-    assert lab.state.env == {"_email_to": '"ops@lab.example"'}
+    await router.restart()
+    assert set(router.state.trustpoints) == {"SLA-TrustPoint", "SAVED", "UNSAVED"}
+    assert router.state.trustpoints["SAVED"].ca_cert == pki.old_root.cert
+    assert router.state.env == {"_email_to": '"ops@lab.example"'}
 
 
 # --- EEM mail: the done-when ------------------------------------------------------------------------------
-
-
-APPLET = [
-    "event manager environment _email_server {server}",
-    "event manager environment _email_to ops@lab.example",
-    "event manager environment _email_from router@lab.example",
-    "event manager applet CERTCHECK authorization bypass",
-    "event none maxrun 8",
-    'action 0010 mail server "$_email_server" to "$_email_to" from "$_email_from" '
-    'subject "EEM test" body "hello from $_email_from" secure tls port {port}',
-    "exit",
-]
 
 
 async def _install(c: RawClient, name: str, cert: Certificate) -> None:
@@ -437,32 +358,23 @@ async def _setup_applet(c: RawClient, port: int, server: str) -> None:
         assert "%" not in out, out
 
 
-async def _run_and_wait(c: RawClient, lab: LabDevice) -> list[str]:
-    before = len(lab.state.log_lines)
+async def _run_and_wait(c: RawClient, router: LabDevice) -> list[str]:
+    before = len(router.state.log_lines)
     assert await c.cmd("event manager run CERTCHECK") == "event manager run CERTCHECK\r\nR1#"
-    await asyncio.wait_for(lab.state.wait_for_jobs(), 10)
-    return lab.state.log_lines[before:]
-
-
-@pytest.fixture
-async def smtp() -> AsyncIterator[tuple[LabSmtpServer, GmailShapedPki]]:
-    pki = GmailShapedPki.create(now=PINNED)
-    server = LabSmtpServer(mode="starttls", certs=pki.served, key=pki.leaf.key,
-                           username="user@lab.example", password=SMTP_PASSWORD)
-    async with server:
-        yield server, pki
+    await asyncio.wait_for(router.state.wait_for_jobs(), 10)
+    return router.state.log_lines[before:]
 
 
 async def test_mail_is_delivered_when_the_cross_signing_root_is_installed(
-    lab: LabDevice, smtp: tuple[LabSmtpServer, GmailShapedPki]
+    router: LabDevice, mail_server: tuple[LabSmtpServer, GmailShapedPki]
 ) -> None:
-    server, pki = smtp
-    c = await login(lab)
+    server, pki = mail_server
+    c = await login(router)
     await _install(c, "CA-GLOBALSIGN", pki.old_root.cert)
     # the username contains no @; the password does - IOS splits at the FIRST @ only
     await _setup_applet(c, server.port, f"user@lab.example:{SMTP_PASSWORD}@127.0.0.1")
     await c.cmd("end")
-    log = await _run_and_wait(c, lab)
+    log = await _run_and_wait(c, router)
     # With the first-@ split the user is "user" and the "host" is "lab.example:<password>@127.0.0.1":
     # it cannot work (CSCwe75439), and the lab never writes that password into the log.
     assert [ln.split(": ", 1)[1] for ln in log] == [
@@ -477,37 +389,37 @@ async def test_mail_is_delivered_when_the_cross_signing_root_is_installed(
         await c.cmd("conf t")
         await _setup_applet(c, server_user.port, f"user:{SMTP_PASSWORD}@127.0.0.1")
         await c.cmd("end")
-        log = await _run_and_wait(c, lab)
+        log = await _run_and_wait(c, router)
         assert [ln for ln in log if "FMPD" in ln] == []
         messages = await server_user.wait_for_messages(1, timeout=5)
     assert messages[0].tls and messages[0].login == "user"
     assert messages[0].mail_from == "router@lab.example"
     assert b"hello from router@lab.example" in messages[0].data
-    outcome = lab.state.mail_outcomes[-1][1]
+    outcome = router.state.mail_outcomes[-1][1]
     assert outcome.ok and outcome.validation is not None
     assert outcome.validation.anchor_trustpoint == "CA-GLOBALSIGN"
     await c.close()
 
 
 async def test_self_signed_twin_alone_fails_with_the_real_fmpd_lines(
-    lab: LabDevice, smtp: tuple[LabSmtpServer, GmailShapedPki]
+    router: LabDevice, mail_server: tuple[LabSmtpServer, GmailShapedPki]
 ) -> None:
-    server, pki = smtp
-    c = await login(lab)
+    server, pki = mail_server
+    c = await login(router)
     await _install(c, "CA-GTS-R1", pki.new_root.cert)
     await _setup_applet(c, server.port, f"user:{SMTP_PASSWORD}@127.0.0.1")
     await c.cmd("end")
     await c.cmd("send log 6 MARKER-1")
-    log = await _run_and_wait(c, lab)
+    log = await _run_and_wait(c, router)
     assert server.messages == []
     assert [ln.split(": ", 1)[1] for ln in log] == [
         "%HA_EM-3-FMPD_SMTP: Error occurred when sending mail to SMTP server: 127.0.0.1 : "
         "error in connecting to SMTP server",
         "%HA_EM-3-FMPD_ERROR: Error executing applet CERTCHECK statement 0010",
     ]
-    assert "No trust point for cert issuer" in lab.state.mail_outcomes[-1][1].detail
+    assert "No trust point for cert issuer" in router.state.mail_outcomes[-1][1].detail
     # the same two lines as the IOSv capture, host and statement aside
-    real = transcript("eem_applet_mail_fmpd_smtp_error__gh_iosv.txt")
+    real = transcript_lines("eem_applet_mail_fmpd_smtp_error__gh_iosv.txt")
     real_smtp = next(ln for ln in real if "FMPD_SMTP" in ln).split(": ", 1)[1]
     assert real_smtp.replace("10.3.3.3", "127.0.0.1") == log[0].split(": ", 1)[1]
     shown = await c.cmd("show logging | include MARKER-1|FMPD")
@@ -524,15 +436,15 @@ async def test_self_signed_twin_alone_fails_with_the_real_fmpd_lines(
     await c.close()
 
 
-async def test_unreachable_server_and_maxrun(lab: LabDevice) -> None:
+async def test_unreachable_server_and_maxrun(router: LabDevice) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed_port = s.getsockname()[1]
-    c = await login(lab)
+    c = await login(router)
     await c.cmd("conf t")
     await _setup_applet(c, closed_port, "127.0.0.1")
     await c.cmd("end")
-    log = await _run_and_wait(c, lab)
+    log = await _run_and_wait(c, router)
     assert log[0].endswith(": 127.0.0.1 : error in connecting to SMTP server")
 
     release = asyncio.Event()
@@ -549,7 +461,7 @@ async def test_unreachable_server_and_maxrun(lab: LabDevice) -> None:
         await c.cmd("event none maxrun 1")
         await c.cmd("end")
         started = asyncio.get_running_loop().time()
-        log = await _run_and_wait(c, lab)
+        log = await _run_and_wait(c, router)
         assert asyncio.get_running_loop().time() - started < 3
         assert log[0].endswith(": 127.0.0.1 : timeout error")
         assert log[1].endswith("%HA_EM-3-FMPD_ERROR: Error executing applet CERTCHECK statement 0010")
@@ -558,13 +470,13 @@ async def test_unreachable_server_and_maxrun(lab: LabDevice) -> None:
         mute.close()
         await mute.wait_closed()
     policy = lines_of(await c.cmd("show event manager policy registered"))
-    assert policy[1] == transcript("show_event_manager_policy_registered_applets_cron__gh_switch.txt")[1]
+    assert policy[1] == transcript_lines("show_event_manager_policy_registered_applets_cron__gh_switch.txt")[1]
     assert re.fullmatch(
         r"1    applet    user    none                Off   Tue Dec 1 23:49:\d\d 2026   CERTCHECK", policy[2]
     )
     assert policy[3] == " maxrun 1.000"
     env = lines_of(await c.cmd("show event manager environment all"))
-    assert env[1] == transcript("show_event_manager_environment_all_and_policy_registered__gh_r1.txt")[1]
+    assert env[1] == transcript_lines("show_event_manager_environment_all_and_policy_registered__gh_r1.txt")[1]
     assert env[2] == "1    _email_server                 127.0.0.1"
     assert await c.cmd("event manager run NOPE") == (
         "event manager run NOPE\r\nEEM policy NOPE not registered with event none Event Detector\r\n\r\nR1#"
@@ -581,8 +493,8 @@ async def test_faults(tmp_path: Path) -> None:
     spec = DeviceSpec("f1", tmp_path / "f1", hostname="R1", users=(User("admin", PASSWORD),), faults=faults,
                       clock=ticking_clock(PINNED))
     async with Fleet([spec]) as fleet:
-        lab = fleet["f1"]
-        c = await login(lab)
+        router = fleet["f1"]
+        c = await login(router)
         started = asyncio.get_running_loop().time()
         assert await c.cmd("show clock") == "show clock\r\n% Clock is broken\r\n\r\nR1#"
         assert asyncio.get_running_loop().time() - started >= 0.05
@@ -591,29 +503,29 @@ async def test_faults(tmp_path: Path) -> None:
             await c.read_until("R1#")
         faults.drop_at_command = None
         faults.drop_after_commands = 1
-        c = await login(lab)
+        c = await login(router)
         await c.cmd("terminal length 0")
         c.send("show clock\n")
         with pytest.raises(EOFError):
             await c.read_until("UTC")
         faults.refuse_login = True
         with pytest.raises(asyncssh.PermissionDenied):
-            await RawClient.open(lab)
+            await RawClient.open(router)
 
 
 # --- netmiko: a second, independent client -----------------------------------------------------------------
 
 
-async def test_netmiko_full_flow(lab: LabDevice, smtp: tuple[LabSmtpServer, GmailShapedPki]) -> None:
-    _, pki = smtp
-    lab.spec.users = (*lab.spec.users, User("user", PASSWORD))
+async def test_netmiko_full_flow(router: LabDevice, mail_server: tuple[LabSmtpServer, GmailShapedPki]) -> None:
+    _, pki = mail_server
+    router.spec.users = (*router.spec.users, User("user", PASSWORD))
     smtp_user = LabSmtpServer(mode="starttls", certs=pki.served, key=pki.leaf.key, username="user",
                               password=SMTP_PASSWORD)
     netmiko = pytest.importorskip("netmiko")
 
     def flow() -> tuple[str, str]:
         conn = netmiko.ConnectHandler(
-            device_type="cisco_ios", host="127.0.0.1", port=lab.port, username="admin", password=PASSWORD,
+            device_type="cisco_ios", host="127.0.0.1", port=router.port, username="admin", password=PASSWORD,
             fast_cli=False, conn_timeout=5,
         )
         try:
@@ -648,13 +560,4 @@ async def test_netmiko_full_flow(lab: LabDevice, smtp: tuple[LabSmtpServer, Gmai
     assert "% Certificate successfully imported" in out
     assert "\n".join(render_certificate_block(pki.old_root.cert)[1:3]) in running
     assert smtp_user.messages[0].tls
-    assert (lab.spec.state_dir / "startup-config").exists()
-
-
-async def configure(c: RawClient, lines: list[str]) -> None:
-    """Configuration lines through a raw SSH client; none may draw a `%` error."""
-    await c.cmd("conf t")
-    for line in lines:
-        out = await c.cmd(line)
-        assert "%" not in out, out
-    await c.cmd("end")
+    assert (router.spec.state_dir / "startup-config").exists()

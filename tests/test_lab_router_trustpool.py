@@ -6,32 +6,24 @@ validating against trustpoints only (see docs/lab-router.md "Trustpool").
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from eemwatchd.core.ios.parsers import parse_show_crypto_pki_certificates
 from eemwatchd_lab.pki import GmailShapedPki
-from eemwatchd_lab.router import DeviceSpec, Fleet, LabDevice, User
-from eemwatchd_lab.router.clock import ticking_clock
+from eemwatchd_lab.router import LabDevice
 from eemwatchd_lab.smtp import LabSmtpServer
-from tests.test_lab_router_ssh import APPLET, PASSWORD, PINNED, SMTP_PASSWORD, lines_of, login, transcript
+from tests.support.clock import PINNED
+from tests.support.lab_router import APPLET, SMTP_PASSWORD
+from tests.support.ssh import lines_of, login
+from tests.support.transcripts import transcript_lines
 
 FN72323 = "crypto_pki_trustpool_import_terminal_and_show_trustpool__cisco_fn72323.txt"
 
 
-@pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[LabDevice]:
-    spec = DeviceSpec("t1", tmp_path / "t1", hostname="R1", users=(User("admin", PASSWORD),),
-                      clock=ticking_clock(PINNED))
-    async with Fleet([spec]) as fleet:
-        yield fleet["t1"]
-
-
 def _fn72323() -> tuple[list[str], list[str], list[str]]:
     """(banner lines, the pasted base64, the first `show crypto pki trustpool` block) of FN72323."""
-    real = transcript(FN72323)
+    real = transcript_lines(FN72323)
     start = next(i for i, ln in enumerate(real) if "trustpool import terminal" in ln)
     done = real.index("% PEM files import succeeded.")
     shown = real.index("CA Certificate")
@@ -39,9 +31,9 @@ def _fn72323() -> tuple[list[str], list[str], list[str]]:
     return real[start + 1 : start + 3], real[start + 3 : done], real[shown : end + 1]
 
 
-async def test_import_terminal_and_show_trustpool_are_the_fn72323_text(lab: LabDevice) -> None:
+async def test_import_terminal_and_show_trustpool_are_the_fn72323_text(router: LabDevice) -> None:
     banner, paste, block = _fn72323()
-    c = await login(lab)
+    c = await login(router)
     await c.cmd("terminal length 0")
     assert await c.cmd("show crypto pki trustpool") == "show crypto pki trustpool\r\nR1#"  # no bundle shipped
     await c.cmd("conf t")
@@ -65,9 +57,9 @@ async def test_import_terminal_and_show_trustpool_are_the_fn72323_text(lab: LabD
     await c.close()
 
 
-async def test_pem_bundle_and_refusals(lab: LabDevice) -> None:
+async def test_pem_bundle_and_refusals(router: LabDevice) -> None:
     pki = GmailShapedPki.create(now=PINNED)
-    c = await login(lab)
+    c = await login(router)
     await c.cmd("terminal length 0")
     await c.cmd("conf t")
     c.send("crypto pki trustpool import terminal\n" + pki.old_root.cert.pem + pki.new_root.cert.pem + "quit\n")
@@ -77,15 +69,15 @@ async def test_pem_bundle_and_refusals(lab: LabDevice) -> None:
     assert lines_of(await c.read_until(r"R1\(config\)#"))[-2] == "% PEM files import failed."
     c.send("crypto pki trustpool import terminal\nnot base64 at all\n\n")
     assert lines_of(await c.read_until(r"R1\(config\)#"))[-2] == "% PEM files import failed."
-    assert len(lab.state.trustpool) == 2
+    assert len(router.state.trustpool) == 2
     shown = parse_show_crypto_pki_certificates(await c.cmd("do show crypto pki trustpool"))
     assert [s.serial for s in shown] == [pki.old_root.cert.serial_ios, pki.new_root.cert.serial_ios]
     await c.close()
 
 
 @pytest.mark.parametrize("typed", ["crypto pki trust X", "crypto pki trustp X", "crypto pki trust"])
-async def test_trust_is_an_ambiguous_abbreviation(lab: LabDevice, typed: str) -> None:
-    c = await login(lab)
+async def test_trust_is_an_ambiguous_abbreviation(router: LabDevice, typed: str) -> None:
+    c = await login(router)
     await c.cmd("conf t")
     assert await c.cmd(typed) == f'{typed}\r\n% Ambiguous command:  "{typed}"\r\n\r\nR1(config)#'
     # long enough to be unique, it still works
@@ -93,12 +85,12 @@ async def test_trust_is_an_ambiguous_abbreviation(lab: LabDevice, typed: str) ->
     await c.close()
 
 
-async def test_the_mail_does_not_validate_against_the_trustpool(lab: LabDevice) -> None:
+async def test_the_mail_does_not_validate_against_the_trustpool(router: LabDevice) -> None:
     pki = GmailShapedPki.create(now=PINNED)
     server = LabSmtpServer(mode="starttls", certs=pki.served, key=pki.leaf.key, username="user",
                            password=SMTP_PASSWORD)
     async with server:
-        c = await login(lab)
+        c = await login(router)
         await c.cmd("conf t")
         c.send("crypto pki trustpool import terminal\n" + pki.old_root.cert.pem + "\n")
         assert "succeeded" in await c.read_until(r"R1\(config\)#")
@@ -106,8 +98,8 @@ async def test_the_mail_does_not_validate_against_the_trustpool(lab: LabDevice) 
             await c.cmd(line.format(server=f"user:{SMTP_PASSWORD}@127.0.0.1", port=server.port))
         await c.cmd("end")
         await c.cmd("event manager run CERTCHECK")
-        await lab.state.wait_for_jobs(10)
-        outcome = lab.state.mail_outcomes[-1][1]
+        await router.state.wait_for_jobs(10)
+        outcome = router.state.mail_outcomes[-1][1]
         assert not outcome.ok
         assert "No trust point for cert issuer" in outcome.detail
         assert server.messages == []

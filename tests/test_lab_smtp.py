@@ -59,11 +59,6 @@ def _implicit_session(port: int, *, login: tuple[str, str] | None) -> list[Certi
     return chain
 
 
-@pytest.fixture
-def pki() -> GmailShapedPki:
-    return GmailShapedPki.create()
-
-
 @pytest.mark.parametrize("mode", ["starttls", "implicit"])
 async def test_serves_chain_and_records_authenticated_message(pki: GmailShapedPki, mode: str) -> None:
     session = _starttls_session if mode == "starttls" else _implicit_session

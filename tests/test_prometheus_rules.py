@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry
 
 from eemwatchd.daemon.http_endpoint import start_http
 from eemwatchd.daemon.metrics import Metrics
-from tests.prometheus_server import Row, prometheus_binary, running_prometheus
-from tests.test_metrics import NOW, exported_sample_names, fleet
+from tests.support.metrics_fleet import NOW, exported_sample_names, fleet
+from tests.support.prometheus_server import Row, prometheus_binary, running_prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "config" / "prometheus-rules.yml"

@@ -3,165 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import json
-import sys
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
-
-from eemwatchd.adapters.router import RouterSession, RouterTimeouts
-from eemwatchd.adapters.store import Store
-from eemwatchd.config import Config, RouterConfig, parse_config
 from eemwatchd.core.certificate import Certificate
-from eemwatchd.core.ios.formats import render_certificate_block
-from eemwatchd.core.ios.trust import validate_as_ios
-from eemwatchd.reconcile import Reconciler, RouterSessionLike, RunReport, target_from_config
+from eemwatchd.reconcile import RunReport
 from eemwatchd_lab.pki import GmailShapedPki, Issued, make_intermediate, make_leaf, make_root
-from eemwatchd_lab.router import DeviceSpec, Fleet, User
-from eemwatchd_lab.smtp import LabSmtpServer
-
-APPLET = "MAILTEST"
-SMTP_USER = "alerts"
-SMTP_PASSWORD = "app-pass-Xq7"  # lab only; the tests check it never reaches the store
-ROUTER_PASSWORD = "lab-admin-pw-9"
+from tests.support.reconcile_lab import ROUTER_PASSWORD, SMTP_PASSWORD, SMTP_USER, ReconcileLab, applet_config, cli
 
 
-class Clock:
-    """Our side's clock (store timestamps, recent, retention); certificates are judged at real time."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
-
-
-@dataclass
-class Lab:
-    tmp: Path
-    pki: GmailShapedPki
-    smtp: LabSmtpServer
-    fleet: Fleet
-    config: Config
-    store: Store
-    clock: Clock
-    ca_file: Path
-
-    def trustpoints(self, name: str) -> dict[str, list[Certificate]]:
-        return {k: list(v) for k, v in self.fleet[name].state.trustpoint_certs().items()}
-
-    def unmanaged(self, name: str) -> dict[str, list[Certificate]]:
-        return {k: v for k, v in self.trustpoints(name).items() if not k.startswith("EEMW-")}
-
-    def accepts(self, name: str, chain: Sequence[Certificate]) -> bool:
-        return validate_as_ios(chain, self.trustpoints(name), datetime.now(UTC)).ok
-
-    def write_anchors(self, anchors: Sequence[Certificate]) -> None:
-        self.ca_file.write_text("".join(c.pem for c in anchors))
-
-    async def run(self, *, apply: bool = True, router: str | None = None) -> RunReport:
-        reconciler = Reconciler(self.config, self.store, connect=fast_connector, clock=self.clock)
-        return await reconciler.run(apply=apply, router=router)
-
-
-@contextlib.asynccontextmanager
-async def fast_connector(router: RouterConfig) -> AsyncIterator[RouterSessionLike]:
-    """The real SSH adapter, polling the log faster than the default so tests stay short."""
-    target = dataclasses.replace(
-        target_from_config(router),
-        timeouts=RouterTimeouts(connect=5.0, command=10.0, poll_interval=0.2, fire_grace=2.0),
-    )
-    async with RouterSession(target) as session:
-        yield session
-
-
-def applet_config(smtp_port: int) -> list[str]:
-    return [
-        f"event manager environment _email_server {SMTP_USER}:{SMTP_PASSWORD}@127.0.0.1",
-        f"event manager applet {APPLET}",
-        " event none maxrun 20",
-        f' action 0010 mail server "$_email_server" to "ops@lab.example" from "{SMTP_USER}@lab.example"'
-        f' subject "eemwatchd test" body "test-fire" secure tls port {smtp_port}',
-        f' action 0020 syslog msg "{APPLET} mail sent"',
-    ]
-
-
-def unmanaged_config(name: str, cert: Certificate) -> list[str]:
-    return [
-        f"crypto pki trustpoint {name}",
-        " enrollment terminal",
-        " revocation-check none",
-        f"crypto pki certificate chain {name}",
-        *(" " + line if not line.startswith(" ") else line for line in render_certificate_block(cert)),
-    ]
-
-
-@pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
-    pki = GmailShapedPki.create()
-    ca_file = tmp_path / "anchors.pem"
-    ca_file.write_text("".join(c.pem for c in pki.anchors))
-    (tmp_path / "router.pw").write_text(ROUTER_PASSWORD + "\n")
-    specs = [
-        DeviceSpec(name=n, state_dir=tmp_path / n, users=(User("admin", ROUTER_PASSWORD),))
-        for n in ("r1", "r2")
-    ]
-    async with (
-        LabSmtpServer(
-            mode="starttls", certs=pki.served, key=pki.leaf.key, username=SMTP_USER, password=SMTP_PASSWORD
-        ) as smtp,
-        Fleet(specs) as fleet,
-    ):
-        known_hosts = tmp_path / "known_hosts"
-        known_hosts.write_text("".join(d.known_hosts_line() + "\n" for d in fleet))
-        for device in fleet:
-            device.state.apply_config(applet_config(smtp.port))
-        # r2 already trusts the old root in a trustpoint of its own (the tech note's CA-GlobalSign-Root).
-        fleet["r2"].state.apply_config(unmanaged_config("CA-GlobalSign-Root", pki.old_root.cert))
-        routers = "\n".join(
-            f"""  - name: {d.name}
-    host: 127.0.0.1
-    port: {d.port}
-    username: admin
-    password_file: router.pw
-    known_hosts: known_hosts
-    applet: {APPLET}
-    servers: [lab]"""
-            for d in fleet
-        )
-        text = f"""
-state_path: state.db
-servers:
-  - name: lab
-    host: 127.0.0.1
-    port: {smtp.port}
-    mode: starttls
-    interval: 10m
-    ca_file: anchors.pem
-routers:
-{routers}
-policy:
-  confirmations: 2
-  recent: 1d
-  retention: 1d
-"""
-        (tmp_path / "eemwatchd.yaml").write_text(text)
-        config = parse_config(text, base=tmp_path).config
-        with Store.open(config.state_path, secrets=[ROUTER_PASSWORD, SMTP_PASSWORD]) as store:
-            yield Lab(tmp_path, pki, smtp, fleet, config, store, Clock(), ca_file)
-        for device in fleet:
-            await device.state.cancel_jobs()
-
-
-async def converge(lab: Lab) -> RunReport:
+async def converge(lab: ReconcileLab) -> RunReport:
     """Two sightings (confirmations: 2) then the apply that acts on them."""
     first = await lab.run()
     assert all(r.plan is not None and not r.plan.actions for r in first.routers), "acted before confirmation"
@@ -175,7 +27,7 @@ def names(report: RunReport, router: str) -> list[tuple[str, str]]:
     return [(a.kind, a.sha256) for a in result.plan.actions]
 
 
-async def test_fresh_router_gets_trust_and_sends_mail_and_second_apply_changes_nothing(lab: Lab) -> None:
+async def test_fresh_router_gets_trust_and_sends_mail_and_second_apply_changes_nothing(lab: ReconcileLab) -> None:
     pki = lab.pki
     assert not lab.accepts("r1", pki.served)
     unmanaged_before = {n: lab.unmanaged(n) for n in ("r1", "r2")}
@@ -242,7 +94,7 @@ def new_root_chain(under: Issued) -> tuple[Issued, Issued, Issued]:
     return root, inter, leaf
 
 
-async def test_rotation_intermediate_then_root_never_loses_used_trust(lab: Lab) -> None:
+async def test_rotation_intermediate_then_root_never_loses_used_trust(lab: ReconcileLab) -> None:
     pki = lab.pki
     await converge(lab)
     original = list(pki.served)
@@ -300,7 +152,7 @@ async def test_rotation_intermediate_then_root_never_loses_used_trust(lab: Lab) 
     assert all(r.in_sync for r in final.routers)
 
 
-async def test_unverified_chain_changes_nothing_and_is_reported(lab: Lab) -> None:
+async def test_unverified_chain_changes_nothing_and_is_reported(lab: ReconcileLab) -> None:
     await converge(lab)
     before = {n: lab.trustpoints(n) for n in ("r1", "r2")}
     audit_before = lab.store.audit()
@@ -316,7 +168,7 @@ async def test_unverified_chain_changes_nothing_and_is_reported(lab: Lab) -> Non
     assert lab.store.audit() == audit_before
 
 
-async def test_failed_test_fire_retires_nothing_and_next_run_converges(lab: Lab) -> None:
+async def test_failed_test_fire_retires_nothing_and_next_run_converges(lab: ReconcileLab) -> None:
     pki = lab.pki
     await converge(lab)
     old_inter = pki.intermediate.cert
@@ -349,25 +201,7 @@ async def test_failed_test_fire_retires_nothing_and_next_run_converges(lab: Lab)
     assert all(tp != [old_inter] for tp in lab.trustpoints("r1").values())
 
 
-async def cli(lab: Lab, *args: str) -> tuple[int, str, str]:
-    """`eemwatchd ARGS -c CONFIG` in a child process (stdin not a terminal), while the lab runs here."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "eemwatchd.cli",
-        *args,
-        "-c",
-        str(lab.tmp / "eemwatchd.yaml"),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
-async def test_cli_plan_apply_audit(lab: Lab) -> None:
+async def test_cli_plan_apply_audit(lab: ReconcileLab) -> None:
     # the CLI runs on the real clock: fetch every second, so sightings half a second apart count
     config_file = lab.tmp / "eemwatchd.yaml"
     config_file.write_text(config_file.read_text().replace("interval: 10m", "interval: 1s"))

@@ -29,7 +29,7 @@ from eemwatchd_lab.pki import GmailShapedPki
 from eemwatchd_lab.router import DeviceSpec, Fleet, User
 from eemwatchd_lab.router.faults import Faults
 from eemwatchd_lab.smtp import LabSmtpServer
-from tests.test_reconcile import Clock, fast_connector
+from tests.support.reconcile_lab import Clock, fast_connector
 
 NAME = "smtp.lab.example"
 OLD_ADDRESS, NEW_ADDRESS = "127.0.0.1", "127.0.0.2"

@@ -6,14 +6,13 @@ import asyncio
 import logging
 import re
 import socket
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from eemwatchd.adapters.router import RouterSession, RouterTarget, RouterTimeouts, record_first_host_key
+from eemwatchd.adapters.router import RouterSession, RouterTarget, record_first_host_key
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.ios.formats import render_certificate_block
 from eemwatchd.errors import (
@@ -30,32 +29,14 @@ from eemwatchd_lab.router.device import DeviceSpec, User
 from eemwatchd_lab.router.pki import sla_root
 from eemwatchd_lab.router.server import LabDevice
 from eemwatchd_lab.smtp import LabSmtpServer
+from tests.support.router_adapter import FAST, PASSWORD, adapter_router_spec
 
-PASSWORD = "ssh-pw-4711"
 MAIL_PASSWORD = "mail-pw-0815"
-FAST = RouterTimeouts(connect=5.0, command=5.0, running_config=5.0, change=5.0, poll_interval=0.1, fire_grace=1.0)
 
 
 @pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[LabDevice]:
-    device = LabDevice(DeviceSpec("r1", tmp_path / "r1", users=(User("admin", PASSWORD),)))
-    await device.start()
-    try:
-        yield device
-    finally:
-        await device.stop()
-
-
-@pytest.fixture
-def target(lab: LabDevice, tmp_path: Path) -> RouterTarget:
-    known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text(lab.known_hosts_line() + "\n")
-    return RouterTarget("r1", lab.host, lab.port, "admin", password=PASSWORD, known_hosts=known_hosts, timeouts=FAST)
-
-
-@pytest.fixture(scope="module")
-def pki() -> GmailShapedPki:
-    return GmailShapedPki.create()
+def router_spec(tmp_path: Path) -> DeviceSpec:
+    return adapter_router_spec(tmp_path)
 
 
 def _applet_config(smtp_port: int, *, event: str = "none maxrun 15") -> list[str]:
@@ -71,9 +52,9 @@ def _applet_config(smtp_port: int, *, event: str = "none maxrun 15") -> list[str
     ]
 
 
-async def test_read_snapshot(lab: LabDevice, target: RouterTarget) -> None:
-    lab.state.apply_config(_applet_config(2525))
-    async with RouterSession(target) as session:
+async def test_read_snapshot(router: LabDevice, router_target: RouterTarget) -> None:
+    router.state.apply_config(_applet_config(2525))
+    async with RouterSession(router_target) as session:
         snapshot = await session.read_snapshot()
     assert snapshot.hostname == "r1"
     sla = snapshot.trustpoint("SLA-TrustPoint")
@@ -92,33 +73,33 @@ async def test_read_snapshot(lab: LabDevice, target: RouterTarget) -> None:
 
 
 async def test_install_and_retire_round_trip(
-    lab: LabDevice, target: RouterTarget, pki: GmailShapedPki, caplog: pytest.LogCaptureFixture
+    router: LabDevice, router_target: RouterTarget, wall_clock_pki: GmailShapedPki, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="eemwatchd.router")
-    root = pki.old_root.cert
+    root = wall_clock_pki.old_root.cert
     name = f"EEMW-{root.short_fingerprint}"
-    async with RouterSession(target) as session:
+    async with RouterSession(router_target) as session:
         await session.install_certificate(name, root)
         tp = (await session.read_snapshot()).trustpoint(name)
         assert tp is not None
         assert tp.ca_certificates == (root,)
         assert (tp.enrollment, tp.revocation_check, tp.chain_validation) == ("terminal", "none", "stop")
         assert tp.fingerprint == root.sha1_hex
-        assert lab.state.trustpoints[name].ca_cert == root  # the device's own view, not our parser's
+        assert router.state.trustpoints[name].ca_cert == root  # the device's own view, not our parser's
 
         with pytest.raises(CommandFailed, match="already exists"):
-            await session.install_certificate(name, pki.new_root.cert)
+            await session.install_certificate(name, wall_clock_pki.new_root.cert)
 
         await session.retire_trustpoint(name)
         assert (await session.read_snapshot()).trustpoint(name) is None
-        assert name not in lab.state.trustpoints
+        assert name not in router.state.trustpoints
 
         with pytest.raises(CommandFailed) as info:
             await session.retire_trustpoint(name)
         assert info.value.command == f"no crypto pki trustpoint {name}"
 
         await session.save_config()
-    assert (lab.spec.state_dir / "startup-config").exists()
+    assert (router.spec.state_dir / "startup-config").exists()
     events = [getattr(r, "event", None) for r in caplog.records]
     assert events.count("certificate_installed") == 1
     assert events.count("trustpoint_retired") == 1
@@ -129,15 +110,15 @@ async def test_install_and_retire_round_trip(
 
 
 async def test_install_second_ca_into_same_trustpoint_is_refused_by_the_device(
-    lab: LabDevice, target: RouterTarget, pki: GmailShapedPki
+    router: LabDevice, router_target: RouterTarget, wall_clock_pki: GmailShapedPki
 ) -> None:
     """The device's own refusal (a CA is already held) comes back as CommandFailed with its text."""
-    async with RouterSession(target) as session:
-        await session.install_certificate("EEMW-A", pki.old_root.cert)
+    async with RouterSession(router_target) as session:
+        await session.install_certificate("EEMW-A", wall_clock_pki.old_root.cert)
         with pytest.raises(CommandFailed) as info:
-            await session._authenticate("EEMW-A", pki.new_root.cert)
+            await session._authenticate("EEMW-A", wall_clock_pki.new_root.cert)
         assert "delete your existing CA certificate" in info.value.output
-        assert lab.state.trustpoints["EEMW-A"].ca_cert == pki.old_root.cert
+        assert router.state.trustpoints["EEMW-A"].ca_cert == wall_clock_pki.old_root.cert
 
 
 @pytest.mark.parametrize(
@@ -148,7 +129,7 @@ async def test_install_second_ca_into_same_trustpoint_is_refused_by_the_device(
         pytest.param("other-key", "does NOT match", id="changed"),
     ],
 )
-async def test_host_key_refused(lab: LabDevice, tmp_path: Path, known_hosts: str, message: str) -> None:
+async def test_host_key_refused(router: LabDevice, tmp_path: Path, known_hosts: str, message: str) -> None:
     path = tmp_path / "kh"
     if known_hosts == "empty":
         path.write_text("")
@@ -156,22 +137,22 @@ async def test_host_key_refused(lab: LabDevice, tmp_path: Path, known_hosts: str
         other = LabDevice(DeviceSpec("other", tmp_path / "other"))
         await other.start()
         await other.stop()
-        path.write_text(f"[{lab.host}]:{lab.port} " + other.known_hosts_line().split(" ", 1)[1] + "\n")
-    target = RouterTarget("r1", lab.host, lab.port, "admin", password=PASSWORD, known_hosts=path, timeouts=FAST)
+        path.write_text(f"[{router.host}]:{router.port} " + other.known_hosts_line().split(" ", 1)[1] + "\n")
+    target = RouterTarget("r1", router.host, router.port, "admin", password=PASSWORD, known_hosts=path, timeouts=FAST)
     with pytest.raises(HostKeyRejected) as info:
         async with RouterSession(target):
             pass
     assert message in str(info.value)
-    assert f"ssh-keyscan -p {lab.port} {lab.host}" in str(info.value)
+    assert f"ssh-keyscan -p {router.port} {router.host}" in str(info.value)
     assert PASSWORD not in str(info.value)
 
 
-async def test_trust_on_first_use(lab: LabDevice, tmp_path: Path) -> None:
+async def test_trust_on_first_use(router: LabDevice, tmp_path: Path) -> None:
     path = tmp_path / "ssh" / "known_hosts"
     tofu = RouterTarget(
         "r1",
-        lab.host,
-        lab.port,
+        router.host,
+        router.port,
         "admin",
         password=PASSWORD,
         known_hosts=path,
@@ -180,7 +161,7 @@ async def test_trust_on_first_use(lab: LabDevice, tmp_path: Path) -> None:
     )
     async with RouterSession(tofu) as session:
         assert (await session.read_snapshot()).hostname == "r1"
-    assert path.read_text() == lab.known_hosts_line() + "\n"
+    assert path.read_text() == router.known_hosts_line() + "\n"
     assert path.stat().st_mode & 0o777 == 0o600
     assert await record_first_host_key(tofu) is False  # recorded once, never again
 
@@ -188,15 +169,15 @@ async def test_trust_on_first_use(lab: LabDevice, tmp_path: Path) -> None:
     async with RouterSession(pinned) as session:
         await session.read_snapshot()
 
-    await lab.change_host_key()
+    await router.change_host_key()
     for variant in (tofu, pinned):  # TOFU never replaces a recorded key
         with pytest.raises(HostKeyRejected, match="does NOT match"):
             await RouterSession(variant).open()
     assert path.read_text().count("\n") == 1
 
 
-async def test_authentication_failed(target: RouterTarget) -> None:
-    wrong = replace(target, password="not-the-password")
+async def test_authentication_failed(router_target: RouterTarget) -> None:
+    wrong = replace(router_target, password="not-the-password")
     with pytest.raises(AuthenticationFailed) as info:
         await RouterSession(wrong).open()
     assert "not-the-password" not in str(info.value)
@@ -217,8 +198,8 @@ async def test_unreachable_port(tmp_path: Path) -> None:
         await RouterSession(tofu).open()
 
 
-async def test_session_is_used_once(target: RouterTarget) -> None:
-    session = RouterSession(target)
+async def test_session_is_used_once(router_target: RouterTarget) -> None:
+    session = RouterSession(router_target)
     async with session:
         await session.read_snapshot()
     with pytest.raises(RouterError, match="not usable"):
@@ -235,14 +216,16 @@ async def _smtp(pki: GmailShapedPki) -> LabSmtpServer:
     return server
 
 
-async def test_fire_applet_success(lab: LabDevice, target: RouterTarget, pki: GmailShapedPki) -> None:
-    smtp = await _smtp(pki)
+async def test_fire_applet_success(
+    router: LabDevice, router_target: RouterTarget, wall_clock_pki: GmailShapedPki
+) -> None:
+    smtp = await _smtp(wall_clock_pki)
     try:
-        lab.state.apply_config(_applet_config(smtp.port))
-        async with RouterSession(target) as session:
+        router.state.apply_config(_applet_config(smtp.port))
+        async with RouterSession(router_target) as session:
             # The served top is the new root cross-signed by the old one: IOS needs the OLD root
             # (field notes sec. 1b).
-            await session.install_certificate("EEMW-OLD-ROOT", pki.old_root.cert)
+            await session.install_certificate("EEMW-OLD-ROOT", wall_clock_pki.old_root.cert)
             snapshot = await session.read_snapshot()
             applet = snapshot.applet("MAIL-TEST")
             assert applet is not None
@@ -265,14 +248,14 @@ async def test_fire_applet_success(lab: LabDevice, target: RouterTarget, pki: Gm
 
 
 async def test_fire_applet_without_the_ca_fails_with_the_routers_lines(
-    lab: LabDevice, target: RouterTarget, pki: GmailShapedPki
+    router: LabDevice, router_target: RouterTarget, wall_clock_pki: GmailShapedPki
 ) -> None:
-    smtp = await _smtp(pki)
+    smtp = await _smtp(wall_clock_pki)
     try:
-        lab.state.apply_config(_applet_config(smtp.port))
-        async with RouterSession(target) as session:
+        router.state.apply_config(_applet_config(smtp.port))
+        async with RouterSession(router_target) as session:
             # the self-signed twin alone is not enough under IOS's strict rule
-            await session.install_certificate("EEMW-NEW-ROOT", pki.new_root.cert)
+            await session.install_certificate("EEMW-NEW-ROOT", wall_clock_pki.new_root.cert)
             started = asyncio.get_running_loop().time()
             result = await session.fire_applet("MAIL-TEST", maxrun=15.0)
             elapsed = asyncio.get_running_loop().time() - started
@@ -289,9 +272,9 @@ async def test_fire_applet_without_the_ca_fails_with_the_routers_lines(
         await smtp.stop()
 
 
-async def test_fire_applet_not_event_none_is_refused(lab: LabDevice, target: RouterTarget) -> None:
-    lab.state.apply_config(_applet_config(2525, event="timer watchdog time 3600"))
-    async with RouterSession(target) as session:
+async def test_fire_applet_not_event_none_is_refused(router: LabDevice, router_target: RouterTarget) -> None:
+    router.state.apply_config(_applet_config(2525, event="timer watchdog time 3600"))
+    async with RouterSession(router_target) as session:
         result = await session.fire_applet("MAIL-TEST", maxrun=5.0)
     assert not result.ok
     assert result.lines == ("EEM policy MAIL-TEST not registered with event none Event Detector",)
@@ -299,10 +282,10 @@ async def test_fire_applet_not_event_none_is_refused(lab: LabDevice, target: Rou
 
 
 async def test_fire_applet_proves_a_run_by_its_history_row_without_a_success_line(
-    lab: LabDevice, target: RouterTarget
+    router: LabDevice, router_target: RouterTarget
 ) -> None:
-    lab.state.apply_config(["event manager applet QUIET", " event none maxrun 60", ' action 1.0 syslog msg "hello"'])
-    async with RouterSession(target) as session:
+    router.state.apply_config(["event manager applet QUIET", " event none maxrun 60", ' action 1.0 syslog msg "hello"'])
+    async with RouterSession(router_target) as session:
         started = asyncio.get_running_loop().time()
         result = await session.fire_applet("QUIET", maxrun=60.0)
         elapsed = asyncio.get_running_loop().time() - started
@@ -324,11 +307,11 @@ SILENT_APPLET = [
 
 
 async def test_fire_applet_with_an_smtp_server_that_never_answers_fails_when_the_job_aborts(
-    lab: LabDevice, target: RouterTarget
+    router: LabDevice, router_target: RouterTarget
 ) -> None:
     async with SilentPeer() as peer:
-        lab.state.apply_config([ln.format(maxrun=2, port=peer.port) for ln in SILENT_APPLET])
-        async with RouterSession(target) as session:
+        router.state.apply_config([ln.format(maxrun=2, port=peer.port) for ln in SILENT_APPLET])
+        async with RouterSession(router_target) as session:
             started = asyncio.get_running_loop().time()
             result = await session.fire_applet("SILENT", maxrun=2.0, success_messages=("mail sent",))
             elapsed = asyncio.get_running_loop().time() - started
@@ -339,27 +322,29 @@ async def test_fire_applet_with_an_smtp_server_that_never_answers_fails_when_the
     assert elapsed < 2.0 + FAST.fire_grace + 2.0
 
 
-async def test_fire_applet_without_evidence_within_the_bound_is_a_failure(lab: LabDevice, target: RouterTarget) -> None:
+async def test_fire_applet_without_evidence_within_the_bound_is_a_failure(
+    router: LabDevice, router_target: RouterTarget
+) -> None:
     """The job still runs when our bound ends (its real maxrun is longer): no row, no success line -> failed."""
     async with SilentPeer() as peer:
-        lab.state.apply_config([ln.format(maxrun=30, port=peer.port) for ln in SILENT_APPLET])
-        async with RouterSession(target) as session:
+        router.state.apply_config([ln.format(maxrun=30, port=peer.port) for ln in SILENT_APPLET])
+        async with RouterSession(router_target) as session:
             result = await session.fire_applet("SILENT", maxrun=1.0, success_messages=("mail sent",))
-        await lab.state.cancel_jobs()
+        await router.state.cancel_jobs()
     assert not result.ok
     assert result.reason.startswith("could not prove mail works: no history row for this run")
     assert result.evidence == ""
 
 
 async def test_fire_applet_when_the_log_buffer_drops_informational_messages(
-    lab: LabDevice, target: RouterTarget, pki: GmailShapedPki
+    router: LabDevice, router_target: RouterTarget, wall_clock_pki: GmailShapedPki
 ) -> None:
     """The marker and the applet's success line are lost; the history row still proves the run."""
-    smtp = await _smtp(pki)
+    smtp = await _smtp(wall_clock_pki)
     try:
-        lab.state.apply_config([*_applet_config(smtp.port), "logging buffered 8192 warnings"])
-        async with RouterSession(target) as session:
-            await session.install_certificate("EEMW-OLD-ROOT", pki.old_root.cert)
+        router.state.apply_config([*_applet_config(smtp.port), "logging buffered 8192 warnings"])
+        async with RouterSession(router_target) as session:
+            await session.install_certificate("EEMW-OLD-ROOT", wall_clock_pki.old_root.cert)
             result = await session.fire_applet("MAIL-TEST", maxrun=15.0, success_messages=("mail sent to $_email_to",))
         assert result.ok, result
         assert result.lines == ()
@@ -396,37 +381,37 @@ async def test_fire_applet_refused_by_aaa_is_a_failure_in_the_routers_words(
 
 
 async def test_device_error_during_paste_is_command_failed_and_cleaned_up(
-    lab: LabDevice, target: RouterTarget, pki: GmailShapedPki
+    router: LabDevice, router_target: RouterTarget, wall_clock_pki: GmailShapedPki
 ) -> None:
     error = "% Error in saving certificate: status = FAIL"
-    lab.spec.faults.command_errors = {"crypto pki authenticate EEMW-X": error}
-    async with RouterSession(target) as session:
+    router.spec.faults.command_errors = {"crypto pki authenticate EEMW-X": error}
+    async with RouterSession(router_target) as session:
         with pytest.raises(CommandFailed) as info:
-            await session.install_certificate("EEMW-X", pki.old_root.cert)
+            await session.install_certificate("EEMW-X", wall_clock_pki.old_root.cert)
         assert info.value.command == "crypto pki authenticate EEMW-X"
         assert error in info.value.output
         # a clean refusal leaves a usable session and no half-made trustpoint
         assert (await session.read_snapshot()).trustpoint("EEMW-X") is None
-    assert "EEMW-X" not in lab.state.trustpoints
+    assert "EEMW-X" not in router.state.trustpoints
 
 
 async def test_dropped_connection_mid_dialogue_abandons_the_session(
-    lab: LabDevice, target: RouterTarget, pki: GmailShapedPki
+    router: LabDevice, router_target: RouterTarget, wall_clock_pki: GmailShapedPki
 ) -> None:
-    lab.spec.faults.drop_at_command = "crypto pki authenticate"
-    session = RouterSession(target)
+    router.spec.faults.drop_at_command = "crypto pki authenticate"
+    session = RouterSession(router_target)
     async with session:
         with pytest.raises(RouterUnreachable, match="connection lost during crypto pki authenticate"):
-            await session.install_certificate("EEMW-Y", pki.old_root.cert)
+            await session.install_certificate("EEMW-Y", wall_clock_pki.old_root.cert)
         with pytest.raises(RouterError, match="not usable"):
             await session.read_snapshot()
 
 
-async def test_slow_device_times_out_with_the_step(lab: LabDevice, target: RouterTarget) -> None:
-    slow = replace(target, timeouts=replace(FAST, running_config=0.5))
+async def test_slow_device_times_out_with_the_step(router: LabDevice, router_target: RouterTarget) -> None:
+    slow = replace(router_target, timeouts=replace(FAST, running_config=0.5))
     session = RouterSession(slow)
     async with session:
-        lab.spec.faults.output_delay = 2.0
+        router.spec.faults.output_delay = 2.0
         with pytest.raises(RouterTimeout) as info:
             await session.read_snapshot()
         assert info.value.step == "show running-config"
@@ -453,9 +438,11 @@ class _LyingRouter(RouterSession):
         return "\n".join(lines)
 
 
-async def test_install_is_verified_by_der(lab: LabDevice, target: RouterTarget, pki: GmailShapedPki) -> None:
-    sent, shown = pki.old_root.cert, pki.new_root.cert
-    async with _LyingRouter(target, sent=sent, shown=shown) as session:
+async def test_install_is_verified_by_der(
+    router: LabDevice, router_target: RouterTarget, wall_clock_pki: GmailShapedPki
+) -> None:
+    sent, shown = wall_clock_pki.old_root.cert, wall_clock_pki.new_root.cert
+    async with _LyingRouter(router_target, sent=sent, shown=shown) as session:
         with pytest.raises(CommandFailed, match="holds"):
             await session.install_certificate("EEMW-Z", sent)
 
@@ -477,14 +464,15 @@ async def test_install_is_verified_by_der(lab: LabDevice, target: RouterTarget, 
     ],
 )
 async def test_fire_applet_verdict_holds_with_every_log_and_clock_style(
-    lab: LabDevice, target: RouterTarget, pki: GmailShapedPki, settings: list[str], offset: timedelta
+    router: LabDevice, router_target: RouterTarget, wall_clock_pki: GmailShapedPki, settings: list[str],
+    offset: timedelta,
 ) -> None:
-    smtp = await _smtp(pki)
+    smtp = await _smtp(wall_clock_pki)
     try:
-        lab.spec.clock_offset = offset
-        lab.state.apply_config([*settings, *_applet_config(smtp.port)])
-        async with RouterSession(target) as session:
-            await session.install_certificate("EEMW-OLD-ROOT", pki.old_root.cert)
+        router.spec.clock_offset = offset
+        router.state.apply_config([*settings, *_applet_config(smtp.port)])
+        async with RouterSession(router_target) as session:
+            await session.install_certificate("EEMW-OLD-ROOT", wall_clock_pki.old_root.cert)
             ok = await session.fire_applet("MAIL-TEST", maxrun=15.0, success_messages=("mail sent to $_email_to",))
             await session.retire_trustpoint("EEMW-OLD-ROOT")
             failed = await session.fire_applet("MAIL-TEST", maxrun=15.0, success_messages=("mail sent to $_email_to",))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,8 +17,8 @@ import pytest
 from eemwatchd.adapters.router import RouterSession, RouterTarget, RouterTimeouts
 from eemwatchd.errors import AuthenticationFailed, CommandFailed, RouterError, RouterUnreachable
 from eemwatchd_lab.pki import GmailShapedPki
-from eemwatchd_lab.router import DeviceSpec, Fleet, LabDevice, User, server
-from tests.test_lab_router_ssh import RawClient
+from eemwatchd_lab.router import DeviceSpec, LabDevice, User, server
+from tests.support.ssh import RawClient
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -32,7 +31,9 @@ SECRETS = (ADMIN_PASSWORD, OPER_PASSWORD, ENABLE_SECRET, WRONG_SECRET)
 
 
 @dataclass
-class Lab:
+class RouterAccess:
+    """The router and what it takes to reach it: its pinned host key, the key file of `robot`."""
+
     device: LabDevice
     known_hosts: Path
     key_file: Path
@@ -51,30 +52,32 @@ def _write_key(path: Path, key: asyncssh.SSHKey) -> Path:
 
 
 @pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
-    key = asyncssh.generate_private_key("ssh-ed25519")
-    key_file = _write_key(tmp_path / "id_ed25519", key)
-    spec = DeviceSpec(
+def robot_key() -> asyncssh.SSHKey:
+    return asyncssh.generate_private_key("ssh-ed25519")
+
+
+@pytest.fixture
+def router_spec(tmp_path: Path, robot_key: asyncssh.SSHKey) -> DeviceSpec:
+    """An admin, `robot` with a key and no password at all, a privilege-1 user and an enable secret."""
+    return DeviceSpec(
         "r1",
         tmp_path / "r1",
         hostname="R1",
         users=(
             User("admin", ADMIN_PASSWORD),
-            User("robot", public_keys=(key.export_public_key().decode().strip(),)),  # no password at all
+            User("robot", public_keys=(robot_key.export_public_key().decode().strip(),)),  # no password at all
             User("oper", OPER_PASSWORD, privilege=1),
         ),
         enable_secret=ENABLE_SECRET,
     )
-    async with Fleet([spec]) as fleet:
-        device = fleet["r1"]
-        known_hosts = tmp_path / "known_hosts"
-        known_hosts.write_text(device.known_hosts_line() + "\n")
-        yield Lab(device, known_hosts, key_file, tmp_path)
 
 
-@pytest.fixture(scope="module")
-def pki() -> GmailShapedPki:
-    return GmailShapedPki.create()
+@pytest.fixture
+def access(router: LabDevice, robot_key: asyncssh.SSHKey, tmp_path: Path) -> RouterAccess:
+    key_file = _write_key(tmp_path / "id_ed25519", robot_key)
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(router.known_hosts_line() + "\n")
+    return RouterAccess(router, known_hosts, key_file, tmp_path)
 
 
 def _no_secrets(*texts: str) -> None:
@@ -86,19 +89,19 @@ def _no_secrets(*texts: str) -> None:
 # --- 1. key-file login ------------------------------------------------------------------------------------
 
 
-async def test_key_file_login_reads_a_snapshot(lab: Lab, caplog: pytest.LogCaptureFixture) -> None:
+async def test_key_file_login_reads_a_snapshot(access: RouterAccess, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    target = lab.target("robot", key_file=lab.key_file)
+    target = access.target("robot", key_file=access.key_file)
     assert target.password is None
     async with RouterSession(target) as session:
         snapshot = await session.read_snapshot()
     assert snapshot.hostname == "R1"
     assert snapshot.trustpoint("SLA-TrustPoint") is not None
     assert snapshot.clock is not None
-    assert lab.key_file.read_text() not in caplog.text
+    assert access.key_file.read_text() not in caplog.text
 
 
-async def test_wrong_key_is_authentication_failed(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_wrong_key_is_authentication_failed(access: RouterAccess, monkeypatch: pytest.MonkeyPatch) -> None:
     attempts: list[str] = []
     # count the password attempts the server sees: a key-only login must send none
     original = server._SshServer.validate_password
@@ -108,9 +111,9 @@ async def test_wrong_key_is_authentication_failed(lab: Lab, monkeypatch: pytest.
         return original(self, username, password)
 
     monkeypatch.setattr(server._SshServer, "validate_password", counting)
-    other = _write_key(lab.tmp / "other_key", asyncssh.generate_private_key("ssh-ed25519"))
+    other = _write_key(access.tmp / "other_key", asyncssh.generate_private_key("ssh-ed25519"))
     with pytest.raises(AuthenticationFailed) as info:
-        await RouterSession(lab.target("robot", key_file=other)).open()
+        await RouterSession(access.target("robot", key_file=other)).open()
     message = str(info.value)
     assert "user 'robot' was refused" in message
     assert f"key file {other}" in message
@@ -127,13 +130,13 @@ async def test_wrong_key_is_authentication_failed(lab: Lab, monkeypatch: pytest.
         pytest.param("encrypted", "Passphrase must be specified", id="encrypted"),
     ],
 )
-async def test_unusable_key_file_is_authentication_failed(lab: Lab, content: object, reason: str) -> None:
-    path = lab.tmp / "unusable_key"
+async def test_unusable_key_file_is_authentication_failed(access: RouterAccess, content: object, reason: str) -> None:
+    path = access.tmp / "unusable_key"
     if content == "encrypted":
         path.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key(passphrase="pp-1"))
     elif isinstance(content, bytes):
         path.write_bytes(content)
-    session = RouterSession(lab.target("robot", key_file=path))
+    session = RouterSession(access.target("robot", key_file=path))
     with pytest.raises(AuthenticationFailed, match=f"cannot use key file {path}: .*{reason}"):
         await session.open()
     with pytest.raises(RouterError, match="opened once"):
@@ -143,8 +146,8 @@ async def test_unusable_key_file_is_authentication_failed(lab: Lab, content: obj
 # --- 2. enable-secret escalation ----------------------------------------------------------------------------
 
 
-async def test_privilege_1_user_lands_in_user_exec(lab: Lab) -> None:
-    client = await RawClient.open(lab.device, username="oper", password=OPER_PASSWORD)
+async def test_privilege_1_user_lands_in_user_exec(access: RouterAccess) -> None:
+    client = await RawClient.open(access.device, username="oper", password=OPER_PASSWORD)
     try:
         assert await client.read_until(r"R1[#>]") == "\r\nR1>"
     finally:
@@ -152,28 +155,28 @@ async def test_privilege_1_user_lands_in_user_exec(lab: Lab) -> None:
 
 
 async def test_enable_secret_escalates_and_installs_a_ca(
-    lab: Lab, pki: GmailShapedPki, caplog: pytest.LogCaptureFixture
+    access: RouterAccess, pki: GmailShapedPki, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     cert = pki.old_root.cert
-    target = lab.target("oper", password=OPER_PASSWORD, enable_secret=ENABLE_SECRET)
+    target = access.target("oper", password=OPER_PASSWORD, enable_secret=ENABLE_SECRET)
     async with RouterSession(target) as session:
         await session.install_certificate("EEMW-ENABLE", cert)
         held = (await session.read_snapshot()).trustpoint("EEMW-ENABLE")
     assert held is not None
     assert held.ca_certificates == (cert,)
-    assert lab.device.state.trustpoints["EEMW-ENABLE"].ca_cert == cert
-    assert any("Configured from console by oper" in line for line in lab.device.state.log_lines)
+    assert access.device.state.trustpoints["EEMW-ENABLE"].ca_cert == cert
+    assert any("Configured from console by oper" in line for line in access.device.state.log_lines)
     _no_secrets(caplog.text, repr(target))
 
 
 async def test_wrong_enable_secret_is_a_typed_error_and_changes_nothing(
-    lab: Lab, pki: GmailShapedPki, caplog: pytest.LogCaptureFixture
+    access: RouterAccess, pki: GmailShapedPki, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    state = lab.device.state
+    state = access.device.state
     before = (set(state.trustpoints), state.last_change, list(state.log_lines))
-    target = lab.target(
+    target = access.target(
         "oper", password=OPER_PASSWORD, enable_secret=WRONG_SECRET, timeouts=replace(FAST, command=1.0)
     )
     session = RouterSession(target)
@@ -187,19 +190,19 @@ async def test_wrong_enable_secret_is_a_typed_error_and_changes_nothing(
     _no_secrets(str(info.value), caplog.text)
 
 
-async def test_missing_enable_secret_fails_fast_without_a_warning(lab: Lab) -> None:
+async def test_missing_enable_secret_fails_fast_without_a_warning(access: RouterAccess) -> None:
     started = asyncio.get_running_loop().time()
     with pytest.raises(AuthenticationFailed, match="no enable secret is set"):
-        await RouterSession(lab.target("oper", password=OPER_PASSWORD)).open()
+        await RouterSession(access.target("oper", password=OPER_PASSWORD)).open()
     assert asyncio.get_running_loop().time() - started < FAST.command  # not waiting out a `Password:` prompt
 
 
 # --- 3. fault: drop after N commands ------------------------------------------------------------------------
 
 
-async def test_drop_after_commands_with_a_raw_client(lab: Lab) -> None:
-    lab.device.spec.faults.drop_after_commands = 3
-    client = await RawClient.open(lab.device, username="admin", password=ADMIN_PASSWORD)
+async def test_drop_after_commands_with_a_raw_client(access: RouterAccess) -> None:
+    access.device.spec.faults.drop_after_commands = 3
+    client = await RawClient.open(access.device, username="admin", password=ADMIN_PASSWORD)
     assert await client.read_until(r"R1#") == "\r\nR1#"
     assert await client.cmd("terminal length 0") == "terminal length 0\r\nR1#"
     assert await client.cmd("") == "\r\nR1#"  # an empty line is not a command
@@ -213,19 +216,19 @@ async def test_drop_after_commands_with_a_raw_client(lab: Lab) -> None:
     await asyncio.wait_for(client.conn.wait_closed(), 2.0)
 
     # the count is per session: a new login gets its own three commands
-    again = await RawClient.open(lab.device, username="admin", password=ADMIN_PASSWORD)
+    again = await RawClient.open(access.device, username="admin", password=ADMIN_PASSWORD)
     await again.read_until("R1#")
     for line in ("terminal length 0", "terminal width 200", "show clock"):
         await again.cmd(line)
-    lab.device.spec.faults.drop_after_commands = None  # faults change while the device runs
+    access.device.spec.faults.drop_after_commands = None  # faults change while the device runs
     assert "Cisco IOS XE Software" in await again.cmd("show version")
     await again.close()
 
 
-async def test_drop_after_commands_with_the_adapter(lab: Lab) -> None:
+async def test_drop_after_commands_with_the_adapter(access: RouterAccess) -> None:
     # scrapli's open runs `terminal length 0` and `terminal width 512`: command 3 is `show running-config`.
-    target = lab.target("admin", password=ADMIN_PASSWORD)
-    faults = lab.device.spec.faults
+    target = access.target("admin", password=ADMIN_PASSWORD)
+    faults = access.device.spec.faults
     faults.drop_after_commands = 3
     session = RouterSession(target)
     await session.open()
@@ -248,12 +251,12 @@ async def test_drop_after_commands_with_the_adapter(lab: Lab) -> None:
 
 
 async def test_a_drop_at_any_command_of_an_install_leaves_no_half_installed_ca(
-    lab: Lab, pki: GmailShapedPki
+    access: RouterAccess, pki: GmailShapedPki
 ) -> None:
     """Every cut point of open + install: the device holds nothing, an empty trustpoint, or the full CA."""
-    target = lab.target("admin", password=ADMIN_PASSWORD)
+    target = access.target("admin", password=ADMIN_PASSWORD)
     cert = pki.old_root.cert
-    faults = lab.device.spec.faults
+    faults = access.device.spec.faults
     outcomes: dict[int, str] = {}
     for n in range(20):
         name = f"EEMW-CUT{n:02d}"
@@ -266,7 +269,7 @@ async def test_a_drop_at_any_command_of_an_install_leaves_no_half_installed_ca(
             outcomes[n] = "dropped"
         finally:
             faults.drop_after_commands = None
-        tp = lab.device.state.trustpoints.get(name)
+        tp = access.device.state.trustpoints.get(name)
         assert tp is None or tp.ca_cert is None or tp.ca_cert == cert
         if outcomes[n] == "installed":
             assert tp is not None
@@ -279,25 +282,25 @@ async def test_a_drop_at_any_command_of_an_install_leaves_no_half_installed_ca(
 # --- 4. crash safety: the connection drops inside `crypto pki authenticate` ----------------------------------
 
 
-async def test_drop_inside_install_then_reconnect_and_install_again(lab: Lab, pki: GmailShapedPki) -> None:
-    target = lab.target("admin", password=ADMIN_PASSWORD)
+async def test_drop_inside_install_then_reconnect_and_install_again(access: RouterAccess, pki: GmailShapedPki) -> None:
+    target = access.target("admin", password=ADMIN_PASSWORD)
     cert = pki.old_root.cert
     name = f"EEMW-{cert.short_fingerprint}"
-    lab.device.spec.faults.drop_at_command = "crypto pki authenticate"
+    access.device.spec.faults.drop_at_command = "crypto pki authenticate"
     crashed = RouterSession(target)
     async with crashed:
         with pytest.raises(RouterUnreachable, match="connection lost during crypto pki authenticate"):
             await crashed.install_certificate(name, cert)
         with pytest.raises(RouterError, match="not usable"):
             await crashed.read_snapshot()
-    lab.device.spec.faults.drop_at_command = None
+    access.device.spec.faults.drop_at_command = None
 
     async with RouterSession(target) as session:
         left = (await session.read_snapshot()).trustpoint(name)
         # the trustpoint was created before the cut: it is left empty (no CA certificate, no chain)
         assert left is not None
         assert left.ca_certificates == ()
-        assert lab.device.state.trustpoints[name].ca_cert is None
+        assert access.device.state.trustpoints[name].ca_cert is None
         # the adapter never installs into an existing trustpoint; the plan retires the empty one first
         with pytest.raises(CommandFailed, match="already exists"):
             await session.install_certificate(name, cert)
@@ -306,12 +309,12 @@ async def test_drop_inside_install_then_reconnect_and_install_again(lab: Lab, pk
         held = (await session.read_snapshot()).trustpoint(name)
     assert held is not None
     assert held.ca_certificates == (cert,)
-    assert lab.device.state.trustpoints[name].ca_cert == cert
+    assert access.device.state.trustpoints[name].ca_cert == cert
 
 
-async def test_eof_in_the_middle_of_the_paste_installs_nothing(lab: Lab, pki: GmailShapedPki) -> None:
+async def test_eof_in_the_middle_of_the_paste_installs_nothing(access: RouterAccess, pki: GmailShapedPki) -> None:
     """A raw client cuts the connection halfway through the PEM: the simulator must not import anything."""
-    client = await RawClient.open(lab.device, username="admin", password=ADMIN_PASSWORD)
+    client = await RawClient.open(access.device, username="admin", password=ADMIN_PASSWORD)
     await client.read_until("R1#")
     await client.cmd("configure terminal")
     for line in ("crypto pki trustpoint EEMW-HALF", "enrollment terminal", "exit"):
@@ -321,11 +324,11 @@ async def test_eof_in_the_middle_of_the_paste_installs_nothing(lab: Lab, pki: Gm
     pem = pki.old_root.cert.pem.splitlines()
     client.send("\n".join(pem[: len(pem) // 2]) + "\n")
     client.conn.abort()
-    vtys = lab.device._vtys
+    vtys = access.device._vtys
     async with asyncio.timeout(3):
         while vtys:
             await asyncio.sleep(0.02)
-    tp = lab.device.state.trustpoints["EEMW-HALF"]
+    tp = access.device.state.trustpoints["EEMW-HALF"]
     assert tp.ca_cert is None
 
 

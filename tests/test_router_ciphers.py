@@ -7,21 +7,24 @@ from pathlib import Path
 import pytest
 
 from eemwatchd.adapters.router import RouterSession, RouterTarget
-from eemwatchd_lab.router.server import LabDevice
-from tests import test_router_adapter as ta
+from eemwatchd_lab.router import DeviceSpec, LabDevice
+from tests.support.router_adapter import FAST, PASSWORD, adapter_router_spec
 
-lab = ta.lab  # the lab router of the adapter tests
-PASSWORD, FAST = ta.PASSWORD, ta.FAST
+
+@pytest.fixture
+def router_spec(tmp_path: Path) -> DeviceSpec:
+    """The lab router of the adapter tests."""
+    return adapter_router_spec(tmp_path)
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["strict", "legacy_algorithms"])
 async def test_a_session_to_a_router_offering_both_negotiates_aes_gcm(
-    lab: LabDevice, tmp_path: Path, legacy: bool
+    router: LabDevice, tmp_path: Path, legacy: bool
 ) -> None:
     """The lab router (asyncssh's server) offers ChaCha20-Poly1305 and AES-GCM, as OpenSSH does."""
     known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text(lab.known_hosts_line() + "\n")
-    target = RouterTarget("r1", lab.host, lab.port, "admin", password=PASSWORD, known_hosts=known_hosts,
+    known_hosts.write_text(router.known_hosts_line() + "\n")
+    target = RouterTarget("r1", router.host, router.port, "admin", password=PASSWORD, known_hosts=known_hosts,
                           legacy_algorithms=legacy, timeouts=FAST)
     async with RouterSession(target) as session:
         connection = session._live().transport.session  # scrapli's asyncssh transport: the SSH connection

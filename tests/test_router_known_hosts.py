@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncssh
 import pytest
 
-from eemwatchd.adapters.router import RouterSession, RouterTarget, RouterTimeouts, read_known_hosts
+from eemwatchd.adapters.router import RouterSession, RouterTarget, read_known_hosts
 from eemwatchd.errors import HostKeyRejected
-from eemwatchd_lab.router.device import DeviceSpec, User
-from eemwatchd_lab.router.server import LabDevice
-
-PASSWORD = "ssh-pw-4711"
-FAST = RouterTimeouts(connect=5.0, command=5.0, running_config=5.0, change=5.0, poll_interval=0.1, fire_grace=1.0)
+from eemwatchd_lab.router import DeviceSpec, LabDevice
+from tests.support.router_adapter import FAST, PASSWORD, adapter_router_spec
 
 
 def _line(host: str, port: int, key: asyncssh.SSHKey) -> str:
@@ -30,13 +26,9 @@ def _replace(path: Path, text: str) -> None:
 
 
 @pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[LabDevice]:
-    device = LabDevice(DeviceSpec("r1", tmp_path / "r1", users=(User("admin", PASSWORD),)))
-    await device.start()
-    try:
-        yield device
-    finally:
-        await device.stop()
+def router_spec(tmp_path: Path) -> DeviceSpec:
+    """The lab router of the adapter tests."""
+    return adapter_router_spec(tmp_path)
 
 
 def test_an_unchanged_file_is_parsed_once(tmp_path: Path) -> None:
@@ -64,26 +56,26 @@ def test_a_changed_file_is_parsed_again(tmp_path: Path, change: str) -> None:
     assert {k.public_data for k in host_keys} == {new.convert_to_public().public_data}
 
 
-async def test_a_replaced_key_is_refused_at_the_next_login(lab: LabDevice, tmp_path: Path) -> None:
+async def test_a_replaced_key_is_refused_at_the_next_login(router: LabDevice, tmp_path: Path) -> None:
     path = tmp_path / "known_hosts"
-    path.write_text(lab.known_hosts_line() + "\n")
-    target = RouterTarget("r1", lab.host, lab.port, "admin", password=PASSWORD, known_hosts=path, timeouts=FAST)
+    path.write_text(router.known_hosts_line() + "\n")
+    target = RouterTarget("r1", router.host, router.port, "admin", password=PASSWORD, known_hosts=path, timeouts=FAST)
     for _ in range(2):  # the second login uses the parsed file
         async with RouterSession(target) as session:
             assert (await session.read_snapshot()).hostname == "r1"
-    _replace(path, _line(lab.host, lab.port, asyncssh.generate_private_key("ssh-ed25519")))
+    _replace(path, _line(router.host, router.port, asyncssh.generate_private_key("ssh-ed25519")))
     with pytest.raises(HostKeyRejected, match="does NOT match"):
         async with RouterSession(target):
             pass
-    _replace(path, lab.known_hosts_line() + "\n")
+    _replace(path, router.known_hosts_line() + "\n")
     async with RouterSession(target) as session:
         assert (await session.read_snapshot()).hostname == "r1"
 
 
-async def test_a_malformed_known_hosts_file_is_refused_naming_it(lab: LabDevice, tmp_path: Path) -> None:
+async def test_a_malformed_known_hosts_file_is_refused_naming_it(router: LabDevice, tmp_path: Path) -> None:
     path = tmp_path / "known_hosts"
-    path.write_text("garbage-line\n" + lab.known_hosts_line() + "\n")
-    target = RouterTarget("r1", lab.host, lab.port, "admin", password=PASSWORD, known_hosts=path, timeouts=FAST)
+    path.write_text("garbage-line\n" + router.known_hosts_line() + "\n")
+    target = RouterTarget("r1", router.host, router.port, "admin", password=PASSWORD, known_hosts=path, timeouts=FAST)
     with pytest.raises(HostKeyRejected, match=f"known_hosts file {path} cannot be used: .*garbage-line"):
         async with RouterSession(target):
             pass

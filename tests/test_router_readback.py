@@ -7,6 +7,7 @@ the test prepares the lab device's state directly between the import and the rea
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import pytest
 
@@ -14,12 +15,14 @@ from eemwatchd.adapters.router import RouterSession, RouterTarget
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.errors import CommandFailed
 from eemwatchd_lab.pki import GmailShapedPki
-from eemwatchd_lab.router.server import LabDevice
-from tests import test_router_adapter as ta
+from eemwatchd_lab.router import DeviceSpec, LabDevice
+from tests.support.router_adapter import adapter_router_spec
 
-# the lab router, its target and the PKI of the adapter tests
-lab, target, pki = ta.lab, ta.target, ta.pki
-PASSWORD, FAST = ta.PASSWORD, ta.FAST
+
+@pytest.fixture
+def router_spec(tmp_path: Path) -> DeviceSpec:
+    """The lab router of the adapter tests."""
+    return adapter_router_spec(tmp_path)
 
 
 class _Recording(RouterSession):
@@ -39,8 +42,8 @@ class _SwapsBeforeReadBack(Mapping[str, str]):
     (the second read), the device is first made to hold ``stored`` in trustpoint NAME instead of what it
     imported. The read itself then runs as usual and shows the device's state."""
 
-    def __init__(self, lab: LabDevice, name: str, stored: Certificate | None) -> None:
-        self.lab, self.name, self.stored = lab, name, stored
+    def __init__(self, router: LabDevice, name: str, stored: Certificate | None) -> None:
+        self.lab, self.name, self.stored = router, name, stored
         self.reads = 0
 
     def __getitem__(self, line: str) -> str:
@@ -59,12 +62,12 @@ class _SwapsBeforeReadBack(Mapping[str, str]):
 
 @pytest.mark.parametrize("stored", ["another", "nothing"])
 async def test_install_reports_a_trustpoint_holding_another_certificate(
-    lab: LabDevice, target: RouterTarget, pki: GmailShapedPki, stored: str
+    router: LabDevice, router_target: RouterTarget, pki: GmailShapedPki, stored: str
 ) -> None:
     sent, other = pki.old_root.cert, pki.new_root.cert
-    swap = _SwapsBeforeReadBack(lab, "EEMW-Z", other if stored == "another" else None)
-    lab.spec.faults.command_errors = swap
-    async with RouterSession(target) as session:
+    swap = _SwapsBeforeReadBack(router, "EEMW-Z", other if stored == "another" else None)
+    router.spec.faults.command_errors = swap
+    async with RouterSession(router_target) as session:
         with pytest.raises(CommandFailed) as info:
             await session.install_certificate("EEMW-Z", sent)
     shown = other.describe() if stored == "another" else "no CA certificate"
@@ -74,12 +77,12 @@ async def test_install_reports_a_trustpoint_holding_another_certificate(
 
 
 async def test_read_backs_read_only_the_trustpoints_sections(
-    lab: LabDevice, target: RouterTarget, pki: GmailShapedPki
+    router: LabDevice, router_target: RouterTarget, pki: GmailShapedPki
 ) -> None:
-    async with _Recording(target) as session:
+    async with _Recording(router_target) as session:
         await session.install_certificate("EEMW-A", pki.old_root.cert)
         await session.retire_trustpoint("EEMW-A")
-        assert "EEMW-A" not in lab.state.trustpoints
+        assert "EEMW-A" not in router.state.trustpoints
     section = "show running-config | section ^hostname |^crypto pki (trustpoint|certificate chain) EEMW-A"
     assert session.sent == [section, section, section]  # exists? / holds the DER? / gone?
 
@@ -93,41 +96,41 @@ async def test_read_backs_read_only_the_trustpoints_sections(
     ],
 )
 async def test_read_backs_pick_the_trustpoint_by_its_exact_name(
-    lab: LabDevice, target: RouterTarget, pki: GmailShapedPki, name: str, neighbour: str
+    router: LabDevice, router_target: RouterTarget, pki: GmailShapedPki, name: str, neighbour: str
 ) -> None:
-    async with RouterSession(target) as session:
+    async with RouterSession(router_target) as session:
         await session.install_certificate(neighbour, pki.new_root.cert)
         await session.install_certificate(name, pki.old_root.cert)
-        assert lab.state.trustpoints[name].ca_cert == pki.old_root.cert
+        assert router.state.trustpoints[name].ca_cert == pki.old_root.cert
         with pytest.raises(CommandFailed, match="already exists"):
             await session.install_certificate(name, pki.old_root.cert)
         await session.retire_trustpoint(name)
-        assert name not in lab.state.trustpoints
-        assert lab.state.trustpoints[neighbour].ca_cert == pki.new_root.cert
+        assert name not in router.state.trustpoints
+        assert router.state.trustpoints[neighbour].ca_cert == pki.new_root.cert
         with pytest.raises(CommandFailed, match="already exists"):
             await session.install_certificate(neighbour, pki.old_root.cert)
 
 
 async def test_a_retire_the_router_ignored_is_reported(
-    lab: LabDevice, target: RouterTarget, pki: GmailShapedPki
+    router: LabDevice, router_target: RouterTarget, pki: GmailShapedPki
 ) -> None:
-    async with RouterSession(target) as session:
+    async with RouterSession(router_target) as session:
         await session.install_certificate("EEMW-A", pki.old_root.cert)
-        lab.spec.faults.command_errors = {"no crypto pki trustpoint EEMW-A": ""}  # silently does nothing
+        router.spec.faults.command_errors = {"no crypto pki trustpoint EEMW-A": ""}  # silently does nothing
         with pytest.raises(CommandFailed, match="still configured"):
             await session.retire_trustpoint("EEMW-A")
-    assert lab.state.trustpoints["EEMW-A"].ca_cert == pki.old_root.cert
+    assert router.state.trustpoints["EEMW-A"].ca_cert == pki.old_root.cert
 
 
 async def test_an_empty_filtered_read_is_never_taken_for_an_absent_trustpoint(
-    lab: LabDevice, target: RouterTarget, pki: GmailShapedPki
+    router: LabDevice, router_target: RouterTarget, pki: GmailShapedPki
 ) -> None:
     section = "show running-config | section ^hostname |^crypto pki (trustpoint|certificate chain) EEMW-A"
-    async with RouterSession(target) as session:
+    async with RouterSession(router_target) as session:
         await session.install_certificate("EEMW-A", pki.old_root.cert)
-        lab.spec.faults.command_errors = {section: ""}  # the filter answered nothing at all
+        router.spec.faults.command_errors = {section: ""}  # the filter answered nothing at all
         with pytest.raises(CommandFailed, match="no `hostname` line"):
             await session.retire_trustpoint("EEMW-A")
         with pytest.raises(CommandFailed, match="no `hostname` line"):
             await session.install_certificate("EEMW-A", pki.new_root.cert)
-    assert "EEMW-A" not in lab.state.trustpoints  # retired for real; the read-back just could not show it
+    assert "EEMW-A" not in router.state.trustpoints  # retired for real; the read-back just could not show it

@@ -6,21 +6,20 @@ import asyncio
 import contextlib
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from eemwatchd_lab.scenario import Lab
-from tests.test_daemon import free_port, get, metrics, series, wait_until
+from tests.support.daemon import free_port, get, metrics, series, wait_until
 
 pytestmark = pytest.mark.timeout(150)
 
 
 @pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
-    async with Lab(tmp_path / "lab", routers=4, say=lambda _text: None, live=True) as lab:
-        yield lab
+def live_lab_routers() -> int:
+    return 4
 
 
 @contextlib.contextmanager
@@ -45,11 +44,11 @@ def instances(config: Path, ports: list[int], logs: list[Path]) -> Iterator[list
                 proc.wait(timeout=10)
 
 
-async def test_two_instances_own_every_router_exactly_once(lab: Lab, tmp_path: Path) -> None:
-    names = {d.name for d in lab.fleet}
+async def test_two_instances_own_every_router_exactly_once(live_lab: Lab, tmp_path: Path) -> None:
+    names = {d.name for d in live_lab.fleet}
     ports = [free_port(), free_port()]
     logs = [tmp_path / "shard0.log", tmp_path / "shard1.log"]
-    with instances(lab.config_path, ports, logs) as procs:
+    with instances(live_lab.config_path, ports, logs) as procs:
         bases = [f"http://127.0.0.1:{p}" for p in ports]
         for base, proc, log in zip(bases, procs, logs, strict=True):
             await wait_until(f"{base}/readyz", lambda b=base: get(f"{b}/readyz")[0] == 200, 60, proc, log)  # type: ignore[misc]
@@ -67,9 +66,9 @@ async def test_two_instances_own_every_router_exactly_once(lab: Lab, tmp_path: P
         assert shares[0] and shares[1]  # 4 routers: each instance has some (this split is fixed by the names)
         labels = {dict(key[1]).get("shard") for key in metrics(bases[1]) if key[0] == "eemwatchd_router_up"}
         assert labels == {"1/2"}
-        assert all(lab.mailing_now(list(lab.pki.served)) for _ in [0])
+        assert all(live_lab.mailing_now(list(live_lab.pki.served)) for _ in [0])
         for proc in procs:
             proc.terminate()
         assert [await asyncio.to_thread(p.wait, 60) for p in procs] == [0, 0]
-    state = lab.config_path.parent
+    state = live_lab.config_path.parent
     assert (state / "state.0-of-2.db").is_file() and (state / "state.1-of-2.db").is_file()

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from eemwatchd.daemon.http_endpoint import start_http
 from eemwatchd.daemon.status import AuditLine, FleetStatus, RouterStatus
 from eemwatchd.daemon.status_page import render_status_page
-from tests.test_metrics import NOW, SECRET, SHA, fleet
+from tests.support.metrics_fleet import NOW, SECRET, SHA, fleet
 
 EVIL_ROUTER = "<script>document.body.setAttribute('data-pwned','1')</script>"
 EVIL_ERROR = '"><img src=x onerror="document.body.setAttribute(\'data-pwned\',\'2\')">'

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DIR = Path(__file__).resolve().parent / "transcripts"
+DIR = Path(__file__).resolve().parents[1] / "transcripts"
 
 
 def transcript(name: str) -> str:
@@ -17,3 +17,12 @@ def transcript(name: str) -> str:
     if body_start < len(lines) and lines[body_start] == "":
         body_start += 1
     return "\n".join(lines[body_start:])
+
+
+def transcript_lines(name: str) -> list[str]:
+    """The device lines of a shared transcript: after the `# source` / `# platform` / blank header."""
+    text = (DIR / name).read_text(encoding="utf-8")
+    lines = text.split("\n")
+    assert lines[0].startswith("# source:")
+    assert lines[1].startswith("# platform:")
+    return [ln.rstrip("\r") for ln in lines[3:]]
