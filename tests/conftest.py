@@ -7,7 +7,9 @@ built differently overrides the small spec fixture they are built from (`router_
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,29 @@ from tests.support.lab_router import SMTP_PASSWORD, router_spec_for, running_rou
 from tests.support.reconcile_lab import ReconcileLab, reconcile_lab
 from tests.support.router_adapter import FAST, admin_password
 from tests.support.webhook import Receiver, serve_webhook
+
+CORE = Path(__file__).resolve().parent / "core"
+
+
+# --- tiers -------------------------------------------------------------------------------------------------
+
+
+def _refused(what: str) -> Callable[..., None]:
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError(f"a test in tests/core {what}: it belongs in tests/adapters, tests/lab or tests/e2e")
+
+    return refuse
+
+
+@pytest.fixture(autouse=True)
+def _core_tier_stays_pure(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test under tests/core opens no socket and starts no process (so `./dev test --fast` needs no peer)."""
+    if not request.path.is_relative_to(CORE):
+        return
+    for method in ("bind", "connect", "connect_ex"):
+        monkeypatch.setattr(socket.socket, method, _refused(f"opened a socket (socket.{method})"))
+    monkeypatch.setattr(subprocess.Popen, "__init__", _refused("started a process"))
+
 
 # --- certificates ------------------------------------------------------------------------------------------
 

@@ -10,8 +10,8 @@ import pytest
 from eemwatchd.cli import main
 from eemwatchd.config import parse_config, parse_duration
 from eemwatchd.errors import ConfigError
+from tests.support.repo import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 INJECTION = "X\nconfigure terminal\nhostname PWNED"
 
 ROUTER_KEYS = ("name: r1", "host: 192.0.2.1", "username: u", "password_file: pw", "applet: MAIL", "servers: [s]",

@@ -10,13 +10,13 @@ import pytest
 
 from eemwatchd.adapters.store import AuditEntry, Store
 from eemwatchd.cli import main
-from tests.support.state_db import CONFIG
+from tests.support.config_texts import STATE_CONFIG
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def test_evidence_is_printed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "eemwatchd.yaml").write_text(CONFIG)
+    (tmp_path / "eemwatchd.yaml").write_text(STATE_CONFIG)
     with Store.open(tmp_path / "state.db") as store:
         store.append_audit(AuditEntry(at=NOW, router="r1", action="test-fire", trustpoint=None, sha256_before=None,
                                       sha256_after=None, test_fire="failed", reason="could not prove mail works",

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from eemwatchd.cli import build_parser
+from tests.support.repo import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
-UNITS = ROOT / "systemd"
+UNITS = REPO / "systemd"
 INSTALLED_BINARY = "/usr/local/bin/eemwatchd"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 needs_systemd_analyze = pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed")
@@ -173,7 +173,7 @@ def test_the_lab_story_runs_under_the_services_seccomp_rules(tmp_path: Path) -> 
     RestrictAddressFamilies=, built the way systemd builds them."""
     if not _have_seccomp():
         pytest.skip("libseccomp's Python binding is missing: apt-get install python3-seccomp")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
         [sys.executable, __file__, str(UNITS / "eemwatchd.service"), "lab", "--once", "--routers", "1",
          "--state-dir", str(tmp_path / "lab")],

@@ -21,6 +21,7 @@ from eemwatchd.adapters.store_audit import AUDIT_ACTIONS
 from eemwatchd.core.alert_state import AlertState
 from eemwatchd.errors import StateError
 from eemwatchd_lab.pki import GmailShapedPki
+from tests.support.repo import REPO
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PKI = GmailShapedPki.create(now=NOW - timedelta(days=5))
@@ -281,7 +282,7 @@ def busy_writer(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "state.db"
     with Store.open(path) as store:
         store.append_audit(_entry("committed"))
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None

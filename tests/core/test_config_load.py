@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -11,16 +9,8 @@ import pytest
 
 from eemwatchd.config import Secret, load_config, parse_config, parse_duration
 from eemwatchd.errors import ConfigError
-
-REPO = Path(__file__).resolve().parent.parent
-
-MINIMAL = """
-servers:
-  - {name: gmail, host: smtp.gmail.com}
-routers:
-  - {name: r1, host: 192.0.2.1, username: u, password_file: pw, applet: MAIL, servers: [gmail],
-     known_hosts: kh}
-"""
+from tests.support.config_texts import MINIMAL
+from tests.support.repo import REPO
 
 
 @pytest.mark.parametrize(
@@ -169,25 +159,6 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EEMWATCHD_ROUTER_PASSWORD", "x")
     cfg = load_config(REPO / "config" / "eemwatchd.example.yaml").config
     assert cfg.routers[0].applet == "MAIL-ALERT"
-
-
-def test_check_config_command_exit_codes(config_dir: Path) -> None:
-    good = config_dir / "good.yaml"
-    good.write_text(MINIMAL)
-    bad = config_dir / "bad.yaml"
-    bad.write_text("servers: [{name: s, host: h, port: 0}]\n")
-    run = [sys.executable, "-m", "eemwatchd.cli", "check-config", "-c"]
-    ok = subprocess.run([*run, str(good)], capture_output=True, text=True, timeout=30, check=False)
-    assert ok.returncode == 0, ok.stderr
-    assert "OK (1 servers, 1 routers)" in ok.stdout
-    fail = subprocess.run([*run, str(bad)], capture_output=True, text=True, timeout=30, check=False)
-    assert fail.returncode == 1
-    assert "servers[0].port: must be 1-65535" in fail.stderr
-    assert "Traceback" not in fail.stderr
-    missing = subprocess.run([*run, str(config_dir / "nope.yaml")], capture_output=True, text=True, timeout=30,
-                             check=False)
-    assert missing.returncode == 1
-    assert "cannot read the file" in missing.stderr
 
 
 def test_error_text_is_one_readable_block(config_dir: Path) -> None:

@@ -17,9 +17,9 @@ import pytest
 
 from eemwatchd.adapters.lock import StateLock, holder_error, lock_path_for
 from eemwatchd.errors import StateError, StateLocked
+from tests.support.repo import REPO
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-ROOT = Path(__file__).resolve().parent.parent
 
 # A second process that takes the lock, says so, then holds it for `hold` seconds (or until killed).
 HOLDER = """
@@ -49,7 +49,7 @@ def spawn(tmp_path: Path) -> Iterator[list[subprocess.Popen[str]]]:
 
 def _hold(spawn: list[subprocess.Popen[str]], state: Path, *, purpose: str = "apply",
           hold: float = 30.0) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(state), purpose, str(hold)],
                             stdout=subprocess.PIPE, text=True, env=env)
     spawn.append(proc)

@@ -21,11 +21,11 @@ from eemwatchd.daemon.http_endpoint import start_http
 from eemwatchd.daemon.metrics import Metrics
 from tests.support.metrics_fleet import NOW, exported_sample_names, fleet
 from tests.support.prometheus_server import Row, prometheus_binary, running_prometheus
+from tests.support.repo import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
-RULES = ROOT / "config" / "prometheus-rules.yml"
-RULE_TESTS = ROOT / "config" / "prometheus-rules.test.yml"
-DASHBOARD = ROOT / "config" / "grafana-dashboard.json"
+RULES = REPO / "config" / "prometheus-rules.yml"
+RULE_TESTS = REPO / "config" / "prometheus-rules.test.yml"
+DASHBOARD = REPO / "config" / "grafana-dashboard.json"
 METRIC_NAME = re.compile(r"\beemwatchd_[a-z0-9_]+")
 # Daemon-level alerts have no server or router to name.
 DAEMON_ALERTS = {"EemwatchdConfigReloadFailed", "EemwatchdDown", "EemwatchdAbsent"}
@@ -40,7 +40,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("promtool")
     if binary is None:
         pytest.skip("promtool not installed (Debian package 'prometheus')")
-    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, check=False, cwd=ROOT)
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, check=False, cwd=REPO)
 
 
 def test_promtool_check_rules() -> None:

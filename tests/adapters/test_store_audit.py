@@ -16,7 +16,7 @@ from eemwatchd.adapters.store import AuditEntry, Store
 from eemwatchd.adapters.store_audit import GENESIS, TRIGGERS
 from eemwatchd.cli import main
 from eemwatchd.errors import StateError
-from tests.support.state_db import CONFIG
+from tests.support.config_texts import STATE_CONFIG
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 V2_AUDIT_TABLE = """CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, router TEXT NOT NULL,
@@ -31,7 +31,7 @@ def _entry(n: int) -> AuditEntry:
 
 @pytest.fixture
 def state(tmp_path: Path) -> Path:
-    (tmp_path / "eemwatchd.yaml").write_text(CONFIG)
+    (tmp_path / "eemwatchd.yaml").write_text(STATE_CONFIG)
     with Store.open(tmp_path / "state.db") as store:
         for n in range(1, 6):
             store.append_audit(_entry(n))
@@ -70,7 +70,7 @@ def test_an_intact_log_verifies(state: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_an_empty_log_verifies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "eemwatchd.yaml").write_text(CONFIG)
+    (tmp_path / "eemwatchd.yaml").write_text(STATE_CONFIG)
     assert _verify(tmp_path / "state.db", capsys) == (0, f"audit log verified: 0 rows, head {GENESIS[:12]}")
 
 
@@ -242,7 +242,7 @@ V1_SCHEMA = [
 
 
 def test_a_version_1_log_is_chained_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "eemwatchd.yaml").write_text(CONFIG)
+    (tmp_path / "eemwatchd.yaml").write_text(STATE_CONFIG)
     state = tmp_path / "state.db"
     _sql(state, *V1_SCHEMA)
     code, out = _verify(state, capsys)

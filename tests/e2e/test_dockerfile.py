@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from eemwatchd.cli import build_parser
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.repo import REPO
 
 
 def instructions(text: str) -> list[tuple[str, str]]:
@@ -33,7 +32,7 @@ def instructions(text: str) -> list[tuple[str, str]]:
     return out
 
 
-DOCKERFILE = instructions((ROOT / "Dockerfile").read_text())
+DOCKERFILE = instructions((REPO / "Dockerfile").read_text())
 STAGES = [i for i, (word, _) in enumerate(DOCKERFILE) if word == "FROM"]
 FINAL = DOCKERFILE[STAGES[-1]:]
 
@@ -71,7 +70,7 @@ def test_port_and_stop_signal() -> None:
 
 
 def test_the_entrypoint_is_the_installed_script_and_the_config_is_on_a_volume() -> None:
-    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     (entrypoint,) = final("ENTRYPOINT")
     assert json.loads(entrypoint)[0] in scripts
     cmd = json.loads(final("CMD")[0])
@@ -98,7 +97,7 @@ def test_only_runtime_dependencies_are_installed() -> None:
 def _dockerignore_allows(path: str) -> bool:
     """Our .dockerignore excludes everything (*) and re-includes by `!name`; later lines win, as in Docker."""
     allowed = True
-    for line in (ROOT / ".dockerignore").read_text().splitlines():
+    for line in (REPO / ".dockerignore").read_text().splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -115,7 +114,7 @@ def test_every_copied_path_exists_and_reaches_the_build_context() -> None:
             sources.extend(args.split()[:-1])
     assert sources
     for source in sources:
-        assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+        assert (REPO / source).exists(), f"COPY {source}: not in the repository"
         assert _dockerignore_allows(source.rstrip("/")), f"COPY {source}: excluded by .dockerignore"
     # and what must not travel: local state and virtualenvs
     assert not _dockerignore_allows(".venv")

@@ -1,5 +1,5 @@
-"""The test suite's own layout: helpers have one home (tests/support), fixtures one definition (tests/conftest.py),
-and no test module imports another."""
+"""The test suite's own layout: every test in its tier's directory, helpers in one home (tests/support), each fixture
+defined once (tests/conftest.py), and no test module importing another."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
+TIERS = ("core", "adapters", "lab", "e2e")
 # Spec fixtures: conftest builds `router`, `mail_server` and `live_lab` from them; a module may override these.
 OVERRIDABLE = {"router_spec", "mail_server_user", "live_lab_routers"}
 
@@ -62,7 +63,10 @@ def test_each_fixture_is_defined_once_and_only_spec_fixtures_are_overridden() ->
     assert shared >= OVERRIDABLE
 
 
-def test_helpers_live_in_support_not_beside_the_tests() -> None:
-    loose = sorted(p.name for p in TESTS.glob("*.py") if not p.name.startswith("test_"))
-    assert loose == ["__init__.py", "conftest.py"]
-    assert not list((TESTS / "support").glob("test_*.py"))
+def test_every_test_module_is_in_a_tier_and_helpers_in_support() -> None:
+    outside = [str(p.relative_to(TESTS)) for p in _test_modules() if p.relative_to(TESTS).parts[0] not in TIERS]
+    assert outside == [], f"test modules live in one of {TIERS}"
+    assert sorted(p.name for p in TESTS.glob("*.py")) == ["__init__.py", "conftest.py"]
+    for tier in TIERS:
+        assert (TESTS / tier / "__init__.py").is_file()  # packages: a module name may repeat across tiers
+        assert sorted(p.name for p in (TESTS / tier).iterdir() if not p.name.startswith(("test_", "__"))) == []

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from eemwatchd.cli import COMMANDS, main
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.repo import REPO
 
 # What only some commands need: the router side, the lab, the daemon's HTTP and schedule, config validation.
 ROUTER_AND_LAB = {"scrapli", "asyncssh", "aiosmtpd", "aiohttp", "apscheduler", "prometheus_client"}
@@ -33,8 +32,8 @@ OPTION_OF = {
 
 def _run(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        argv, capture_output=True, text=True, timeout=50, check=False, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        argv, capture_output=True, text=True, timeout=50, check=False, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
     )
 
 
@@ -93,7 +92,7 @@ def test_top_level_help_imports_no_command_and_no_heavy_library(tmp_path: Path) 
 
 def test_check_config_imports_nothing_of_the_router_side_or_the_lab(tmp_path: Path) -> None:
     packages, commands = loaded_modules(
-        tmp_path, "check-config", "-c", str(ROOT / "config" / "eemwatchd.example.yaml"),
+        tmp_path, "check-config", "-c", str(REPO / "config" / "eemwatchd.example.yaml"),
         env={"EEMWATCHD_ROUTER_PASSWORD": "not-a-secret"},
     )
     assert "pydantic" in packages  # it did validate
