@@ -1,5 +1,6 @@
 """`show version`, `show crypto pki certificates pem`, `Storage:` lines and a pasted non-CA certificate, each
-compared with the real transcripts named beside it and read back with the product's parsers."""
+compared with the real transcripts named beside it and read back with the product's parsers (and the show
+parsers of tests/support/ios_show.py)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from eemwatchd.core.ios.parsers import (
-    parse_running_config,
-    parse_show_crypto_pki_certificates,
-    parse_show_crypto_pki_certificates_pem,
-)
+from eemwatchd.core.ios.parsers import parse_running_config
 from eemwatchd_lab.pki import GmailShapedPki
 from eemwatchd_lab.router import LabDevice
 from eemwatchd_lab.router.pki import sla_root
 from tests.support.clock import PINNED
+from tests.support.ios_show import parse_show_crypto_pki_certificates, parse_show_crypto_pki_certificates_pem
 from tests.support.lab_router import router_spec_for, running_router
 from tests.support.ssh import RawClient, lines_of, login
 from tests.support.transcripts import transcript_lines

@@ -9,11 +9,11 @@ import re
 
 import pytest
 
-from eemwatchd.core.ios.parsers import parse_show_crypto_pki_certificates
 from eemwatchd_lab.pki import GmailShapedPki
 from eemwatchd_lab.router import LabDevice
 from eemwatchd_lab.smtp import LabSmtpServer
 from tests.support.clock import PINNED
+from tests.support.ios_show import parse_show_crypto_pki_certificates
 from tests.support.lab_router import APPLET, SMTP_PASSWORD
 from tests.support.ssh import lines_of, login
 from tests.support.transcripts import transcript_lines
