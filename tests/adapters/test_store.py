@@ -22,6 +22,7 @@ from eemwatchd.core.alert_state import AlertState
 from eemwatchd.errors import StateError
 from eemwatchd_lab.pki import GmailShapedPki
 from tests.support.repo import REPO
+from tests.support.state_file import router_outcomes
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PKI = GmailShapedPki.create(now=NOW - timedelta(days=5))
@@ -89,7 +90,7 @@ def test_unneeded_is_replaced_per_router(store: Store) -> None:
 def test_outcome_is_last_per_router(store: Store) -> None:
     store.record_outcome("r1", at=NOW, ok=False, summary="failed", error="timeout")
     store.record_outcome("r1", at=NOW + timedelta(minutes=5), ok=True, summary="2 added", error=None)
-    [outcome] = store.outcomes()
+    [outcome] = router_outcomes(store.path)
     assert (outcome.router, outcome.ok, outcome.summary, outcome.error) == ("r1", True, "2 added", None)
 
 
@@ -299,7 +300,7 @@ def test_readers_do_not_wait_behind_a_writer(busy_writer: Path) -> None:
     start = time.monotonic()
     with Store.open(busy_writer, busy_timeout=10.0) as store:
         assert [e.reason for e in store.audit()] == ["committed"]
-        assert store.outcomes() == []  # the writer's open transaction is invisible
+        assert router_outcomes(busy_writer) == []  # the writer's open transaction is invisible
         assert store.verify_audit().ok
         assert store.last_proof("r1") is None
         assert store.alert_states() == {}
@@ -332,5 +333,5 @@ def test_a_user_password_at_host_form_is_scrubbed_even_when_the_password_is_unkn
         store.record_outcome("r1", at=datetime(2026, 3, 1, tzinfo=UTC), ok=False, summary="failed",
                              error="cannot parse: event manager environment _email_server "
                                    "alerts:Xy9-secret@smtp.example")
-        [outcome] = store.outcomes()
+        [outcome] = router_outcomes(store.path)
     assert outcome.error is not None and "Xy9-secret" not in outcome.error and "alerts:****@smtp" in outcome.error

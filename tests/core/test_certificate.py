@@ -17,7 +17,6 @@ from eemwatchd.core.certificate import (
 )
 from eemwatchd.core.ios.formats import (
     parse_hex_lines,
-    render_authenticate_paste,
     render_certificate_block,
     render_hex_lines,
 )
@@ -160,11 +159,3 @@ def test_pem_round_trips_and_keeps_duplicates() -> None:
 def test_broken_certificate_data(data: bytes, message: str) -> None:
     with pytest.raises(CertificateError, match=message):
         load_certificates(data)
-
-
-def test_authenticate_paste_ends_with_quit() -> None:
-    pki = GmailShapedPki.create()
-    paste = render_authenticate_paste(pki.old_root.cert)
-    assert paste.startswith("-----BEGIN CERTIFICATE-----\n")
-    assert paste.endswith("-----END CERTIFICATE-----\nquit\n")
-    assert Certificate.from_pem(paste) == pki.old_root.cert

@@ -11,7 +11,6 @@ from eemwatchd.core.ios.tokens import (
     check_ios_token,
     check_trustpoint_name,
     check_username,
-    require_ios_token,
     show_value,
 )
 
@@ -57,7 +56,6 @@ def test_unsafe_tokens_have_a_reason(value: str, fragment: str) -> None:
 )
 def test_safe_tokens_pass(value: str) -> None:
     assert check_ios_token(value, what="a thing") is None
-    assert require_ios_token(value, what="a thing") == value
 
 
 def test_the_injection_example_reads_as_the_issue_asks() -> None:
@@ -65,11 +63,6 @@ def test_the_injection_example_reads_as_the_issue_asks() -> None:
         '"X\\nconfigure terminal\\nhostname PWNED" contains a line break; '
         "an EEM applet name is one word (letters, digits, - _ . :)"
     )
-
-
-def test_require_raises_value_error_with_the_reason() -> None:
-    with pytest.raises(ValueError, match=r"contains a line break; a trustpoint name is one word"):
-        require_ios_token(INJECTION, what="a trustpoint name", extra="-_")
 
 
 @pytest.mark.parametrize(
