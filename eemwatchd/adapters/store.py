@@ -23,15 +23,6 @@ from eemwatchd.errors import StateError
 
 
 @dataclass(frozen=True)
-class RouterOutcome:
-    router: str
-    at: datetime
-    ok: bool
-    summary: str
-    error: str | None
-
-
-@dataclass(frozen=True)
 class Proof:
     """One test-fire's verdict on a router: ``trust`` is the sha256 of every managed certificate it held then.
 
@@ -319,12 +310,6 @@ class Store:
                 " summary = excluded.summary, error = excluded.error",
                 (router, _iso(at), int(ok), self._scrub(summary), self._scrub(error)),
             )
-
-    def outcomes(self) -> list[RouterOutcome]:
-        with self._errors("reading router outcomes"):
-            rows = self._db.execute("SELECT router, at, ok, summary, error FROM router_outcomes "
-                                    "ORDER BY router").fetchall()
-        return [RouterOutcome(r, _when(at), bool(ok), s, e) for r, at, ok, s, e in rows]
 
     # --- proofs --------------------------------------------------------------------------------------
 

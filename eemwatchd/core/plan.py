@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,9 +21,8 @@ PlanState = Literal[
     "in-sync", "drift", "waiting", "unconfirmed", "unproven", "unsaved", "not-onboarded", "chain-unverified",
 ]
 
-# IOS trustpoint names: keep to letters, digits, - and _, at most 32 characters.
+# IOS trustpoint names: at most 32 characters.
 MAX_TRUSTPOINT_NAME = 32
-_TRUSTPOINT_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,32}$")
 
 # Decides whether the router, holding ``trustpoints``, accepts ``chain`` as served (the IOS rule).
 ChainValidator = Callable[[Sequence[Certificate], Mapping[str, Sequence[Certificate]], datetime], bool]
@@ -137,10 +135,6 @@ def trustpoint_name(cert: Certificate, *, prefix: str, taken: Collection[str] = 
         if name not in taken:
             return name
     raise ValueError(f"no free trustpoint name for {cert.describe()} with prefix {prefix!r}")
-
-
-def is_valid_trustpoint_name(name: str) -> bool:
-    return bool(_TRUSTPOINT_NAME.fullmatch(name))
 
 
 def is_managed(name: str, *, prefix: str, adopt: Collection[str]) -> bool:

@@ -31,13 +31,3 @@ class Reason(StrEnum):
     TESTFIRE_FAILED = "testfire-failed"
     INTERRUPTED = "interrupted"
     FAILED = "failed"  # anything else (a bug: see the log)
-
-    @property
-    def is_error(self) -> bool:
-        return self in _ERRORS
-
-
-_ERRORS = frozenset({
-    Reason.UNREACHABLE, Reason.AUTH_FAILED, Reason.HOST_KEY_REJECTED, Reason.TIMEOUT, Reason.REFUSED,
-    Reason.COMMAND_FAILED, Reason.PARSE_ERROR, Reason.TESTFIRE_FAILED, Reason.INTERRUPTED, Reason.FAILED,
-})

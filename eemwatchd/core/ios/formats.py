@@ -66,8 +66,3 @@ def parse_hex_lines(lines: Iterable[str], *, what: str = "certificate hex") -> b
     if len(text) % 2:
         raise CertificateError(f"{what}: odd number of hex digits ({len(text)})")
     return bytes.fromhex(text)
-
-
-def render_authenticate_paste(cert: Certificate) -> str:
-    """What an operator pastes after `crypto pki authenticate NAME`: the PEM, then `quit` on its own line."""
-    return cert.pem.rstrip("\n") + "\nquit\n"

@@ -100,16 +100,6 @@ def check_ios_token(
     return f"{head}; {_describe_alphabet(what, extra)}"
 
 
-def require_ios_token(
-    value: str, *, what: str, max_length: int = TOKEN_MAX, extra: str | None = None, show: bool = True
-) -> str:
-    """``value`` when it is one safe IOS token (see check_ios_token), else ValueError with the reason."""
-    problem = check_ios_token(value, what=what, max_length=max_length, extra=extra, show=show)
-    if problem is not None:
-        raise ValueError(problem)
-    return value
-
-
 def check_applet_name(value: str) -> str | None:
     return check_ios_token(value, what="an EEM applet name", max_length=APPLET_NAME_MAX, extra=APPLET_NAME_EXTRA)
 

@@ -1,0 +1,55 @@
+"""Issue 16 finding 2: the daemon re-plans a server's routers as soon as what the server sends changes, so a router
+that cannot validate the new chain is `waiting` (not in sync) from the first sighting, not after confirmation."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from eemwatchd_lab.scenario import Lab
+from tests.support.daemon import daemon_process, free_port, get, metrics, series, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def state_of(base: str) -> dict[str, str]:
+    values = metrics(base)
+    return {dict(labels)["router"]: dict(labels)["state"] for (name, labels), value in values.items()
+            if name == "eemwatchd_router_state" and value == 1.0}
+
+
+async def test_a_new_root_the_routers_lack_makes_them_waiting_at_its_first_sighting(
+    live_lab: Lab, tmp_path: Path
+) -> None:
+    lab = live_lab
+    names = [d.name for d in lab.fleet]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    document = yaml.safe_load(lab.config_path.read_text())
+    document["metrics"] = {"listen": f"127.0.0.1:{port}"}
+    # Confirmation takes >= 5 sightings 1 s apart (spacing: half the 2 s interval): a window of >= 8 s in which
+    # the new chain is seen but not confirmed. The routers' own interval (10 min) is far away.
+    document["servers"][0]["interval"] = "2s"
+    document["policy"].update({"confirmations": 5, "recent": "10m"})
+    document["defaults"]["routers"]["interval"] = "10m"
+    lab.config_path.write_text(yaml.safe_dump(document, sort_keys=False))
+    log = tmp_path / "daemon.log"
+    with daemon_process(lab.config_path, log) as daemon:
+        await wait_until("/readyz", lambda: get(f"{base}/readyz")[0] == 200, 60, daemon, log)
+        await wait_until("routers in sync", lambda: all(
+            series(metrics(base), "eemwatchd_router_in_sync").get(n) == 1.0 for n in names), 90, daemon, log)
+
+        lab.pki.move_to_new_anchor("Other Root X1", "Other CA 1")  # a root nothing the routers hold signed
+        lab.serve()
+        rotated = time.monotonic()
+        states = await wait_until("routers waiting", lambda: (lambda s: s if all(s.get(n) == "waiting" for n in names)
+                                                            else None)(state_of(base)), 20, daemon, log)
+        took = time.monotonic() - rotated
+        assert set(states.values()) == {"waiting"}
+        assert all(series(metrics(base), "eemwatchd_router_in_sync").get(n) == 0.0 for n in names)
+        assert took < 8.0  # before 5 sightings 2 s apart could have confirmed the chain
+        assert lab.mailing_now(list(lab.pki.served)) == []  # and indeed, no router could mail right now
+    assert get(f"{base}/healthz")[0] == 0  # the daemon is gone
