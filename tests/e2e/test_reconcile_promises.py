@@ -9,6 +9,7 @@ from eemwatchd.core.ios.parsers import parse_running_config
 from eemwatchd.core.reason import Reason
 from eemwatchd.reconcile import Reconciler
 from eemwatchd_lab.pki import GmailShapedPki
+from tests.support.audit_check import audit_differences
 from tests.support.reconcile_lab import APPLET, applet_config, cli, fast_connector
 from tests.support.reconcile_lab import ReconcileLab as Lab
 from tests.support.transcripts import transcript
@@ -175,3 +176,19 @@ async def test_an_unreadable_managed_trustpoint_is_a_parse_error_of_a_reachable_
     assert lab.trustpoints("r1") == before and not [s for s in result.steps if s.kind != "observed"]
     status_words = (await cli(lab, "plan", "--router", "r1"))[1]
     assert "unreachable" not in status_words
+
+
+async def test_the_audit_check_sees_a_router_changed_behind_eemwatchds_back_until_the_next_contact(lab: Lab) -> None:
+    """The fourth invariant's check (tests/support/audit_check.py) can fail, and the product makes it hold again:
+    the next contact writes observed rows for what changed."""
+    await confirm_chain(lab)
+    await lab.run(router="r1")
+    prefix = lab.config.policy.trustpoint_prefix
+    assert audit_differences(lab.store, lab.fleet, "r1", prefix=prefix) == []
+    managed = next(name for name in lab.fleet["r1"].state.trustpoints if name.startswith(prefix))
+    del lab.fleet["r1"].state.trustpoints[managed]  # someone ran `no crypto pki trustpoint` by hand
+    [difference] = audit_differences(lab.store, lab.fleet, "r1", prefix=prefix)
+    assert difference.startswith(f"{managed}: audit says")
+    await lab.run(apply=False, router="r1")  # a plan: the contact records what it saw (observed-retire)
+    assert audit_differences(lab.store, lab.fleet, "r1", prefix=prefix) == []
+    assert "observed-retire" in [e.action for e in lab.store.audit(router="r1")]

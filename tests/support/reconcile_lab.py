@@ -24,6 +24,7 @@ from eemwatchd_lab.pki import GmailShapedPki
 from eemwatchd_lab.router import DeviceSpec, Fleet, User
 from eemwatchd_lab.router.trust import validate_chain
 from eemwatchd_lab.smtp import LabSmtpServer
+from tests.support.audit_check import check_audit
 
 APPLET = "MAILTEST"
 SMTP_USER = "alerts"
@@ -71,8 +72,11 @@ class ReconcileLab:
         self.ca_file.write_text("".join(c.pem for c in anchors))
 
     async def run(self, *, apply: bool = True, router: str | None = None) -> RunReport:
+        """The real Reconciler over the lab; afterwards the audit must explain every router it reached cleanly."""
         reconciler = Reconciler(self.config, self.store, connect=fast_connector, clock=self.clock)
-        return await reconciler.run(apply=apply, router=router)
+        report = await reconciler.run(apply=apply, router=router)
+        check_audit(report, self.store, self.fleet, prefix=self.config.policy.trustpoint_prefix)
+        return report
 
 
 @contextlib.asynccontextmanager

@@ -164,6 +164,11 @@ class LabDevice:
         if self.device is not None:
             await self.device.cancel_jobs()
 
+    @property
+    def active_sessions(self) -> int:
+        """SSH sessions open on the device now (each holds a vty line)."""
+        return len(self._vtys)
+
     async def restart(self) -> None:
         """A reload on the same port: the startup-config (what was saved) becomes the running config."""
         await self.stop()
