@@ -4,6 +4,7 @@ and the running-config parser back with them, so they are checked here first."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -126,15 +127,14 @@ def test_show_certificates_fields() -> None:
         transcript("show_crypto_pki_certificates_TP-self-signed__genie_csr1000v.txt")
     )
     assert self_signed.storage == "nvram:IOS-Self-Sig#1.cer"
-    # IST without the router's `clock timezone`: read as India (+05:30), and the ambiguity is reported
+    # IST without the router's `clock timezone`: not read (IST names +05:30, +01:00 and +02:00), and said so
     csr = parse_show_crypto_pki_certificates(
         transcript("show_crypto_pki_certificates_verbose__genie_csr.txt")
     )
-    assert csr[0].valid_until == datetime(2022, 11, 10, 16, 28, 50, tzinfo=UTC)
+    assert csr[0].valid_until is None
     assert csr[0].valid_until_text == "21:58:50 IST Nov 10 2022"
     assert csr[0].zone_note is not None
-    assert "IST is ambiguous" in csr[0].zone_note
-    assert "Israel" in csr[0].zone_note
+    assert "time zone IST is not defined by the router's `clock timezone`" in csr[0].zone_note
     ist = parse_show_crypto_pki_certificates(
         transcript("show_crypto_pki_certificates_verbose__genie_csr.txt"),
         zones=parse_clock_zones("clock timezone IST 5 30"),
@@ -228,43 +228,83 @@ def test_impossible_shown_date_is_a_parse_error_naming_the_line() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "zones", "expected", "ambiguous"),
+    ("text", "zones", "expected"),
     [
-        ("00:34:52 UTC Nov 20 2015", None, datetime(2015, 11, 20, 0, 34, 52, tzinfo=UTC), False),
-        ("10:35:18 GMT Oct 30 2023", None, datetime(2023, 10, 30, 10, 35, 18, tzinfo=UTC), False),
-        ("23:09:23 IST Nov 17 2021", None, datetime(2021, 11, 17, 17, 39, 23, tzinfo=UTC), True),
+        ("00:34:52 UTC Nov 20 2015", None, datetime(2015, 11, 20, 0, 34, 52, tzinfo=UTC)),
+        ("10:35:18 GMT Oct 30 2023", None, datetime(2023, 10, 30, 10, 35, 18, tzinfo=UTC)),
+        # a zone name alone says nothing: only the router's own `clock` lines give its offset
+        ("23:09:23 IST Nov 17 2021", None, None),
+        ("23:09:23 IST Nov 17 2021", "clock timezone IST 5 30", datetime(2021, 11, 17, 17, 39, 23, tzinfo=UTC)),
         # Ireland's summer time, told by the router's own `clock summer-time IST recurring`
-        (
-            "23:09:23 IST Jul 17 2021",
-            "clock timezone GMT 0 0\nclock summer-time IST recurring",
-            datetime(2021, 7, 17, 22, 9, 23, tzinfo=UTC),
-            False,
-        ),
-        ("23:09:23 IST Jul 17 2021", "clock timezone IST 2 0", datetime(2021, 7, 17, 21, 9, 23, tzinfo=UTC), False),
-        ("12:00:00 CET Jan 5 2026", None, datetime(2026, 1, 5, 11, 0, 0, tzinfo=UTC), False),
-        ("12:00:00 CEST Jun 5 2026", None, datetime(2026, 6, 5, 10, 0, 0, tzinfo=UTC), False),
-        ("12:00:00 EST Jan 5 2026", None, datetime(2026, 1, 5, 17, 0, 0, tzinfo=UTC), False),
-        ("12:00:00 EDT Jun 5 2026", None, datetime(2026, 6, 5, 16, 0, 0, tzinfo=UTC), False),
-        ("12:00:00 CST Jan 5 2026", None, datetime(2026, 1, 5, 18, 0, 0, tzinfo=UTC), True),
+        ("23:09:23 IST Jul 17 2021", "clock timezone GMT 0 0\nclock summer-time IST recurring",
+         datetime(2021, 7, 17, 22, 9, 23, tzinfo=UTC)),
+        ("23:09:23 IST Jul 17 2021", "clock timezone IST 2 0", datetime(2021, 7, 17, 21, 9, 23, tzinfo=UTC)),
+        ("12:00:00 CET Jan 5 2026", "clock timezone CET 1 0", datetime(2026, 1, 5, 11, 0, 0, tzinfo=UTC)),
+        ("12:00:00 CEST Jun 5 2026", "clock timezone CET 1 0\nclock summer-time CEST recurring last Sun Mar 2:00 "
+         "last Sun Oct 3:00", datetime(2026, 6, 5, 10, 0, 0, tzinfo=UTC)),
+        ("12:00:00 EST Jan 5 2026", "clock timezone EST -5 0", datetime(2026, 1, 5, 17, 0, 0, tzinfo=UTC)),
+        ("12:00:00 CST Jan 5 2026", None, None),
         # FN72323: CST is China (+8) on that router; its `clock timezone` tells us so
-        ("02:12:23 CST Jan 17 2014", "clock timezone CST 8 0", datetime(2014, 1, 16, 18, 12, 23, tzinfo=UTC), False),
-        ("12:00:00 CDT Jun 5 2026", None, datetime(2026, 6, 5, 17, 0, 0, tzinfo=UTC), False),
-        ("12:00:00 MDT Jun 5 2026", None, datetime(2026, 6, 5, 18, 0, 0, tzinfo=UTC), False),
-        ("12:00:00 PST Jan 5 2026", None, datetime(2026, 1, 5, 20, 0, 0, tzinfo=UTC), False),
-        ("12:00:00 PDT Jun 5 2026", None, datetime(2026, 6, 5, 19, 0, 0, tzinfo=UTC), False),
-        ("12:00:00 JST Jan 5 2026", None, datetime(2026, 1, 5, 3, 0, 0, tzinfo=UTC), False),
-        ("12:00:00 AEST Jan 5 2026", None, datetime(2026, 1, 5, 2, 0, 0, tzinfo=UTC), False),
-        ("12:00:00 NST Jan 5 2026", None, datetime(2026, 1, 5, 15, 30, 0, tzinfo=UTC), False),
-        ("12:00:00 XYZ Jan 5 2026", None, None, False),
+        ("02:12:23 CST Jan 17 2014", "clock timezone CST 8 0", datetime(2014, 1, 16, 18, 12, 23, tzinfo=UTC)),
+        ("12:00:00 NST Jan 5 2026", "clock timezone NST -3 30", datetime(2026, 1, 5, 15, 30, 0, tzinfo=UTC)),
+        # the same name at two offsets in one real lab (sergl352130 EVE-NG export: MSK 0 0 and MSK 3 0)
+        ("19:02:49 MSK Dec 24 2023", "clock timezone MSK 0 0", datetime(2023, 12, 24, 19, 2, 49, tzinfo=UTC)),
+        ("22:02:49 MSK Dec 24 2023", "clock timezone MSK 3 0", datetime(2023, 12, 24, 19, 2, 49, tzinfo=UTC)),
+        ("12:00:00 MSK Jan 5 2026", None, None),
+        ("12:00:00 XYZ Jan 5 2026", None, None),
     ],
     ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None,
 )
-def test_shown_dates_resolve_common_zone_names(
-    text: str, zones: str | None, expected: datetime | None, ambiguous: bool
+def test_shown_dates_take_the_zone_only_from_the_routers_own_clock_lines(
+    text: str, zones: str | None, expected: datetime | None
 ) -> None:
     table = parse_clock_zones(zones) if zones else DEFAULT_ZONES
     assert parse_shown_date(text, zones=table) == expected
-    assert (zone_note(text.split()[1], table) is not None) is ambiguous
+    assert (zone_note(text.split()[1], table) is None) is (expected is not None)
+
+
+MSK_LAB = "show_crypto_pki_certificates_multi_router_MSK_offsets_and_config_chain__gh_sergl352130_otus.txt"
+
+
+def _router_output(text: str, router: str) -> str:
+    """One router's `show crypto pki certificates` out of a capture holding several (up to the next prompt)."""
+    start = text.index(f"{router}#show crypto pki certificates")
+    rest = text[start:].split("\n", 1)[1]
+    end = re.search(r"^\s*R\d+#", rest, flags=re.M)
+    return rest[: end.start()] if end else rest
+
+
+def test_the_same_ca_certificate_shown_at_two_msk_offsets_is_one_instant_with_each_routers_clock_lines() -> None:
+    text = transcript(MSK_LAB)
+    r19_zones = parse_clock_zones(transcript("startup-config_clock_timezone_MSK_0_0_pki_server_nvram_chain__gh_"
+                                             "sergl_eve_R19.txt"))
+    r27_zones = parse_clock_zones(transcript("startup-config_clock_timezone_MSK_3_0_nvram_identity_chain__gh_"
+                                             "sergl_eve_R27.txt"))
+    [r19_ca] = [c for c in parse_show_crypto_pki_certificates(_router_output(text, "R19"), zones=r19_zones)
+                if c.kind == "CA Certificate"]
+    [r27_ca] = [c for c in parse_show_crypto_pki_certificates(_router_output(text, "R27"), zones=r27_zones)
+                if c.kind == "CA Certificate"]
+    assert (r19_ca.valid_from_text, r27_ca.valid_from_text) == ("19:02:49 MSK Dec 24 2023", "22:02:49 MSK Dec 24 2023")
+    # the certificate's notBefore, checked against its hex in the capture's source line: 2023-12-24 19:02:49Z
+    assert r19_ca.valid_from == r27_ca.valid_from == datetime(2023, 12, 24, 19, 2, 49, tzinfo=UTC)
+
+
+def test_a_pending_enrollment_is_read_beside_the_valid_ca_certificate() -> None:
+    text = transcript("show_crypto_pki_certificates_pending_request_and_R14CA_storage__gh_otus_lab.txt")
+    shown = parse_show_crypto_pki_certificates(_router_output(text, "R18"))
+    assert [(c.kind, c.serial, c.status) for c in shown] == [("CA Certificate", "01", "Available"),
+                                                            ("Certificate", None, "Pending")]
+    ca, pending = shown
+    assert ca.storage == "nvram:R14CA#1CA.cer" and ca.trustpoints == ("VPN",)
+    assert pending.name == "R18" and pending.usage == "General Purpose" and pending.trustpoints == ("VPN",)
+
+
+def test_a_scep_url_is_not_glued_onto_the_trustpoints_subject() -> None:
+    text = transcript("show_crypto_pki_trustpoints_scep_url_server_vs_client__gh_otus_r12_r14.txt")
+    shown = {tp.name: tp for tp in parse_show_crypto_pki_trustpoints(text)}
+    assert shown["R12"].subject == ("cn=R12",) and shown["R12"].scep_url is None
+    assert shown["R14"].subject == ("cn=R12",)
+    assert shown["R14"].scep_url == "http://10.1.255.12:80/cgi-bin"
 
 
 def test_genie_ist_transcripts_parse_every_date() -> None:
@@ -275,11 +315,9 @@ def test_genie_ist_transcripts_parse_every_date() -> None:
         shown = parse_show_crypto_pki_certificates(transcript(name))
         assert shown
         for cert in shown:
-            assert cert.valid_from is not None
-            assert cert.valid_until is not None
-            assert cert.valid_from < cert.valid_until
-            assert cert.zone_note is not None
+            assert cert.valid_from is None and cert.zone_note is not None  # IST: which one?
     (first, *_rest) = parse_show_crypto_pki_certificates(
-        transcript("show_crypto_pki_certificates_verbose__genie_csr8kv.txt")
+        transcript("show_crypto_pki_certificates_verbose__genie_csr8kv.txt"),
+        zones=parse_clock_zones("clock timezone IST 5 30"),  # the genie routers are in India
     )
     assert first.valid_from == datetime(2021, 11, 17, 17, 39, 23, tzinfo=UTC)  # 23:09:23 IST

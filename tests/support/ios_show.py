@@ -13,55 +13,26 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from eemwatchd.core.certificate import Certificate, load_pem_certificates
-from eemwatchd.core.ios.parsers import _MONTHS, DEFAULT_ZONES, _clean, _moment, _zone
+from eemwatchd.core.ios.parsers import _MONTHS, _PROMPT_LINE, DEFAULT_ZONES, _clean, _moment, _zone
 from eemwatchd.errors import CertificateError, ParseError
 
 SHOW_CERTIFICATES = "show crypto pki certificates"
 SHOW_TRUSTPOINTS = "show crypto pki trustpoints"
 
 
-def _hm(hours: int, minutes: int = 0) -> timedelta:
-    return timedelta(hours=hours, minutes=minutes if hours >= 0 else -minutes)
-
-
-# The zone names operators give `clock timezone` / `clock summer-time` (IOS prints the configured NAME,
-# not an offset: genie csr/csr8kv show IST, FN72323 shows CST at +8). Used only when the caller's
-# ``zones`` (from the router's own `clock` lines, parse_clock_zones) does not name the zone.
-ZONE_ABBREVIATIONS: Mapping[str, timedelta] = {
-    "UTC": _hm(0), "GMT": _hm(0), "WET": _hm(0), "WEST": _hm(1), "BST": _hm(1), "IST": _hm(5, 30),
-    "CET": _hm(1), "CEST": _hm(2), "MET": _hm(1), "MEST": _hm(2), "EET": _hm(2), "EEST": _hm(3),
-    "MSK": _hm(3), "SAST": _hm(2), "EAT": _hm(3), "GST": _hm(4), "PKT": _hm(5), "NPT": _hm(5, 45),
-    "ICT": _hm(7), "WIB": _hm(7), "SGT": _hm(8), "HKT": _hm(8), "AWST": _hm(8), "PHT": _hm(8),
-    "JST": _hm(9), "KST": _hm(9), "ACST": _hm(9, 30), "ACDT": _hm(10, 30), "AEST": _hm(10),
-    "AEDT": _hm(11), "NZST": _hm(12), "NZDT": _hm(13),
-    "AST": _hm(-4), "ADT": _hm(-3), "EST": _hm(-5), "EDT": _hm(-4), "CST": _hm(-6), "CDT": _hm(-5),
-    "MST": _hm(-7), "MDT": _hm(-6), "PST": _hm(-8), "PDT": _hm(-7), "AKST": _hm(-9), "AKDT": _hm(-8),
-    "HST": _hm(-10), "BRT": _hm(-3), "ART": _hm(-3), "NST": _hm(-3, 30), "NDT": _hm(-2, 30),
-}
-# Names that mean different offsets in different places: the default above is the first reading.
-AMBIGUOUS_ZONES: Mapping[str, tuple[str, ...]] = {
-    "IST": ("India +05:30", "Ireland (summer) +01:00", "Israel +02:00"),
-    "CST": ("US Central -06:00", "China +08:00", "Cuba -05:00"),
-    "BST": ("British Summer Time +01:00", "Bangladesh +06:00"),
-    "AST": ("Atlantic -04:00", "Arabia +03:00"),
-    "GST": ("Gulf +04:00", "South Georgia -02:00"),
-    "MST": ("US Mountain -07:00", "Malaysia +08:00"),
-}
-
-
 def zone_note(name: str, zones: Mapping[str, timedelta] = DEFAULT_ZONES) -> str | None:
-    """Why a shown zone name was read the way it was, when that reading is a guess; None when it is not.
+    """Why a shown date could not be read: its zone name is not one the router's own `clock timezone` /
+    `clock summer-time` defines (or UTC/GMT). None when it is.
 
-    A name in ``zones`` (the router's own `clock timezone`/`clock summer-time`) is certain; an
-    abbreviation with several meanings read from ZONE_ABBREVIATIONS is reported.
+    A zone NAME says nothing reliable about its offset: in one real lab the same CA certificate shows as
+    `19:02:49 MSK` on routers with `clock timezone MSK 0 0` and `22:02:49 MSK` on one with `MSK 3 0`
+    (show_crypto_pki_certificates_multi_router_MSK_offsets_and_config_chain__gh_sergl352130_otus.txt), and IST,
+    CST, BST ... name several offsets. So only the router's own config decides; no abbreviation table guesses.
     """
-    if name in zones or name not in AMBIGUOUS_ZONES:
+    if name in zones:
         return None
-    readings = AMBIGUOUS_ZONES[name]
-    return (
-        f"time zone {name} is ambiguous ({', '.join(readings)}); read as {readings[0]}: "
-        "pass the router's `clock timezone` (parse_clock_zones) to be sure"
-    )
+    return (f"time zone {name} is not defined by the router's `clock timezone`/`clock summer-time`; the date is "
+            "not read (pass parse_clock_zones(running-config))")
 
 
 # --- show crypto pki certificates ------------------------------------------------------------------
@@ -70,7 +41,7 @@ _CERT_BLOCK_HEADS = ("Certificate", "CA Certificate", "Router Self-Signed Certif
 _CERT_FIELD = re.compile(
     r"^(?P<key>Status|Version|Certificate Serial Number(?: \(hex\))?|Certificate Usage|Issuer|Subject|"
     r"CRL Distribution Points|Validity Date|Subject Key Info|Signature Algorithm|Fingerprint MD5|"
-    r"Fingerprint SHA1|X509v3 extensions|Associated Trustpoints|Storage|Key Label|"
+    r"Fingerprint SHA1|X509v3 extensions|Associated Trustpoints?|Storage|Key Label|Key Usage|"
     r"Cert install time(?: in nsec)?)\s*:\s*(?P<value>.*)$"
 )
 _SHOWN_DATE = re.compile(
@@ -84,7 +55,7 @@ class ShownCertificate:
     """One block of `show crypto pki certificates [verbose]`. Dates are None when the zone is unknown."""
 
     kind: str
-    serial: str
+    serial: str | None  # None only for a request still pending (`Status: Pending`): it has no certificate yet
     status: str | None = None
     usage: str | None = None
     issuer: tuple[str, ...] = ()
@@ -105,15 +76,14 @@ class ShownCertificate:
 def parse_shown_date(text: str, *, zones: Mapping[str, timedelta] = DEFAULT_ZONES) -> datetime | None:
     """`00:34:52 UTC Nov 20 2015` as shown by PKI commands; None when the zone is not known.
 
-    The zone name is looked up in ``zones`` (the router's `clock` lines) first, then in the common
-    abbreviations (ZONE_ABBREVIATIONS); an ambiguous one (IST, CST ...) takes its first reading, and
-    zone_note() says so.
+    The zone name is looked up in ``zones`` only: the router's own `clock` lines (parse_clock_zones), which
+    also know UTC and GMT. Any other name is not read (see zone_note).
     """
     match = _SHOWN_DATE.search(text)
     if not match:
         raise ParseError(SHOW_CERTIFICATES, "expected a date like '00:34:52 UTC Nov 20 2015'", line=text)
     name = match.group("zone")
-    zone = _zone(name, zones) or _zone(name, ZONE_ABBREVIATIONS)
+    zone = _zone(name, zones)
     month = _MONTHS.get(match.group("mon"))
     if zone is None or month is None:
         return None
@@ -162,14 +132,18 @@ def _parse_cert_block(kind: str, lines: list[str], zones: Mapping[str, timedelta
         elif section is not None:
             sections[section].append(line)
     serial_key = next((k for k in fields if k.startswith("Certificate Serial Number")), None)
-    if serial_key is None:
+    serial: str | None = None
+    if serial_key is not None:
+        serial = fields[serial_key]
+        serial = (serial[2:] if serial.lower().startswith("0x") else serial).upper()
+    elif fields.get("Status") != "Pending":
+        # A pending enrollment has no serial, validity or storage yet (show_crypto_pki_certificates_pending_
+        # request_and_R14CA_storage__gh_otus_lab.txt); anything else without one is not a block we know.
         raise ParseError(
             SHOW_CERTIFICATES,
             f"{kind} block has no 'Certificate Serial Number' line",
             line=lines[0] if lines else kind,
         )
-    serial = fields[serial_key]
-    serial = serial[2:] if serial.lower().startswith("0x") else serial
     subject_lines = sections.get("Subject", [])
     name = next((ln.partition(":")[2].strip() for ln in subject_lines if ln.startswith("Name:")), None)
     rdns = [ln for ln in subject_lines if not re.match(r"^(Name|IP Address|Serial Number):", ln)]
@@ -181,9 +155,9 @@ def _parse_cert_block(kind: str, lines: list[str], zones: Mapping[str, timedelta
     start, end = validity.get("start"), validity.get("end")
     return ShownCertificate(
         kind=kind,
-        serial=serial.upper(),
+        serial=serial,
         status=fields.get("Status"),
-        usage=fields.get("Certificate Usage"),
+        usage=fields.get("Certificate Usage") or fields.get("Key Usage"),
         issuer=_rdn_lines(sections.get("Issuer", [])),
         subject=_rdn_lines(rdns),
         name=name,
@@ -193,7 +167,7 @@ def _parse_cert_block(kind: str, lines: list[str], zones: Mapping[str, timedelta
         valid_until=parse_shown_date(end, zones=zones) if end else None,
         fingerprint_md5=_fingerprint(fields["Fingerprint MD5"]) if "Fingerprint MD5" in fields else None,
         fingerprint_sha1=_fingerprint(fields["Fingerprint SHA1"]) if "Fingerprint SHA1" in fields else None,
-        trustpoints=tuple(fields.get("Associated Trustpoints", "").split()),
+        trustpoints=tuple((fields.get("Associated Trustpoints") or fields.get("Associated Trustpoint", "")).split()),
         storage=fields.get("Storage"),
         crl_urls=tuple(sections.get("CRL Distribution Points", [])),
         zone_note=_dates_zone_note((start, end), zones),
@@ -257,6 +231,7 @@ class ShownTrustpoint:
     router_fingerprint_md5: str | None = None
     router_fingerprint_sha1: str | None = None
     enrollment_status: str | None = None
+    scep_url: str | None = None  # `SCEP URL: ...` of a trustpoint enrolling over SCEP (`enrollment url`)
     state: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -280,8 +255,12 @@ def parse_show_crypto_pki_trustpoints(text: str) -> list[ShownTrustpoint]:
             current = {"name": head.group("name"), "subject": (), "state": {}}
             section = "subject"
             continue
+        if _PROMPT_LINE.match(line):
+            flush()  # a prompt ends the command's output (captures hold several commands)
+            current, section = None, ""
+            continue
         if current is None:
-            continue  # command echo, prompt
+            continue  # command echo, other commands' output
         if line == "Subject Name:":
             section = section + "-subject" if section in ("ca", "router") else "subject"
         elif line == "Issuing CA certificate configured:":
@@ -294,6 +273,12 @@ def parse_show_crypto_pki_trustpoints(text: str) -> list[ShownTrustpoint]:
             current["serial"] = line.partition(":")[2].strip().upper()
         elif line == "Certificate configured.":
             current["certificate_configured"] = True
+            section = ""  # what follows is no longer the subject
+        elif line.startswith("SCEP URL:"):
+            # `    SCEP URL: http://10.1.255.12:80/cgi-bin` after `Certificate configured.`
+            # (show_crypto_pki_trustpoints_scep_url_server_vs_client__gh_otus_r12_r14.txt)
+            current["scep_url"] = line.partition(":")[2].strip()
+            section = ""
         elif line == "Persistent self-signed certificate trust point":
             current["self_signed"] = True
         elif line.startswith("Using key label "):
