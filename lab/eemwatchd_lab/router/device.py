@@ -108,7 +108,7 @@ class DeviceSpec:
 
 
 class Device:
-    """One router's state. Sessions (cli.Session) read and change it; server.LabDevice serves it."""
+    """One router's state. Sessions (session.Session) read and change it; server.LabDevice serves it."""
 
     def __init__(self, spec: DeviceSpec) -> None:
         self.spec = spec

@@ -14,8 +14,9 @@ from types import TracebackType
 
 import asyncssh
 
-from eemwatchd_lab.router.cli import EXEC_AUTHORIZATION_FAILED, Session
 from eemwatchd_lab.router.device import HOST_KEY_FILE, Device, DeviceSpec, User
+from eemwatchd_lab.router.grammar import EXEC_AUTHORIZATION_FAILED
+from eemwatchd_lab.router.session import Session
 
 log = logging.getLogger(__name__)
 
