@@ -18,7 +18,7 @@ from eemwatchd_lab.router.clock import ticking_clock
 from tests.support.lab_router import router_spec_for
 from tests.support.ssh import RawClient, login
 from tests.support.ssh import configure as _configure
-from tests.support.transcripts import transcript_lines
+from tests.support.transcripts import transcript, transcript_lines
 
 SUMMER = datetime(2026, 7, 4, 10, 0, 0, tzinfo=UTC)
 APPLET = ["event manager applet FIRE", "event none", 'action 1.0 syslog msg "fired"', "exit"]
@@ -70,7 +70,10 @@ async def test_buffer_size_drops_the_oldest_and_no_logging_buffered_drops_all(ro
     await _configure(c, ["no logging buffered"])
     out = await c.cmd("show logging")
     assert "    Buffer logging:  disabled, xml disabled," in out
-    assert "Log Buffer" not in out and "FILL-" not in out
+    # the `Log Buffer` line stays, with nothing under it (show_logging_buffer_disabled_log_buffer_empty__genie_iosxe_10)
+    assert "Log Buffer (4096 bytes):" in out and "FILL-" not in out
+    real = transcript("show_logging_buffer_disabled_log_buffer_empty__genie_iosxe_10.txt")
+    assert "    Buffer logging:  disabled, xml disabled," in real and "Log Buffer (" in real
     await c.cmd("send log 6 AFTER")
     assert router.state.log_lines == []
     assert "no logging buffered" in await c.cmd("show running-config")

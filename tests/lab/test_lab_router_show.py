@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from eemwatchd.core.ios.parsers import parse_running_config
-from eemwatchd_lab.pki import GmailShapedPki
+from eemwatchd_lab.pki import GmailShapedPki, make_ca
 from eemwatchd_lab.router import LabDevice
-from eemwatchd_lab.router.pki import sla_root
+from eemwatchd_lab.router.pki import certificate_usage, sla_root
 from tests.support.clock import PINNED
 from tests.support.ios_show import parse_show_crypto_pki_certificates, parse_show_crypto_pki_certificates_pem
 from tests.support.lab_router import router_spec_for, running_router
 from tests.support.ssh import RawClient, lines_of, login
-from tests.support.transcripts import transcript_lines
+from tests.support.transcripts import transcript, transcript_lines
 
 VERSION_LINE_2 = re.compile(
     r"Cisco IOS Software \[(?P<train>\w+)\], .+ Software \(.+\), Version (?P<short>\S+), RELEASE SOFTWARE \(fc\d\)"
@@ -54,13 +54,21 @@ async def test_storage_lines_and_pem_output(router: LabDevice) -> None:
     await c.cmd("write memory")
     shown = parse_show_crypto_pki_certificates(await c.cmd("show crypto pki certificates"))
     storage = {s.trustpoints: s.storage for s in shown}
-    assert storage == {("SLA-TrustPoint",): "nvram:CiscoLicensi#1CA.cer", ("CA-OLD",): "nvram:LabGlobalSig#2CA.cer"}
+    # issuer's first RDN without spaces and dots, 12 characters; the serial's low 16 bits in hex; CA
+    # (show_crypto_pki_certificates_verbose_4k_keypair_CA-4klabtest__cisco_vg420_doc.txt: cn=CA-4k.labtest.com,
+    # serial ...6127 -> nvram:CA-4klabtest#6127CA.cer)
+    old_file = f"nvram:LabGlobalSig#{int(pki.old_root.cert.serial_ios, 16) & 0xFFFF:X}CA.cer"
+    assert storage == {("SLA-TrustPoint",): "nvram:CiscoLicensi#1CA.cer", ("CA-OLD",): old_file}
+    vg420 = parse_show_crypto_pki_certificates(
+        transcript("show_crypto_pki_certificates_verbose_4k_keypair_CA-4klabtest__cisco_vg420_doc.txt"))
+    real_ca = next(s for s in vg420 if s.kind == "CA Certificate")
+    assert real_ca.storage == f"nvram:CA-4klabtest#{int(real_ca.serial or '0', 16) & 0xFFFF:X}CA.cer"
     # the same file names as `show startup-config` (show_startup-config_crypto_pki_nvram_refs__gh_ie_switch_17_3)
     startup = await c.cmd("show startup-config")
     assert " certificate ca 01 nvram:CiscoLicensi#1CA.cer\r\n" in startup
     real = transcript_lines("show_startup-config_crypto_pki_nvram_refs__gh_ie_switch_17_3.txt")
     assert " certificate ca 01 nvram:CiscoLicensi#1CA.cer" in real
-    assert f" certificate ca {pki.old_root.cert.serial_ios} nvram:LabGlobalSig#2CA.cer\r\n" in startup
+    assert f" certificate ca {pki.old_root.cert.serial_ios} {old_file}\r\n" in startup
     # show crypto pki certificates pem (show_crypto_pki_certificates_pem_server__genie_1.txt layout)
     pem = await c.cmd("show crypto pki certificates pem")
     lines = lines_of(pem)[1:-1]
@@ -112,3 +120,14 @@ async def _authenticate(c: RawClient, name: str, pem: str) -> None:
     c.send("yes\n")
     assert "successfully imported" in await c.read_until(r"R1\(config\)#")
     await c.cmd("end")
+
+
+def test_a_ca_certificate_without_key_usage_is_shown_as_general_purpose() -> None:
+    """IOS's own self-signed certificates (CA:TRUE, no keyUsage) show `General Purpose`
+    (show_crypto_pki_certificates_TP-self-signed__genie_csr1000v.txt); a CA with keyUsage shows `Signature`."""
+    bare = make_ca("No Usage Root", by=None, now=PINNED, key_usage=False)
+    assert certificate_usage(bare.cert) == "General Purpose"
+    assert certificate_usage(make_ca("Usage Root", by=None, now=PINNED).cert) == "Signature"
+    [real] = parse_show_crypto_pki_certificates(
+        transcript("show_crypto_pki_certificates_TP-self-signed__genie_csr1000v.txt"))
+    assert real.usage == "General Purpose"

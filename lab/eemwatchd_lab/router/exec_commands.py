@@ -220,8 +220,9 @@ async def h_show_logging(s: Session, c: Call) -> bool:
         "        Logging Source-Interface:       VRF Name:",
         "",
     ]
-    if s.device.logbuf.enabled:  # inferred: no buffer section while buffered logging is off
-        lines += [f"Log Buffer ({s.device.logbuf.size} bytes):", "", *s.device.log_lines]
+    # `Log Buffer (N bytes):` is printed with buffered logging off too (6 of 7 IOS XE captures, genieparser
+    # show_logging golden 9-14), with nothing under it in 5 of them.
+    lines += [f"Log Buffer ({s.device.logbuf.size} bytes):", "", *s.device.log_lines]
     await s.emit(lines)
     return True
 
@@ -245,7 +246,7 @@ def _nvram_refs(lines: list[str]) -> list[str]:
                 hex_lines.append(line)
                 continue
             cert = Certificate.from_der(parse_hex_lines(hex_lines, what="startup-config"), what="startup-config")
-            name = seen.setdefault(cert.der, pki.storage_file(cert, len(seen) + 1))
+            name = seen.setdefault(cert.der, pki.storage_file(cert, seen.values()))
             out.append(f"{head} {name}")
             head = None
             continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -488,13 +488,16 @@ def _verbose_lines(cert: Certificate, installed_at: datetime | None, zone: Zone)
 
 
 def certificate_usage(cert: Certificate) -> str:
-    """`Certificate Usage:` as IOS names it: `Signature` for CA certificates (every CA block captured),
-    `General Purpose` for a certificate that signs and encrypts (router certificates in ntc_1, csr1000v);
-    a key that only encrypts is `Encryption` (inferred). A pasted non-CA certificate (the tech note pasted
-    the smtp.gmail.com leaf) is thus shown for what it is."""
+    """`Certificate Usage:` as IOS names it: `Signature` for CA certificates with keyUsage (every CA block
+    captured has one), `General Purpose` for a certificate without keyUsage (IOS's own self-signed certificates,
+    CA:TRUE without keyUsage, show it: csr1000v, C9300 17.18; for a CA block only inferred) or one that signs and
+    encrypts (router certificates in ntc_1); a key that only encrypts is `Encryption` (inferred). A pasted non-CA
+    certificate (the tech note pasted the smtp.gmail.com leaf) is thus shown for what it is."""
     usage = _ext(cert, ExtensionOID.KEY_USAGE)
-    if cert.is_ca or not isinstance(usage, x509.KeyUsage):
-        return "Signature" if cert.is_ca else "General Purpose"
+    if not isinstance(usage, x509.KeyUsage):
+        return "General Purpose"
+    if cert.is_ca:
+        return "Signature"
     signs = usage.digital_signature or usage.content_commitment
     encrypts = usage.key_encipherment or usage.key_agreement or usage.data_encipherment
     if signs and encrypts:
@@ -502,13 +505,21 @@ def certificate_usage(cert: Certificate) -> str:
     return "Encryption" if encrypts else "Signature"
 
 
-def storage_file(cert: Certificate, number: int) -> str:
-    """The nvram file IOS keeps a trustpoint's CA certificate in: the CN without spaces cut to 12 characters,
-    `#`, a number, `CA.cer` (`nvram:CiscoLicensi#1CA.cer`,
-    show_startup-config_crypto_pki_nvram_refs__gh_ie_switch_17_3.txt; the number's origin is not known: the
-    lab counts in config order, inferred)."""
-    stem = cert.common_name.replace(" ", "")[:12]
-    return f"nvram:{stem}#{number:X}CA.cer"
+def storage_file(cert: Certificate, taken: Collection[str] = (), *, ca: bool = True) -> str:
+    """The nvram file IOS keeps a certificate in, from real captures (docs/lab-router.md "Storage"): the value of
+    the ISSUER's first displayed RDN without spaces and dots, cut to 12 characters (`cn=CA-4k.labtest.com` ->
+    `CA-4klabtest`, `cn=Cisco Licensing Root CA` -> `CiscoLicensi`); `#`; the low 16 bits of the serial in
+    uppercase hex without leading zeros (`...6127` -> `6127`, `01` -> `1`); `CA` for a CA certificate; `.cer`.
+    When that name is ``taken`` IOS uses another number (C9800: `#3CA` for serial 01); the lab counts up
+    (inferred)."""
+    first = (_rdn_texts(cert.x509.issuer) or ["="])[0].split("+")[0]
+    stem = first.partition("=")[2].replace(" ", "").replace(".", "")[:12]
+    number = int(cert.serial_ios, 16) & 0xFFFF
+    while True:
+        name = f"nvram:{stem}#{number:X}{'CA' if ca else ''}.cer"
+        if name not in taken:
+            return name
+        number = (number + 1) & 0xFFFF
 
 
 def certificate_block(
@@ -552,11 +563,11 @@ def certificate_block(
 
 
 def storage_files(trustpoints: Sequence[Trustpoint]) -> dict[Certificate, str]:
-    """The nvram file of every trustpoint CA certificate, numbered in config order (see storage_file)."""
+    """The nvram file of every trustpoint CA certificate (see storage_file), in config order."""
     files: dict[Certificate, str] = {}
     for tp in trustpoints:
         if tp.ca_cert is not None and tp.ca_cert not in files:
-            files[tp.ca_cert] = storage_file(tp.ca_cert, len(files) + 1)
+            files[tp.ca_cert] = storage_file(tp.ca_cert, files.values())
     return files
 
 
