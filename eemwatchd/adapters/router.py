@@ -111,7 +111,7 @@ class RouterSession(RouterChannel):
         """Create trustpoint ``trustpoint`` holding CA certificate ``cert``; verified by reading it back.
 
         The trustpoint must not exist: certificates rotate by new trustpoint, never in place (a
-        trustpoint holding a CA refuses a second one, field notes sec. 5).
+        trustpoint holding a CA refuses a second one, docs/field-notes.md sec. 5).
         """
         command = f"crypto pki authenticate {trustpoint}"
         self._require_token(trustpoint, what="trustpoint name")

@@ -22,7 +22,7 @@ _GCM_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 @dataclass(frozen=True)
 class RouterTimeouts:
-    """Seconds allowed per step. An import can take ~60 s on a busy box (field notes sec. 8)."""
+    """Seconds allowed per step. An import can take ~60 s on a busy box (docs/field-notes.md sec. 8)."""
 
     connect: float = 15.0
     command: float = 30.0

@@ -107,7 +107,7 @@ class RouterChannel:
         t = self.target
         asyncssh_options: dict[str, Any] = {
             # Host keys are checked by asyncssh during key exchange, before any password is sent;
-            # scrapli's own auth_strict_key checks afterwards and ignores [host]:port (field notes sec. 6).
+            # scrapli's own auth_strict_key checks afterwards and ignores [host]:port (docs/field-notes.md sec. 6).
             "known_hosts": known_hosts,
             "agent_path": None,
             # Only the key we loaded (no default ~/.ssh keys behind the operator's back), and no empty

@@ -187,7 +187,7 @@ def desired_from_chain(
     path = observation.path
     out: list[tuple[Certificate, Role, str]] = []
     top = top_of_sent_path(observation.chain) if observation.chain else None
-    # IOS validates the chain as sent (field notes 1b): its anchor is the issuer of the top sent certificate.
+    # IOS validates the chain as sent (docs/field-notes.md sec. 1b): its anchor is the top sent certificate's issuer.
     ios_anchor: Certificate | None = None
     if top is not None:
         ios_anchor = top if top.is_self_signed else find_issuer(top, [*path, *anchors])

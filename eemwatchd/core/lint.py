@@ -37,7 +37,7 @@ IMPLICIT_TLS = "EEM014-implicit-tls-unsupported"
 UNREADABLE_CONFIG = "EEM015-unreadable-config"
 
 # Implicit TLS (SMTPS). EEM's mail action offers `secure none` and `secure tls`; `secure tls` is STARTTLS
-# (Cisco's tech note runs it on 587, field notes sec. 1) and no source shows the action wrapping TLS at
+# (Cisco's tech note runs it on 587, docs/field-notes.md sec. 1) and no source shows the action wrapping TLS at
 # connect, so a mail action aimed at 465 is treated as unable to work (inferred; docs/lab-router.md).
 IMPLICIT_TLS_PORT = 465
 

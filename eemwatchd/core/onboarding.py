@@ -35,7 +35,7 @@ SUCCESS_LABEL = "0020"
 # Logged by the applet after its mail action: `%HA_EM-6-LOG: <applet>: <this>` is the test-fire's evidence
 # that the mail action completed (event_manager_run_syslog_msg__gh_freeztp_c3850.txt shows the log format).
 SUCCESS_MESSAGE = "eemwatchd: test mail handed to the SMTP server"
-# The EEM variables the applet reads; `_email_*` as in Cisco's tech note (field notes sec. 1).
+# The EEM variables the applet reads; `_email_*` as in Cisco's tech note (docs/field-notes.md sec. 1).
 EMAIL_SERVER, EMAIL_TO, EMAIL_FROM = "_email_server", "_email_to", "_email_from"
 MASK = "****"
 
@@ -184,7 +184,7 @@ def render_environment(setup: MailSetup) -> list[tuple[str, str]]:
 
 
 def render_applet(setup: MailSetup) -> list[str]:
-    """The applet as `show running-config` shows it (mail action as in the tech note, field notes sec. 1).
+    """The applet as `show running-config` shows it (mail action as in the tech note, docs/field-notes.md sec. 1).
 
     `event none` so `event manager run` can test-fire it; the syslog action after the mail action runs only
     when the mail action completed, so its line is evidence that mail works (issue 8).

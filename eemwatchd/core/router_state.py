@@ -12,7 +12,7 @@ from eemwatchd.core.certificate import Certificate
 
 HeldKind = Literal["ca", "self-signed", "identity"]
 
-# EEM's default applet maxrun (seconds) when the event statement sets none (field notes sec. 5).
+# EEM's default applet maxrun (seconds) when the event statement sets none (docs/field-notes.md sec. 5).
 DEFAULT_MAXRUN = 20.0
 
 _VARIABLE = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
@@ -63,7 +63,7 @@ class Trustpoint:
 def mask_server(value: str) -> str:
     """``user:password@host`` with the password replaced, for messages and logs.
 
-    EEM splits `_email_server` at the FIRST ``@`` (field notes sec. 1); the mask keeps that view,
+    EEM splits `_email_server` at the FIRST ``@`` (docs/field-notes.md sec. 1); the mask keeps that view,
     so everything between the first ``:`` and the last ``@`` is hidden.
     """
     if "@" not in value:

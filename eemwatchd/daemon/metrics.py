@@ -19,7 +19,7 @@ ROUTER_OPERATIONS: tuple[str, ...] = ("read", "install", "retire", "test_fire", 
 
 # A fetch is milliseconds on a LAN and up to the fetch timeout (default 10 s) when a server stalls.
 FETCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-# A router read is ~0.1 s; an import can take ~60 s on a busy box (field notes sec. 8); a test-fire waits maxrun.
+# A router read is ~0.1 s; an import can take ~60 s on a busy box (docs/field-notes.md sec. 8); a test-fire: maxrun.
 ROUTER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 
 

@@ -1,7 +1,7 @@
 """A private PKI with the shape of Gmail's: leaf <- intermediate <- new root cross-signed by an old root.
 
 The new root also exists self-signed (its "twin": same subject and key, other serial), exactly like
-GTS Root R1 (self-signed) and GTS Root R1 cross-signed by GlobalSign Root CA (field notes sec. 1b).
+GTS Root R1 (self-signed) and GTS Root R1 cross-signed by GlobalSign Root CA (docs/field-notes.md sec. 1b).
 Used by the lab, the tests and the benchmarks; never by the daemon against real servers.
 """
 

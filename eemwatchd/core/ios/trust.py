@@ -1,4 +1,4 @@
-"""How IOS decides whether a TLS server's chain is trusted by its trustpoints (field notes sec. 1b).
+"""How IOS decides whether a TLS server's chain is trusted by its trustpoints (docs/field-notes.md sec. 1b).
 
 The only real evidence is the debug log of the original tech note: the router looked up every certificate
 the server sent ("Check for identical certs"), trusted a sent certificate only when the identical one was

@@ -288,7 +288,7 @@ def expand(text: str, env: Mapping[str, str]) -> str:
 
 
 def split_server(server: str) -> tuple[str | None, str | None, str]:
-    """user:password@host, split at the FIRST `@` (field notes sec. 1: the real IOS quirk, CSCwe75439)."""
+    """user:password@host, split at the FIRST `@` (docs/field-notes.md sec. 1: the real IOS quirk, CSCwe75439)."""
     if "@" not in server:
         return None, None, server
     credentials, host = server.split("@", 1)

@@ -233,7 +233,7 @@ async def send_mail(
         return MailOutcome(False, CONNECT_ERROR, f"{type(exc).__name__}: {exc}", state.validation, state.chain)
     finally:
         if state.writer is not None:
-            # Not awaiting wait_closed after TLS: it can hang ~30 s (field notes sec. 3).
+            # Not awaiting wait_closed after TLS: it can hang ~30 s (docs/field-notes.md sec. 3).
             with contextlib.suppress(Exception):
                 state.writer.transport.abort()
     return MailOutcome(True, "", "delivered", state.validation, state.chain)

@@ -2,7 +2,7 @@
 
 The lab must not borrow the product's rule (`eemwatchd.core.ios.trust`): a wrong rule would then pass
 every test by construction. Here the rule is only the outer shape, read from the one real IOS debug log
-(field notes sec. 1b); every path, signature, validity, basicConstraints, keyUsage and path-length
+(docs/field-notes.md sec. 1b); every path, signature, validity, basicConstraints, keyUsage and path-length
 decision is made by cryptography's X.509 path validation (`cryptography.x509.verification`, Rust).
 
 Strict (IOS, the default): the chain is validated as the server sent it, and EVERY sent certificate must
@@ -122,7 +122,7 @@ def _ios_time(moment: datetime) -> str:
 # The wording of %PKI-3-CERTIFICATE_INVALID_EXPIRED ("... The certificate (SN: 1DF9761C0000001C9621) has
 # expired. Validity period ended on 11:53:58 UTC Jun 1 2025", an AP console quoted in a public repository)
 # and %PKI-3-CERTIFICATE_INVALID_NOT_YET_VALID ("... is not yet valid   Validity period starts on 00:51:51 UTC
-# Feb 23 2026", a lab's notes); "No trust point for cert issuer" is the debug log's (field notes sec. 1b).
+# Feb 23 2026", a lab's notes); "No trust point for cert issuer" is the debug log's (docs/field-notes.md sec. 1b).
 _INVALID = "Certificate chain validation has failed. The certificate (SN: {serial})"
 
 
