@@ -16,6 +16,14 @@ if TYPE_CHECKING:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Bring every router's trustpoints to the plan: add what the servers' confirmed chains need into new "
+        "trustpoints, test-fire the EEM applet and call mail working only on the router's evidence, retire what "
+        "is no longer needed, save what a test-fire proved. Asks first unless --yes. Takes the writer lock "
+        "(exit 75 while another eemwatchd holds it). Exit 0 when every router is in sync, 3 when one only "
+        "awaits a chain's confirmation, 1 otherwise. On a terminal, a progress line shows the routers done, "
+        "in flight and failed."
+    )
     add_common_arguments(parser)
     parser.add_argument("--yes", action="store_true", help="apply without asking")
     parser.set_defaults(func=run)

@@ -8,7 +8,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from eemwatchd.commands.arguments import add_shard_argument
+from eemwatchd.commands.arguments import add_config_argument, add_shard_argument
 from eemwatchd.errors import StateLocked
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "work before touching the router, configure it, then install the server's CAs, test-fire and save "
         "exactly as `apply` does. Existing values that differ are kept unless --replace."
     )
-    parser.add_argument("-c", "--config", required=True, metavar="FILE")
+    add_config_argument(parser)
     parser.add_argument("--router", required=True, metavar="NAME", help="the router to onboard")
     parser.add_argument("--server", metavar="NAME", help="the server the applet mails through (default: the "
                         "router's only server)")

@@ -10,6 +10,13 @@ from eemwatchd.commands.arguments import add_common_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Fetch every server's chain from every address (a sighting counts towards policy.confirmations), read "
+        "every router's trustpoints and EEM setup over SSH, and show what apply would change and why, with the "
+        "lint findings. Changes no router and sends no alert. Exit 0 when every router is in sync, 3 when one "
+        "only awaits a chain's confirmation, 1 otherwise. On a terminal, a progress line shows the routers "
+        "done, in flight and failed."
+    )
     add_common_arguments(parser)
     parser.set_defaults(func=run)
 

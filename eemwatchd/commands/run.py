@@ -6,6 +6,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
+from eemwatchd.commands.arguments import add_config_argument
 from eemwatchd.logformat import LOG_FORMATS, configure_logging
 
 
@@ -16,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "stop after the router steps under way. Serves /metrics, /healthz, /readyz and a status page on "
         "metrics.listen. Holds the state lock for its lifetime."
     )
-    parser.add_argument("-c", "--config", required=True, metavar="FILE", type=Path)
+    add_config_argument(parser, type=Path)
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="text", help="text (default) or json lines")
     parser.add_argument("--plan-only", action="store_true",
                         help="observe and report, never change a router (a dry run of the daemon)")

@@ -421,7 +421,8 @@ class Daemon:
 
     def _publish_router(self, router: RouterConfig, result: RouterResult) -> None:
         assert self.store is not None
-        for line in narrate_router(result):
+        for line in narrate_router(result, previous=self.status.routers.get(router.name),
+                                   config=str(self.options.config_path)):
             say.info("%s", line)
         if result.result is not None and result.plan is not None and result.plan.needs_test_fire:
             rolled = any(s.kind == "rollback" for s in result.steps)

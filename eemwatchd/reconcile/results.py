@@ -136,6 +136,22 @@ class RouterResult:
         return self.reason in (Reason.IN_SYNC, Reason.APPLIED)
 
     @property
+    def awaiting_confirmation(self) -> bool:
+        """Not in sync only because a chain it needs is seen but not confirmed yet (policy.confirmations): a
+        state that ends by itself within confirmations x half the server's interval, not a fault."""
+        plan = self.plan
+        return (self.error is None and plan is not None and self.reason in (Reason.WAITING, Reason.UNCONFIRMED)
+                and any(r.kind == "pending" for r in plan.reports))
+
+    @property
+    def error_text(self) -> str | None:
+        """The error without the leading ``router NAME: `` our errors carry (for lines that name the router)."""
+        if self.error is None:
+            return None
+        prefix = f"router {self.name}: "
+        return self.error[len(prefix):] if self.error.startswith(prefix) else self.error
+
+    @property
     def applied(self) -> bool:
         """Apply reached its goal: no error and every step succeeded."""
         return self.error is None and self.plan is not None and all(s.ok for s in self.steps)
@@ -150,7 +166,6 @@ class RouterResult:
             "name": self.name,
             "reachable": self.reachable,
             "error": self.error,
-            "reason": self.reason.value,
             "trustpoints": [
                 {
                     "name": name,
@@ -176,8 +191,14 @@ class RouterResult:
                 for f in self.lint
             ],
         }
-        if self.result is not None:
-            out["result"] = self.result
+        # One field per meaning. plan: `reason`, where the router stands. apply: `result`, the same reason code
+        # after apply (the words of metrics' `state`), and `summary`, what apply did in words
+        # (`failed after 1 change(s)`).
+        if self.result is None:
+            out["reason"] = self.reason.value
+        else:
+            out["result"] = self.reason.value
+            out["summary"] = self.result
             out["steps"] = [
                 {
                     "kind": s.kind,

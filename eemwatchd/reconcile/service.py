@@ -345,12 +345,14 @@ class Reconciler:
             # A hard bound one step beyond the soft one: a step under way normally finishes first.
             async with asyncio.timeout(total + router.timeouts.step):
                 await self._run_router(router, result, apply=apply, checkpoint=checkpoint)
+        except EemwatchdError as exc:
+            # before TimeoutError: RouterTimeout is one, and it names the timeout that fired (connect, login, a
+            # command); only the hard bound above is "timeouts.total"
+            # a router's words may quote its `_email_server` (user:password@host): scrubbed before it goes anywhere
+            result.error, result.error_reason = scrub_text(str(exc), self._router_secrets), reason_for(exc)
         except TimeoutError:
             result.error = f"timeouts.total ({total:g}s) exceeded; the session was closed"
             result.error_reason = Reason.TIMEOUT
-        except EemwatchdError as exc:
-            # a router's words may quote its `_email_server` (user:password@host): scrubbed before it goes anywhere
-            result.error, result.error_reason = scrub_text(str(exc), self._router_secrets), reason_for(exc)
         except Exception as exc:
             log.exception("router %s: unexpected error", router.name)
             result.error, result.error_reason = scrub_text(f"unexpected error: {exc!r}", self._router_secrets), \
