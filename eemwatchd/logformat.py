@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO, get_args
 
@@ -150,3 +151,17 @@ def configure_logging(
     # holds the mail password in `event manager environment _email_server` (see adapters/router.py).
     logging.getLogger("scrapli").setLevel(logging.WARNING)
     return handler
+
+
+@contextlib.contextmanager
+def log_stream(stream: TextIO) -> Iterator[None]:
+    """Our handler writes to ``stream`` inside the block (a live progress display's stderr proxy, which prints
+    each line above the display), then to its own stream again."""
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, _Handler)]
+    saved = [h.setStream(stream) for h in handlers]
+    try:
+        yield
+    finally:
+        for handler, old in zip(handlers, saved, strict=True):
+            if old is not None:
+                handler.setStream(old)

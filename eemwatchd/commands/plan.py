@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here, not at module level: scrapli, asyncssh and pydantic are not needed for `--help`.
+    from eemwatchd.commands.progress import router_progress
     from eemwatchd.commands.report import emit, exit_code
     from eemwatchd.commands.runtime import load, open_store
     from eemwatchd.errors import StateLocked
@@ -43,9 +44,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         readonly = False
     try:
-        with open_store(config) as store:
+        with open_store(config) as store, \
+                router_progress("plan", routers=1 if args.router else len(config.routers), as_json=args.json) as shown:
             reconciler = Reconciler(config, store, readonly=readonly)
-            report = asyncio.run(reconciler.run(apply=False, router=args.router, notify=False))
+            report = asyncio.run(reconciler.run(apply=False, router=args.router, notify=False, progress=shown))
     finally:
         lock.release()
     if readonly:

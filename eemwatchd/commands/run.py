@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 from pathlib import Path
 
 from eemwatchd.commands.arguments import add_config_argument
@@ -31,5 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from eemwatchd.daemon.service import Daemon, DaemonOptions  # imported only for this command
 
     configure_logging(verbosity=max(args.verbose, 1), fmt=args.log_format)
+    if args.verbose < 1:
+        # the narrative tells each job's steps when it ends; their live log is for -v
+        logging.getLogger("eemwatchd.steps").setLevel(logging.WARNING)
     options = DaemonOptions(config_path=args.config, plan_only=args.plan_only, shard=args.shard, listen=args.listen)
     return asyncio.run(Daemon(options).run())

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from eemwatchd.adapters.alerts import Alert
 from eemwatchd.core.certificate import Certificate
@@ -20,6 +21,18 @@ from eemwatchd.errors import (
     RouterTimeout,
     RouterUnreachable,
 )
+
+# Each router's steps as they happen (INFO): `plan -v`/`apply -v` show them live; the daemon tells them in its
+# narrative after each job, so `eemwatchd run` shows these only with -v.
+steps_log = logging.getLogger("eemwatchd.steps")
+
+
+class RunProgress(Protocol):
+    """Who follows a run router by router (the progress line of plan and apply on a terminal)."""
+
+    def router_started(self, name: str) -> None: ...
+
+    def router_finished(self, result: RouterResult) -> None: ...
 
 
 class ApplyFailed(EemwatchdError):
@@ -134,6 +147,14 @@ class RouterResult:
     def in_sync(self) -> bool:
         """After this job: nothing to change, the trust proven by a test-fire, saved, every chain confirmed."""
         return self.reason in (Reason.IN_SYNC, Reason.APPLIED)
+
+    def add_step(self, step: AppliedStep) -> None:
+        """Record a step, and log it as it happens (INFO: `-v` shows each router's steps live)."""
+        self.steps.append(step)
+        words = [step.kind, step.trustpoint or "", "" if step.kind == "observed" else "ok" if step.ok else "FAILED"]
+        steps_log.info("router %s: %s: %s", self.name, " ".join(w for w in words if w), step.evidence or step.detail,
+                       extra={"event": f"step_{step.kind}", "router": self.name, "trustpoint": step.trustpoint,
+                              "ok": step.ok})
 
     @property
     def awaiting_confirmation(self) -> bool:

@@ -49,9 +49,11 @@ from eemwatchd.reconcile.results import (
     AppliedStep,
     Interrupted,
     RouterResult,
+    RunProgress,
     RunReport,
     ServerOutcome,
     reason_for,
+    steps_log,
     summarize,
 )
 
@@ -275,15 +277,18 @@ class Reconciler:
         return [self.config.router(only)]
 
     async def run(
-        self, *, apply: bool, router: str | None = None, observe: bool = True, notify: bool = True
+        self, *, apply: bool, router: str | None = None, observe: bool = True, notify: bool = True,
+        progress: RunProgress | None = None,
     ) -> RunReport:
-        """Observe the routers' servers, then plan (and with ``apply`` change) every selected router."""
+        """Observe the routers' servers, then plan (and with ``apply`` change) every selected router;
+        ``progress`` hears of each router as it starts and ends."""
         if apply and self.readonly:
             raise ValueError("a read-only reconciler cannot apply")
         routers = self._routers(router)
         needed = {name for r in routers for name in r.servers}
         servers = await self.observe(needed) if observe else []
-        results = await asyncio.gather(*(self.reconcile_router(r, apply=apply) for r in routers))
+        results = await asyncio.gather(*(self.reconcile_router(r, apply=apply, progress=progress)
+                                         for r in routers))
         events: list[str] = []
         for result in results:
             for report in result.plan.reports if result.plan else ():
@@ -310,15 +315,20 @@ class Reconciler:
             for state in states:
                 self.store.save_alert_state(state)
 
-    async def reconcile_router(self, router: RouterConfig, *, apply: bool) -> RouterResult:
+    async def reconcile_router(self, router: RouterConfig, *, apply: bool,
+                               progress: RunProgress | None = None) -> RouterResult:
         """The router job (plan, or apply with ``apply``). The one place that turns a router's exception
         into its result: one bad router never stops a run. Never two jobs on one router at once."""
         result = RouterResult(router.name, applying=apply)
         lock = self._router_locks.setdefault(router.name, asyncio.Lock())
         async with lock, self._gate:
+            if progress is not None:
+                progress.router_started(router.name)
             if self._stop_reason is not None:
                 result.error, result.error_reason = f"not started: {self._stop_reason}", Reason.INTERRUPTED
             else:
+                steps_log.info("router %s: %s", router.name, "applying" if apply else "reading",
+                               extra={"event": "router_started", "router": router.name})
                 await self._guarded(router, result, apply=apply)
         if apply:
             result.result = summarize(result)
@@ -329,6 +339,8 @@ class Reconciler:
                 log.warning("router %s: outcome not stored: %s", router.name, exc)
         if result.error:
             log.info("router %s: %s", router.name, _without_prefix(result.error, router.name))
+        if progress is not None:
+            progress.router_finished(result)
         return result
 
     async def _guarded(self, router: RouterConfig, result: RouterResult, *, apply: bool) -> None:
@@ -434,8 +446,8 @@ class Reconciler:
             if not self.readonly:
                 audit.change(diff.action, trustpoint=diff.trustpoint, before=diff.sha256_before,
                              after=diff.sha256_after, reason=diff.reason)
-            result.steps.append(AppliedStep("observed", diff.trustpoint, diff.sha256_after or diff.sha256_before,
-                                            True, f"{diff.action}: {diff.reason}"))
+            result.add_step(AppliedStep("observed", diff.trustpoint, diff.sha256_after or diff.sha256_before,
+                                        True, f"{diff.action}: {diff.reason}"))
 
 
 def _require_readable_managed(snapshot: RouterSnapshot, *, prefix: str, adopt: Collection[str]) -> None:
