@@ -220,6 +220,7 @@ class RouterResult:
         else:
             out["result"] = self.reason.value
             out["summary"] = self.result
+        if self.steps or self.result is not None:  # plan: the differences it found (observed); apply: every step
             out["steps"] = [
                 {
                     "kind": s.kind,

@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -114,7 +115,33 @@ class Reconciler:
         self._desired_cache: dict[tuple[object, ...], DesiredTrust] = {}  # see desired_for
         self._gate = asyncio.Semaphore(config.policy.max_parallel_routers)
         self._router_locks: dict[str, asyncio.Lock] = {}
+        self._router_holders: dict[str, asyncio.Task[object]] = {}  # see router_held
         self._stop_reason: str | None = None
+
+    def fork(self) -> Reconciler:
+        """A reconciler on the same config, store, connections and router locks, with its own stop: an onboarding
+        the daemon runs for a client stops when that client goes, and the daemon's jobs go on."""
+        twin = Reconciler(self.config, self.store, connect=self._connect, fetch=self._fetch, clock=self._clock,
+                          alerter=self.alerter, readonly=self.readonly)
+        twin._router_locks, twin._router_holders = self._router_locks, self._router_holders
+        twin._router_secrets = self._router_secrets
+        return twin
+
+    @contextlib.asynccontextmanager
+    async def router_held(self, name: str) -> AsyncIterator[None]:
+        """Hold ``name``'s job lock across several steps (onboarding: configure EEM, reconcile, prove): its
+        scheduled jobs wait meanwhile, and reconcile_router in the same task does not wait for itself."""
+        task = asyncio.current_task()
+        if task is not None and self._router_holders.get(name) is task:
+            yield
+            return
+        async with self._router_locks.setdefault(name, asyncio.Lock()):
+            if task is not None:
+                self._router_holders[name] = task
+            try:
+                yield
+            finally:
+                self._router_holders.pop(name, None)
 
     # --- stopping -------------------------------------------------------------------------------
 
@@ -125,6 +152,10 @@ class Reconciler:
     @property
     def stopping(self) -> bool:
         return self._stop_reason is not None
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self._stop_reason
 
     # --- servers ---------------------------------------------------------------------------------
 
@@ -320,8 +351,7 @@ class Reconciler:
         """The router job (plan, or apply with ``apply``). The one place that turns a router's exception
         into its result: one bad router never stops a run. Never two jobs on one router at once."""
         result = RouterResult(router.name, applying=apply)
-        lock = self._router_locks.setdefault(router.name, asyncio.Lock())
-        async with lock, self._gate:
+        async with self.router_held(router.name), self._gate:
             if progress is not None:
                 progress.router_started(router.name)
             if self._stop_reason is not None:
