@@ -66,8 +66,11 @@ def test_a_journal_line_of_a_wrapped_library_is_never_crit(tmp_path: Path) -> No
     stream = (tmp_path / "journal").open("w")
     st = os.fstat(stream.fileno())
     configure_logging(verbosity=1, fmt="text", stream=stream, env={"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
-    logging.getLogger("scrapli.transport").critical("all authentication methods failed")
-    stream.close()
+    try:
+        logging.getLogger("scrapli.transport").critical("all authentication methods failed")
+    finally:
+        configure_logging(verbosity=0, fmt="text", stream=io.StringIO(), env={})  # not a closed file for others
+        stream.close()
     assert (tmp_path / "journal").read_text().startswith("<6>INFO scrapli.transport: ")
 
 

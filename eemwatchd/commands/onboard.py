@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from eemwatchd.commands.arguments import add_config_argument, add_shard_argument
-from eemwatchd.commands.progress import progress_wanted
 from eemwatchd.errors import StateLocked
 
 if TYPE_CHECKING:
@@ -88,6 +87,12 @@ def _request(args: argparse.Namespace, *, dry_run: bool) -> OnboardRequest:
                           wait_max=args.wait_max)
 
 
+def _progress_wanted(*, as_json: bool) -> bool:
+    from eemwatchd.commands.progress import progress_wanted  # not for `--help`: no command imports another
+
+    return progress_wanted(as_json=as_json)
+
+
 class WaitView:
     """How the wait for a chain's confirmations looks: on its first news a line on stderr says why and for how
     long; on a terminal (not with --json) a live countdown follows (rich), elsewhere nothing more."""
@@ -155,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
             _say(str(held))
             return EXIT_LOCKED
         return _through_daemon(args, scope, control, held)
-    view = WaitView(live=progress_wanted(as_json=args.json))
+    view = WaitView(live=_progress_wanted(as_json=args.json))
     try:
         with lock_held(writer), open_store(config) as store:
             if not args.yes:
@@ -211,7 +216,7 @@ def _through_daemon(args: argparse.Namespace, scope: Scope, control: Path, held:
             return 1
     _say(f"the eemwatchd daemon (pid {held.pid}) holds the state: it onboards router {args.router} (control "
          f"socket {control}); Ctrl-C stops it between steps")
-    view = WaitView(live=progress_wanted(as_json=args.json))
+    view = WaitView(live=_progress_wanted(as_json=args.json))
     try:
         document, stopped = asyncio.run(_ask_daemon(control, _request(args, dry_run=False),
                                                     show_secrets=args.show_secrets, on_wait=view.remote))
