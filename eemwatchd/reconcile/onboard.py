@@ -281,12 +281,14 @@ class Onboarder:
         spacing = timedelta(seconds=server.interval / 2)
         loop = asyncio.get_running_loop()
         started = loop.time()
+        beyond: float | None = None  # the next sighting that counts is due after the bound, in this many seconds
         log.info("server %s: chain not confirmed yet (policy.confirmations %d, sightings at least %gs apart); "
                  "waiting up to %.0fs", server.name, confirmations, spacing.total_seconds(), limit)
         while not is_confirmed(outcome, confirmations) and not self.reconciler.stopping:
             due = self._next_sighting(server, outcome, spacing)
             delay = max((due - self._clock()).total_seconds(), 0.0) + _SPACING_MARGIN
             if loop.time() + delay - started > limit:
+                beyond = delay
                 break
             fetch_at = loop.time() + delay
             while (left := fetch_at - loop.time()) > 0 and not self.reconciler.stopping:
@@ -300,6 +302,8 @@ class Onboarder:
         if not is_confirmed(outcome, confirmations):
             seen = _least_seen(outcome)
             why = (f"interrupted ({self.reconciler.stop_reason})" if self.reconciler.stopping
+                   else f"the next sighting that counts is due in {beyond:.0f}s, beyond the wait bound ({limit:.0f}s, "
+                   "--wait-max)" if beyond is not None
                    else f"the wait bound ({limit:.0f}s, --wait-max) was reached")
             result.unconfirmed = (
                 f"server {server.name}'s chain was seen {seen} of {confirmations} times in {result.waited:.0f}s "
@@ -309,17 +313,19 @@ class Onboarder:
         return outcome
 
     def _next_sighting(self, server: ServerConfig, outcome: ServerOutcome, spacing: timedelta) -> datetime:
-        """When the next fetch of ``server`` can count for every chain still short of its confirmations."""
+        """When the next fetch of ``server`` can count for every chain still short of its confirmations; a fetch
+        that brought no verified chain (the server down meanwhile) is tried again a spacing later, not at once."""
         confirmations = self.config.policy.confirmations
-        due = self._clock()
+        now = self._clock()
+        due: datetime | None = None
         for address in outcome.addresses:
             if not (address.verified and address.pinned and address.chain) or address.times_seen >= confirmations:
                 continue
             seen = self.store.observations(servers=[server.name], address=address.address,
                                            chain=",".join(address.chain))
             if seen:
-                due = max(due, seen[0].last_seen + spacing)
-        return due
+                due = max(due or now, seen[0].last_seen + spacing)
+        return due if due is not None else now + spacing
 
     def _report_wait(self, server: ServerConfig, outcome: ServerOutcome, *, next_fetch_in: float, waited: float,
                      limit: float) -> None:
