@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Observe every server and reconcile every router on a schedule (servers[].interval, "
         "routers[].interval), with a first pass at start. SIGHUP reloads the configuration; SIGTERM or SIGINT "
         "stop after the router steps under way. Serves /metrics, /healthz, /readyz and a status page on "
-        "metrics.listen. Holds the state lock for its lifetime."
+        "metrics.listen. Holds the state lock for its lifetime, and listens on <state_path>.control for "
+        "`eemwatchd onboard`, which hands it the routers to onboard."
     )
     add_config_argument(parser, type=Path)
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="text", help="text (default) or json lines")
