@@ -108,7 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=CommandParser)
     for command in COMMANDS:
-        command_parser = sub.add_parser(command.name, help=command.help)
+        command_parser = sub.add_parser(command.name, help=command.help, description=command.help)
+        # -v after the command too (`eemwatchd plan -v`): counted apart, added to the one before it in main()
+        command_parser.add_argument("-v", "--verbose", dest="command_verbose", action="count", default=0,
+                                    help="more log output (-vv for debug)")
         command_parser.add_arguments = _adder(command)
     return parser
 
@@ -116,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.verbose += getattr(args, "command_verbose", 0)
     configure_logging(verbosity=args.verbose, fmt="text")
     try:
         code: int = args.func(args)

@@ -169,7 +169,11 @@ class AlertError(EemwatchdError):
 
 
 class StateLocked(StateError):
-    """Another eemwatchd holds the state lock (one writer at a time). Exit code 75 (EX_TEMPFAIL): try later."""
+    """Another eemwatchd holds the state lock (one writer at a time). Exit code 75 (EX_TEMPFAIL): try later.
+
+    One message whoever holds the lock (the README and docs quote it): ``another eemwatchd (pid N, started T)
+    is applying; try again later``, then in parentheses what is known of the holder and what to do.
+    """
 
     temporary = True
     exit_code = 75
@@ -180,16 +184,14 @@ class StateLocked(StateError):
         self.pid = pid
         self.started = started
         self.purpose = purpose
-        why = f" ({detail})" if detail else ""
+        who = f" (pid {pid}, started {started})" if pid is not None and started is not None else ""
+        notes = [detail] if detail else []
         if pid is None or started is None:
-            text = (f"another eemwatchd holds the state lock {path}{why}; try again later "
-                    "(if no eemwatchd runs, the lock is free again by itself: the kernel releases it)")
+            notes.append(f"lock {path}; if no eemwatchd runs, it is free again by itself: the kernel releases it")
         elif purpose == "daemon":
-            text = (f"the eemwatchd daemon (pid {pid}, started {started}) is running{why}; it applies changes "
-                    "itself: wait for its next run, or stop it first (systemctl stop eemwatchd)")
-        elif purpose == "apply":
-            text = f"another eemwatchd (pid {pid}, started {started}) is applying{why}; try again later"
-        else:
-            text = (f"another eemwatchd (pid {pid}, started {started}) holds the state lock for {purpose}{why}; "
-                    "try again later")
-        super().__init__(text)
+            notes.append("it is the daemon, which applies changes itself while it runs; `eemwatchd onboard` "
+                         "hands it the router; to apply by hand, stop it first: systemctl stop eemwatchd")
+        elif purpose not in (None, "apply"):
+            notes.append(f"it holds the state for {purpose}")
+        tail = f" ({'; '.join(notes)})" if notes else ""
+        super().__init__(f"another eemwatchd{who} is applying; try again later{tail}")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO, get_args
 
@@ -62,8 +63,37 @@ class _JournalPriority(logging.Formatter):
         return f"<{priority}>{self._inner.format(record)}"
 
 
+# Libraries whose failures the adapters turn into our typed errors, which we report once for the router or server
+# they concern: their own records are details of that report, at INFO at most (-v shows them). scrapli logs an
+# ordinary failed login at CRITICAL (`scrapli.transport: all authentication methods failed`), which journald
+# would store as priority 2 (crit).
+WRAPPED_LIBRARIES = ("scrapli", "asyncssh")
+
+
+def our_level(record: logging.LogRecord) -> int:
+    """The level a record is shown at: a wrapped library's WARNING and above become INFO."""
+    if record.name.split(".", 1)[0] in WRAPPED_LIBRARIES and record.levelno > logging.INFO:
+        return logging.INFO
+    return record.levelno
+
+
 class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Ours, so a second configure_logging() replaces it and leaves other handlers (pytest's) alone."""
+    """Ours, so a second configure_logging() replaces it and leaves other handlers (pytest's) alone. It shows
+    records at our level (``our_level``), dropping those that fall below ``threshold`` then."""
+
+    def __init__(self, stream: TextIO, *, threshold: int) -> None:
+        super().__init__(stream)
+        self.threshold = threshold
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = our_level(record)
+        if level != record.levelno:
+            if level < self.threshold:
+                return
+            # a copy: other handlers (pytest's) see the record as the library made it
+            record = logging.makeLogRecord({**record.__dict__, "levelno": level,
+                                            "levelname": logging.getLevelName(level)})
+        super().emit(record)
 
 
 def is_journal_stream(stream: TextIO, env: Mapping[str, str]) -> bool:
@@ -104,14 +134,15 @@ def configure_logging(
         formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     if journal:
         formatter = _JournalPriority(formatter)
-    handler = _Handler(stream)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    handler = _Handler(stream, threshold=level)
     handler.setFormatter(formatter)
 
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))
+    root.setLevel(level)
     # -v is for eemwatchd's own events; the SSH library's connection chatter only with -vv.
     logging.getLogger("asyncssh").setLevel(logging.WARNING if verbosity < 2 else logging.NOTSET)
     # APScheduler logs every job run at INFO; the daemon's own narrative says what the jobs did.
@@ -120,3 +151,17 @@ def configure_logging(
     # holds the mail password in `event manager environment _email_server` (see adapters/router.py).
     logging.getLogger("scrapli").setLevel(logging.WARNING)
     return handler
+
+
+@contextlib.contextmanager
+def log_stream(stream: TextIO) -> Iterator[None]:
+    """Our handler writes to ``stream`` inside the block (a live progress display's stderr proxy, which prints
+    each line above the display), then to its own stream again."""
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, _Handler)]
+    saved = [h.setStream(stream) for h in handlers]
+    try:
+        yield
+    finally:
+        for handler, old in zip(handlers, saved, strict=True):
+            if old is not None:
+                handler.setStream(old)

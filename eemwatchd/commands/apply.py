@@ -13,9 +13,18 @@ if TYPE_CHECKING:
     from eemwatchd.adapters.store import Store
     from eemwatchd.config import Config
     from eemwatchd.reconcile import RunReport
+    from eemwatchd.reconcile.results import RunProgress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Bring every router's trustpoints to the plan: add what the servers' confirmed chains need into new "
+        "trustpoints, test-fire the EEM applet and call mail working only on the router's evidence, retire what "
+        "is no longer needed, save what a test-fire proved. Asks first unless --yes. Takes the writer lock "
+        "(exit 75 while another eemwatchd holds it). Exit 0 when every router is in sync, 3 when one only "
+        "awaits a chain's confirmation, 1 otherwise. On a terminal, a progress line shows the routers done, "
+        "in flight and failed."
+    )
     add_common_arguments(parser)
     parser.add_argument("--yes", action="store_true", help="apply without asking")
     parser.set_defaults(func=run)
@@ -25,17 +34,19 @@ def _say(text: str) -> None:
     print(f"eemwatchd apply: {text}", file=sys.stderr, flush=True)
 
 
-async def _apply(config: Config, store: Store, *, router: str | None, observe: bool) -> tuple[RunReport, int | None]:
+async def _apply(config: Config, store: Store, *, router: str | None, observe: bool,
+                 progress: RunProgress | None) -> tuple[RunReport, int | None]:
     from eemwatchd.commands.runtime import run_stoppable
     from eemwatchd.reconcile import Reconciler
 
     reconciler = Reconciler(config, store)
-    return await run_stoppable(reconciler.request_stop, reconciler.run(apply=True, router=router, observe=observe),
-                               announce=_say)
+    work = reconciler.run(apply=True, router=router, observe=observe, progress=progress)
+    return await run_stoppable(reconciler.request_stop, work, announce=_say)
 
 
 def run(args: argparse.Namespace) -> int:
     # Imported here, not at module level: scrapli, asyncssh and pydantic are not needed for `--help`.
+    from eemwatchd.commands.progress import router_progress
     from eemwatchd.commands.report import emit, exit_code, print_report
     from eemwatchd.commands.runtime import EXIT_LOCKED, confirm, load, lock_held, open_store, take_writer_lock
     from eemwatchd.reconcile import Reason, Reconciler
@@ -50,10 +61,13 @@ def run(args: argparse.Namespace) -> int:
     lock = take_writer_lock(scope, purpose="apply", say=_say, routers=[args.router] if args.router else None)
     if lock is None:
         return EXIT_LOCKED
+    routers = 1 if args.router else len(config.routers)
     with lock_held(lock), open_store(config) as store:
         observe = True
         if not args.yes:
-            preview = asyncio.run(Reconciler(config, store).run(apply=False, router=args.router, notify=False))
+            with router_progress("plan", routers=routers, as_json=args.json) as shown:
+                preview = asyncio.run(Reconciler(config, store).run(apply=False, router=args.router, notify=False,
+                                                                    progress=shown))
             print_report(preview, out=sys.stderr)
             if all(r.in_sync for r in preview.routers):
                 emit(preview, as_json=args.json)
@@ -62,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
                 _say("nothing changed")
                 return 1
             observe = False  # the preview observed already; observing again would count a sighting twice
-        report, stopped = asyncio.run(_apply(config, store, router=args.router, observe=observe))
+        with router_progress("apply", routers=routers, as_json=args.json) as shown:
+            report, stopped = asyncio.run(_apply(config, store, router=args.router, observe=observe,
+                                                 progress=shown))
     emit(report, as_json=args.json)
     if stopped is not None:
         for result in report.routers:

@@ -7,14 +7,19 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from eemwatchd.commands.arguments import add_shard_argument
+from eemwatchd.commands.arguments import add_config_argument, add_shard_argument
 
 if TYPE_CHECKING:
     from eemwatchd.config import Config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", required=True, metavar="FILE")
+    parser.description = (
+        "Print the audit log: every change eemwatchd made to a router (add, retire, rollback, save, EEM "
+        "configuration), every test-fire with its evidence, and every difference it found on a router. The log "
+        "is append-only and hash-chained; --verify checks the chain. Reads only (no lock needed)."
+    )
+    add_config_argument(parser)
     parser.add_argument("--router", metavar="NAME", help="only this router")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--verify", action="store_true",
@@ -31,6 +36,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     config = scope.config
     if args.verify:
+        if not config.state_path.exists():
+            # nothing to verify, and a reader creates nothing: an empty new store would "verify" and hide a
+            # wrong state_path or a deleted database
+            print(f"eemwatchd audit: no state store at {config.state_path} (state_path): nothing has run with "
+                  "this configuration, or the path is wrong; nothing was created", file=sys.stderr)
+            return 2
         return verify(config, as_json=args.json)
     with open_store(config) as store:
         entries = store.audit(router=args.router)

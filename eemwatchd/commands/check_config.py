@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
+from eemwatchd.commands.arguments import add_config_argument
 from eemwatchd.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", required=True, metavar="FILE")
+    parser.description = (
+        "Validate a configuration file as the daemon will run it: every problem at once, each with its key "
+        "path and the fix; warnings (a secret written in clear) too. Contacts no server or router. Exit 0 when "
+        "it is usable, 2 when the file is missing or invalid."
+    )
+    add_config_argument(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.set_defaults(func=run)
 
 
@@ -20,10 +28,25 @@ def run(args: argparse.Namespace) -> int:
         # Strict about windows: what is checked here is what the daemon will run with.
         loaded = load_config(args.config, strict_windows=True)
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+        if args.json:
+            _emit_json(args.config, ok=False, problems=exc.problems)
+        else:
+            print(exc, file=sys.stderr)
+        return 2
+    cfg = loaded.config
+    if args.json:
+        _emit_json(args.config, ok=True, warnings=loaded.warnings, servers=len(cfg.servers),
+                   routers=len(cfg.routers))
+        return 0
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    cfg = loaded.config
     print(f"{args.config}: OK ({len(cfg.servers)} servers, {len(cfg.routers)} routers)")
     return 0
+
+
+def _emit_json(path: str, *, ok: bool, problems: list[str] | None = None, warnings: list[str] | None = None,
+               servers: int | None = None, routers: int | None = None) -> None:
+    document = {"config": path, "ok": ok, "problems": problems or [], "warnings": warnings or [],
+                "servers": servers, "routers": routers}
+    json.dump(document, sys.stdout, indent=2)
+    sys.stdout.write("\n")

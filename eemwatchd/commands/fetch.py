@@ -21,6 +21,7 @@ from eemwatchd.adapters.smtp import (
 from eemwatchd.adapters.truststore import load_anchors
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.chain import ChainObservation, certificate_facts, issuer_common_name, role
+from eemwatchd.errors import FetchError
 
 
 def parse_target(text: str) -> tuple[str, int | None]:
@@ -94,10 +95,19 @@ def run(args: argparse.Namespace) -> int:
     anchors = load_anchors(source)
     step = min(10.0, args.timeout)
     timeouts = FetchTimeouts(connect=step, step=step, total=args.timeout)
-    observations = asyncio.run(
-        observe_server(host, port, mode=mode, anchors=anchors, now=datetime.now(UTC),
-                       servername=args.servername, aia=not args.no_aia, timeouts=timeouts)
-    )
+    try:
+        observations = asyncio.run(
+            observe_server(host, port, mode=mode, anchors=anchors, now=datetime.now(UTC),
+                           servername=args.servername, aia=not args.no_aia, timeouts=timeouts)
+        )
+    except FetchError as exc:  # the name did not resolve: no address to fetch from, a failure of the target
+        if args.json:
+            document = build_document(host, port, mode=mode, servername=args.servername, trust_store=source,
+                                      observations=[], error=str(exc))
+            json.dump(document, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        print(f"eemwatchd fetch: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         document = build_document(host, port, mode=mode, servername=args.servername, trust_store=source,
                                   observations=observations)
@@ -143,8 +153,10 @@ def build_document(
     servername: str | None,
     trust_store: str,
     observations: Sequence[ChainObservation],
+    error: str | None = None,
 ) -> dict[str, Any]:
-    """The --json document (issue 2 sec. 5 keys, plus the IOS formats and the path)."""
+    """The --json document (issue 2 sec. 5 keys, plus the IOS formats and the path). ``error``: why there is no
+    address at all (the name did not resolve); ``ok`` is then false."""
     addresses = []
     for obs in observations:
         ver = obs.verification
@@ -165,7 +177,8 @@ def build_document(
         "mode": mode,
         "servername": servername,
         "trust_store": trust_store,
-        "ok": all(obs.verified for obs in observations),
+        "ok": error is None and bool(observations) and all(obs.verified for obs in observations),
+        "error": error,
         "addresses": addresses,
     }
 

@@ -10,12 +10,20 @@ from eemwatchd.commands.arguments import add_common_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Fetch every server's chain from every address (a sighting counts towards policy.confirmations), read "
+        "every router's trustpoints and EEM setup over SSH, and show what apply would change and why, with the "
+        "lint findings. Changes no router and sends no alert. Exit 0 when every router is in sync, 3 when one "
+        "only awaits a chain's confirmation, 1 otherwise. On a terminal, a progress line shows the routers "
+        "done, in flight and failed."
+    )
     add_common_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     # Imported here, not at module level: scrapli, asyncssh and pydantic are not needed for `--help`.
+    from eemwatchd.commands.progress import router_progress
     from eemwatchd.commands.report import emit, exit_code
     from eemwatchd.commands.runtime import load, open_store
     from eemwatchd.errors import StateLocked
@@ -36,9 +44,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         readonly = False
     try:
-        with open_store(config) as store:
+        with open_store(config) as store, \
+                router_progress("plan", routers=1 if args.router else len(config.routers), as_json=args.json) as shown:
             reconciler = Reconciler(config, store, readonly=readonly)
-            report = asyncio.run(reconciler.run(apply=False, router=args.router, notify=False))
+            report = asyncio.run(reconciler.run(apply=False, router=args.router, notify=False, progress=shown))
     finally:
         lock.release()
     if readonly:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TextIO
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 from eemwatchd.reconcile import Reason, RouterResult, RunReport
 
@@ -26,10 +27,13 @@ def print_report(report: RunReport, *, out: TextIO = sys.stdout) -> None:
         if server.error:
             print(f"server {server.name}: {server.error}", file=out)
         for addr in server.addresses:
+            if not addr.chain:  # nothing was served: nothing was verified or rejected
+                print(f"server {server.name} {addr.address}: fetch failed: {addr.error}", file=out)
+                continue
             state = "verified" if addr.verified else f"NOT verified: {addr.error}"
             if addr.verified and not addr.pinned:
                 state = "verified but matches NO pin"
-            chain = "/".join(s[:8].upper() for s in addr.chain) or "-"
+            chain = "/".join(s[:8].upper() for s in addr.chain)
             seen = f", seen {addr.times_seen}x" if addr.times_seen else ""
             print(f"server {server.name} {addr.address}: chain {chain} {state}{seen}", file=out)
     for event in report.events:
@@ -38,33 +42,40 @@ def print_report(report: RunReport, *, out: TextIO = sys.stdout) -> None:
         print_router(router, out=out)
 
 
-def print_router(router: RouterResult, *, out: TextIO) -> None:
-    if router.error is not None and not router.reachable:
-        print(f"router {router.name}: {router.reason}: {_strip(router.error, router.name)}", file=out)
+def print_router(router: RouterResult | Mapping[str, Any], *, out: TextIO) -> None:
+    """A router's result in words, from its JSON document (what `--json` prints, and what the daemon sends back
+    for an onboarding it ran): one rendering whoever produced the result."""
+    doc = router.to_json() if isinstance(router, RouterResult) else router
+    name = doc["name"]
+    reason = Reason(doc.get("result") or doc["reason"])
+    error = doc.get("error")
+    if error is not None and not doc["reachable"]:
+        print(f"router {name}: {reason}: {_strip(error, name)}", file=out)
         return
-    plan = router.plan
-    if plan is not None and plan.actions:
-        state = f"{len(plan.actions)} action(s)"
-    else:
-        state = _WORDS.get(router.reason, str(router.reason))
-    print(f"router {router.name}: {len(router.trustpoints)} trustpoint(s), {state}", file=out)
-    for action in plan.actions if plan else ():
-        short = action.sha256[:8].upper() or "-"
-        print(f"  {action.kind:<6} {action.trustpoint:<24} {short}  {action.reason}", file=out)
-    for report in plan.reports if plan else ():
-        if report.kind != "event":
-            print(f"  note   {report.kind}: {report.message}", file=out)
-    for finding in router.lint:
-        print(f"  lint   {finding.severity} {finding.rule}: {finding.message}", file=out)
-        print(f"         fix: {finding.fix}", file=out)
-    for step in router.steps:
-        mark = "ok" if step.ok else "FAILED"
-        evidence = f" [evidence: {step.evidence}]" if step.evidence else ""
-        print(f"  done   {step.kind} {step.trustpoint or ''} {mark}: {step.detail}{evidence}", file=out)
-    if router.error is not None:
-        print(f"  error ({router.reason}): {_strip(router.error, router.name)}", file=out)
-    if router.result is not None:
-        print(f"  result: {router.result}", file=out)
+    actions = doc.get("actions", [])
+    state = f"{len(actions)} action(s)" if actions else _WORDS.get(reason, str(reason))
+    print(f"router {name}: {len(doc.get('trustpoints', []))} trustpoint(s), {state}", file=out)
+    for action in actions:
+        short = action["sha256"][:8].upper() or "-"
+        print(f"  {action['kind']:<6} {action['trustpoint']:<24} {short}  {action['reason']}", file=out)
+    for report in doc.get("reports", []):
+        if report["kind"] != "event":
+            where = f" {report['trustpoint']}" if report["trustpoint"] else ""
+            print(f"  note   {report['kind']}{where}: {report['message']}", file=out)
+    for finding in doc.get("lint", []):
+        print(f"  lint   {finding['severity']} {finding['rule']}: {finding['message']}", file=out)
+        print(f"         fix: {finding['fix']}", file=out)
+    for step in doc.get("steps", []):
+        if step["kind"] == "observed":  # found on the router, not done by us: the audit explains it
+            print(f"  found  {step['trustpoint'] or ''}: {step['detail']}", file=out)
+            continue
+        what = " ".join(w for w in (step["kind"], step["trustpoint"], "ok" if step["ok"] else "FAILED") if w)
+        evidence = f" [evidence: {step['evidence']}]" if step["evidence"] else ""
+        print(f"  done   {what}: {step['detail']}{evidence}", file=out)
+    if error is not None:
+        print(f"  error ({reason}): {_strip(error, name)}", file=out)
+    if doc.get("summary") is not None:
+        print(f"  result: {doc['summary']}", file=out)
 
 
 def emit(report: RunReport, *, as_json: bool, out: TextIO = sys.stdout) -> None:
@@ -74,11 +85,22 @@ def emit(report: RunReport, *, as_json: bool, out: TextIO = sys.stdout) -> None:
         print_report(report, out=out)
 
 
+# Exit status of plan and apply (README "Exit codes"): 3 is "not in sync yet, and nothing is wrong": a chain a
+# router needs is seen but not confirmed yet. Run again after half the server's interval (the apply timer
+# unit counts it a success: SuccessExitStatus=3).
+EXIT_IN_SYNC, EXIT_NOT_IN_SYNC, EXIT_AWAITING_CONFIRMATION = 0, 1, 3
+
+
 def exit_code(report: RunReport) -> int:
-    """0 only when every router is in sync (proven, saved, every chain confirmed) and every chain trusted."""
-    if report.untrusted_servers:
-        return 1
-    return 0 if report.routers and all(r.in_sync for r in report.routers) else 1
+    """0 only when every router is in sync (proven, saved, every chain confirmed) and every chain trusted; 3 when
+    the only thing missing is the confirmation of a chain on its way; 1 otherwise."""
+    if report.untrusted_servers or not report.routers:
+        return EXIT_NOT_IN_SYNC
+    if all(r.in_sync for r in report.routers):
+        return EXIT_IN_SYNC
+    if all(r.in_sync or r.awaiting_confirmation for r in report.routers):
+        return EXIT_AWAITING_CONFIRMATION
+    return EXIT_NOT_IN_SYNC
 
 
 def _strip(error: str, name: str) -> str:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 from pathlib import Path
 
+from eemwatchd.commands.arguments import add_config_argument
 from eemwatchd.logformat import LOG_FORMATS, configure_logging
 
 
@@ -14,9 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Observe every server and reconcile every router on a schedule (servers[].interval, "
         "routers[].interval), with a first pass at start. SIGHUP reloads the configuration; SIGTERM or SIGINT "
         "stop after the router steps under way. Serves /metrics, /healthz, /readyz and a status page on "
-        "metrics.listen. Holds the state lock for its lifetime."
+        "metrics.listen. Holds the state lock for its lifetime, and listens on <state_path>.control for "
+        "`eemwatchd onboard`, which hands it the routers to onboard."
     )
-    parser.add_argument("-c", "--config", required=True, metavar="FILE", type=Path)
+    add_config_argument(parser, type=Path)
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="text", help="text (default) or json lines")
     parser.add_argument("--plan-only", action="store_true",
                         help="observe and report, never change a router (a dry run of the daemon)")
@@ -30,5 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from eemwatchd.daemon.service import Daemon, DaemonOptions  # imported only for this command
 
     configure_logging(verbosity=max(args.verbose, 1), fmt=args.log_format)
+    if args.verbose < 1:
+        # the narrative tells each job's steps when it ends; their live log is for -v
+        logging.getLogger("eemwatchd.steps").setLevel(logging.WARNING)
     options = DaemonOptions(config_path=args.config, plan_only=args.plan_only, shard=args.shard, listen=args.listen)
     return asyncio.run(Daemon(options).run())

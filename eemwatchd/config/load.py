@@ -8,6 +8,7 @@ The model lives in ``config.model``, reading the file (size, UTF-8, strict YAML)
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -15,12 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from eemwatchd.config.file import load_yaml, read_config_file
 from eemwatchd.config.model import (
     Config,
+    RouterConfig,
     Secret,
+    ServerConfig,
     window_problems,
 )
 from eemwatchd.errors import ConfigError
@@ -87,6 +90,15 @@ def _describe(error: Mapping[str, Any]) -> str:
     return f"{loc}: {message}"
 
 
+# Stands in for a secret that could not be read (its problem is recorded): the checks that follow see the key
+# given and do not report it missing a second time. A config with a recorded problem never loads.
+_UNREAD = "(unread)"
+
+
+def _unread(where: str) -> Secret:
+    return Secret(_UNREAD, origin=f"unread:{where}")
+
+
 def _resolve_secrets(node: Any, path: str, base: Path, problems: list[str], warnings: list[str]) -> Any:
     """Replace ``key`` / ``key_file`` pairs for secret keys by Secret objects; record problems."""
     if isinstance(node, list):
@@ -109,6 +121,7 @@ def _resolve_secrets(node: Any, path: str, base: Path, problems: list[str], warn
                 if not credentials:
                     problems.append(f"{where}: ${{CREDENTIALS_DIRECTORY}} is not set (it is, under systemd with "
                                     "LoadCredential=); run under the unit, or give the file's real path")
+                    out[name] = _unread(where)
                     continue
                 text = text.replace("${CREDENTIALS_DIRECTORY}", credentials)
             file_path = Path(text).expanduser()
@@ -118,11 +131,15 @@ def _resolve_secrets(node: Any, path: str, base: Path, problems: list[str], warn
                 secret = file_path.read_text(encoding="utf-8").rstrip("\r\n")
             except OSError as exc:
                 problems.append(f"{where}: cannot read {file_path} ({exc.strerror}); create it or fix the path")
+                out[name] = _unread(where)
                 continue
             if not secret:
                 problems.append(f"{where}: {file_path} is empty")
+                out[name] = _unread(where)
                 continue
             out[name] = Secret(secret, origin=f"file:{file_path}")
+        elif isinstance(value, Secret):
+            out[key] = value  # resolved already (a default shared by every entry)
         elif key in _SECRET_KEYS and value is not None:
             text = str(value)
             match = _ENV_REF.match(text)
@@ -131,6 +148,7 @@ def _resolve_secrets(node: Any, path: str, base: Path, problems: list[str], warn
                 if env is None:
                     problems.append(f"{where}: environment variable {match.group(1)} is not set; export it "
                                     f"or use {key}_file:")
+                    out[key] = _unread(where)
                     continue
                 out[key] = Secret(env, origin=f"env:{match.group(1)}")
             else:
@@ -142,24 +160,62 @@ def _resolve_secrets(node: Any, path: str, base: Path, problems: list[str], warn
     return out
 
 
-def _apply_defaults(raw: dict[str, Any], problems: list[str]) -> None:
-    """Merge ``defaults.servers`` / ``defaults.routers`` into every server / router entry."""
+def _apply_defaults(raw: dict[str, Any], base: Path, problems: list[str], warnings: list[str]) -> None:
+    """Merge ``defaults.servers`` / ``defaults.routers`` into every server / router entry.
+
+    A problem of a default is reported once, at ``defaults.<section>.<key>``, never once per entry: its secrets
+    are read here, before the merge, and an unknown key is dropped (or, when it is a misspelling of a known
+    one, checked under that name, so the entries are not reported as missing it; the config fails anyway).
+    """
     defaults = raw.pop("defaults", None) or {}
     if not isinstance(defaults, dict):
         problems.append("defaults: must be a mapping with servers: and/or routers:")
         return
-    for section in ("servers", "routers"):
+    for section, model in (("servers", ServerConfig), ("routers", RouterConfig)):
         shared = defaults.get(section) or {}
         if not isinstance(shared, dict):
             problems.append(f"defaults.{section}: must be a mapping of keys shared by every entry")
             continue
+        shared = _known_defaults(shared, section, _model_keys(model), problems)
+        shared = _resolve_secrets(shared, f"defaults.{section}", base, problems, warnings)
         entries = raw.get(section)
         if not isinstance(entries, list):
             continue
-        raw[section] = [{**shared, **e} if isinstance(e, dict) else e for e in entries]
+        raw[section] = [_merged(shared, e) if isinstance(e, dict) else e for e in entries]
     unknown = set(defaults) - {"servers", "routers"}
     for key in sorted(unknown):
         problems.append(f"defaults.{key}: is not a known key (only servers and routers take defaults)")
+
+
+def _model_keys(model: type[BaseModel]) -> set[str]:
+    keys = set()
+    for name, info in model.model_fields.items():
+        keys.add(info.alias or name)
+        if name in _SECRET_KEYS:
+            keys.add(f"{name}_file")
+    return keys
+
+
+def _known_defaults(shared: dict[str, Any], section: str, known: set[str], problems: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in shared.items():
+        if key in known:
+            out[key] = value
+            continue
+        close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.75)
+        hint = f"did you mean {close[0]}? " if close else ""
+        problems.append(f"defaults.{section}.{key}: is not a known key ({hint}check the spelling; see "
+                        "config/eemwatchd.example.yaml)")
+        if close and close[0] not in shared:
+            out[close[0]] = value  # checked under the name it was meant to have: no follow-on "missing" per entry
+    return out
+
+
+def _merged(shared: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry with the defaults it does not set itself; a secret it gives either way (``password`` or
+    ``password_file``) replaces the default's."""
+    given = {k[:-5] if k.endswith("_file") and k[:-5] in _SECRET_KEYS else k for k in entry}
+    return {**{k: v for k, v in shared.items() if k not in given}, **entry}
 
 
 def _entries(raw: Mapping[str, Any], section: str) -> list[tuple[int, dict[str, Any]]]:
@@ -251,7 +307,7 @@ def parse_config(
         raise ConfigError(["(top level): must be a mapping with servers:, routers:, policy: ..."], source=source)
     problems: list[str] = []
     warnings: list[str] = []
-    _apply_defaults(raw, problems)
+    _apply_defaults(raw, base, problems, warnings)
     _relative_paths(raw, base)
     resolved = _resolve_secrets(raw, "", base, problems, warnings)
     _cross_check(resolved, problems)

@@ -31,3 +31,14 @@ class Reason(StrEnum):
     TESTFIRE_FAILED = "testfire-failed"
     INTERRUPTED = "interrupted"
     FAILED = "failed"  # anything else (a bug: see the log)
+
+    @property
+    def is_error(self) -> bool:
+        """A job that ended in an error (as opposed to a state that needs no fault to be fixed)."""
+        return self in _ERRORS
+
+
+_ERRORS = frozenset({
+    Reason.UNREACHABLE, Reason.AUTH_FAILED, Reason.HOST_KEY_REJECTED, Reason.TIMEOUT, Reason.REFUSED,
+    Reason.COMMAND_FAILED, Reason.PARSE_ERROR, Reason.TESTFIRE_FAILED, Reason.INTERRUPTED, Reason.FAILED,
+})

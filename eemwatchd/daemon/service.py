@@ -34,6 +34,7 @@ from eemwatchd.adapters.store import Store
 from eemwatchd.adapters.systemd import SystemdNotifier
 from eemwatchd.config import Config, RouterConfig, ServerConfig, load_config
 from eemwatchd.core.shard import Claim, Shard
+from eemwatchd.daemon.control import ControlServer, control_path_for
 from eemwatchd.daemon.http_endpoint import HttpEndpoint, start_http
 from eemwatchd.daemon.metrics import Metrics
 from eemwatchd.daemon.status import FleetStatus
@@ -100,6 +101,7 @@ class Daemon:
         self.reconciler: Reconciler | None = None
         self.scheduler: AsyncIOScheduler | None = None
         self.http: HttpEndpoint | None = None
+        self.control: ControlServer | None = None  # `eemwatchd onboard` hands this daemon a router (control.py)
 
     # --- life ------------------------------------------------------------------------------------
 
@@ -153,6 +155,8 @@ class Daemon:
         try:
             self.http = await start_http(self.config.metrics.listen, status=self.status, registry=self.registry,
                                          heartbeat=lambda: self._beat, now=self.options.clock)
+            self.control = await ControlServer.start(control_path_for(self.config.state_path), self,
+                                                     after=self._reconcile_soon, plan_only=self.options.plan_only)
         except EemwatchdError as exc:
             log.error("%s", exc)  # noqa: TRY400 - our error says it all; no traceback
             return 2
@@ -202,6 +206,8 @@ class Daemon:
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beat
+        if self.control is not None:
+            await self.control.close()
         if self.http is not None:
             await self.http.close()
         loop = asyncio.get_running_loop()
@@ -421,7 +427,8 @@ class Daemon:
 
     def _publish_router(self, router: RouterConfig, result: RouterResult) -> None:
         assert self.store is not None
-        for line in narrate_router(result):
+        for line in narrate_router(result, previous=self.status.routers.get(router.name),
+                                   config=str(self.options.config_path)):
             say.info("%s", line)
         if result.result is not None and result.plan is not None and result.plan.needs_test_fire:
             rolled = any(s.kind == "rollback" for s in result.steps)

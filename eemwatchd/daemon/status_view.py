@@ -19,6 +19,7 @@ from eemwatchd.daemon.status import (
     TrustpointStatus,
 )
 from eemwatchd.reconcile import RouterResult, ServerOutcome
+from eemwatchd.reconcile.alerting import onboard_command
 
 
 def cert_status(position: int, cert: Certificate) -> CertStatus:
@@ -132,7 +133,10 @@ def narrate_server(outcome: ServerOutcome, *, confirmations: int) -> list[str]:
     return lines
 
 
-def narrate_router(result: RouterResult) -> list[str]:
+def narrate_router(result: RouterResult, *, previous: RouterStatus | None = None, config: str = "FILE") -> list[str]:
+    """What a person watching wants to read about one router job. A state that is not an error is told once,
+    when the router enters it (``previous``: its row before this job), not on every check: a router that is
+    not onboarded is reported once, with the command that onboards it (``config``: the daemon's file)."""
     lines: list[str] = []
     for step in result.steps:
         if step.kind == "test-fire":
@@ -146,5 +150,11 @@ def narrate_router(result: RouterResult) -> list[str]:
     state = result.reason
     if state in (Reason.IN_SYNC,) and not result.steps:
         return lines
-    lines.append(f"router {result.name}: {state}: {describe(result)}")
+    detail = describe(result)
+    unchanged = previous is not None and previous.state == state.value and previous.detail == detail
+    if unchanged and not state.is_error and not result.steps:
+        return lines
+    if state is Reason.NOT_ONBOARDED:
+        detail += f"; onboard it with: {onboard_command(result.name, config)}"
+    lines.append(f"router {result.name}: {state}: {detail}")
     return lines

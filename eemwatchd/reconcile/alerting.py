@@ -9,6 +9,7 @@ from typing import Any
 
 from eemwatchd.adapters.alerts import Alert, AlertEvent
 from eemwatchd.core.alert_state import AlertState, decide_alert
+from eemwatchd.core.reason import Reason
 from eemwatchd.reconcile.results import AddressOutcome, RouterResult, RunReport
 
 
@@ -52,6 +53,11 @@ def _chain_alert(server: str, address: AddressOutcome, at: datetime) -> Alert | 
     return None
 
 
+def onboard_command(router: str, config: str = "FILE") -> str:
+    """The command that onboards ``router`` (said wherever a router is reported "not onboarded")."""
+    return f"`eemwatchd onboard -c {config} --router {router} --to ADDRESS --yes`"
+
+
 def _short(chain: Sequence[str]) -> str:
     return "/".join(sha[:8].upper() for sha in chain)
 
@@ -60,6 +66,8 @@ def _router_alerts(result: RouterResult, at: datetime) -> list[Alert]:
     name = result.name
     mode = "apply" if result.result is not None else "plan"
     out: list[Alert] = []
+    if result.reason is Reason.INTERRUPTED:
+        return out  # stopped between steps (a signal, a daemon stopping): a state, not a fault of the router
     if result.error is not None:
         failed = [
             {"kind": s.kind, "trustpoint": s.trustpoint, "sha256": s.sha256, "detail": s.detail}
@@ -70,16 +78,27 @@ def _router_alerts(result: RouterResult, at: datetime) -> list[Alert]:
         out.append(Alert(
             event="refresh_failed",
             subject=name,
-            summary=f"router {name}: {what}: {result.error.splitlines()[0]}",
+            summary=f"router {name}: {what}: {(result.error_text or '').splitlines()[0]}",
             details={"router": name, "mode": mode, "reachable": result.reachable, "error": result.error,
-                     "reason": str(result.reason), "result": result.result, "failed_steps": failed},
+                     "reason": str(result.reason), "summary": result.result, "failed_steps": failed},
             at=at,
         ))
     plan = result.plan
-    # an apply that brought the router in sync leaves no drift to report (its refresh is the news)
-    drifting = plan is not None and (plan.actions or plan.waiting or plan.unconfirmed) and not (
+    # an apply that brought the router in sync leaves no drift to report (its refresh is the news); a chain on
+    # its way to confirmation is a state that ends by itself (first start, a rotation), not drift
+    drifting = plan is not None and (plan.unprovable is not None or plan.actions or (
+        (plan.waiting or plan.unconfirmed) and not result.awaiting_confirmation)) and not (
         result.applying and result.in_sync)
-    if plan is not None and drifting:
+    if plan is not None and plan.unprovable is not None:
+        out.append(Alert(
+            event="router_drift",
+            subject=name,
+            summary=f"router {name} is not onboarded: {plan.unprovable}; nothing is changed or test-fired on it "
+            f"until it is: run {onboard_command(name)}",
+            details={"router": name, "mode": mode, "reason": plan.state, "unprovable": plan.unprovable},
+            at=at,
+        ))
+    elif plan is not None and drifting:
         summary = (f"router {name} needs {len(plan.adds)} add(s) and {len(plan.retires)} retire(s)" if plan.actions
                    else f"router {name} is not in sync")
         if plan.waiting:
@@ -179,6 +198,8 @@ def _judged(report: RunReport) -> list[tuple[str, str]]:
         if any(a.chain for a in server.addresses):
             out.append((server.name, "chain_unverified"))
     for router in report.routers:
+        if router.reason is Reason.INTERRUPTED:
+            continue  # stopped before it was judged: it says nothing about its conditions
         out.append((router.name, "refresh_failed"))
         if router.plan is not None:
             out += [(router.name, "router_drift"), (router.name, "expiry")]

@@ -100,7 +100,7 @@ class Applier:
                    else "prove the trust the router holds" + (" before saving" if plan.unsaved else ""))
             if not await self._fire(why):
                 if retires:
-                    self.result.steps.append(AppliedStep(
+                    self.result.add_step(AppliedStep(
                         "retire", None, None, False, "retirements skipped: the test-fire failed; old trust kept"))
                 raise ApplyFailed("test-fire failed: could not prove mail works; nothing retired",
                                   reason=Reason.TESTFIRE_FAILED)
@@ -122,7 +122,7 @@ class Applier:
             if proven and (changed or plan.unsaved):
                 await self._save()
             elif changed or plan.unsaved:
-                self.result.steps.append(AppliedStep(
+                self.result.add_step(AppliedStep(
                     "save", None, None, False,
                     "not saved: no successful test-fire proved the running-config; the changes stay in the "
                     "running-config only (the next run test-fires and saves them)"))
@@ -137,12 +137,12 @@ class Applier:
             except EemwatchdError as exc:
                 # refused or broken on the way (AAA, a dropped session): a failed test-fire, in the audit too
                 detail = str(exc)
-                self.result.steps.append(AppliedStep("test-fire", None, None, False, detail, detail))
+                self.result.add_step(AppliedStep("test-fire", None, None, False, detail, detail))
                 self.audit.test_fire(False, detail=detail, evidence=detail, reason=why, trust=frozenset(self.held))
                 raise
         detail = fire_detail(outcome)
         evidence = outcome.evidence or None
-        self.result.steps.append(AppliedStep("test-fire", None, None, outcome.ok, detail, evidence))
+        self.result.add_step(AppliedStep("test-fire", None, None, outcome.ok, detail, evidence))
         self.audit.test_fire(outcome.ok, detail=detail, evidence=evidence, reason=why,
                              trust=frozenset(self.held))
         return outcome.ok
@@ -151,14 +151,14 @@ class Applier:
         try:
             await self.session.retire_trustpoint(action.trustpoint)
         except EemwatchdError as exc:
-            self.result.steps.append(AppliedStep("retire", action.trustpoint, action.sha256 or None, False, str(exc)))
+            self.result.add_step(AppliedStep("retire", action.trustpoint, action.sha256 or None, False, str(exc)))
             self.audit.change("retire-failed", trustpoint=action.trustpoint, before=action.sha256 or None,
                               reason=f"{exc} (for: {action.reason})")
             raise
         if action.sha256:
             self.held.discard(action.sha256)
         self.result.trustpoints = [t for t in self.result.trustpoints if t[0] != action.trustpoint]
-        self.result.steps.append(AppliedStep("retire", action.trustpoint, action.sha256 or None, True, action.reason))
+        self.result.add_step(AppliedStep("retire", action.trustpoint, action.sha256 or None, True, action.reason))
         self.audit.change("retire", trustpoint=action.trustpoint, before=action.sha256 or None, reason=action.reason)
 
     async def _add(self, action: Action) -> None:
@@ -166,13 +166,13 @@ class Applier:
         try:
             await self.session.install_certificate(action.trustpoint, action.certificate)
         except EemwatchdError as exc:
-            self.result.steps.append(AppliedStep("add", action.trustpoint, action.sha256, False, str(exc)))
+            self.result.add_step(AppliedStep("add", action.trustpoint, action.sha256, False, str(exc)))
             self.audit.change("add-failed", trustpoint=action.trustpoint, after=action.sha256,
                               reason=f"{exc} (for: {action.reason})")
             raise
         self.held.add(action.sha256)
         self.result.trustpoints.append((action.trustpoint, True, (action.certificate,)))
-        self.result.steps.append(AppliedStep("add", action.trustpoint, action.sha256, True, action.reason))
+        self.result.add_step(AppliedStep("add", action.trustpoint, action.sha256, True, action.reason))
         self.audit.change("add", trustpoint=action.trustpoint, after=action.sha256, reason=action.reason)
 
     async def _rollback(self, retired: Sequence[Action]) -> None:
@@ -182,11 +182,11 @@ class Applier:
             try:
                 await self.session.install_certificate(action.trustpoint, action.certificate)
             except EemwatchdError as exc:
-                self.result.steps.append(AppliedStep("rollback", action.trustpoint, action.sha256, False, str(exc)))
+                self.result.add_step(AppliedStep("rollback", action.trustpoint, action.sha256, False, str(exc)))
                 continue
             self.held.add(action.sha256)
             self.result.trustpoints.append((action.trustpoint, True, (action.certificate,)))
-            self.result.steps.append(AppliedStep("rollback", action.trustpoint, action.sha256, True, "put back"))
+            self.result.add_step(AppliedStep("rollback", action.trustpoint, action.sha256, True, "put back"))
             self.audit.change("rollback", trustpoint=action.trustpoint, after=action.sha256,
                               reason="test-fire failed after retiring")
 
@@ -194,13 +194,13 @@ class Applier:
         try:
             await self.session.save_config()
         except EemwatchdError as exc:
-            self.result.steps.append(AppliedStep("save", None, None, False, str(exc)))
+            self.result.add_step(AppliedStep("save", None, None, False, str(exc)))
             self.audit.change("save-failed", reason=str(exc))
             if self.result.error is None:
                 self.result.error = f"saving the configuration failed: {exc}"
                 self.result.error_reason = Reason.COMMAND_FAILED
             return
-        self.result.steps.append(AppliedStep("save", None, None, True, "write memory"))
+        self.result.add_step(AppliedStep("save", None, None, True, "write memory"))
         self.audit.change("save", reason="configuration saved after a successful test-fire")
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from eemwatchd.adapters.router import RouterSession
@@ -37,7 +38,7 @@ from eemwatchd.core.secrets import mail_passwords
 from eemwatchd.errors import EemwatchdError
 from eemwatchd.reconcile.applier import Applier, StoreAudit
 from eemwatchd.reconcile.connect import RouterSessionLike, target_from_config
-from eemwatchd.reconcile.results import RouterResult, reason_for, summarize
+from eemwatchd.reconcile.results import RouterResult, ServerOutcome, reason_for, summarize
 from eemwatchd.reconcile.service import Reconciler, utc_now
 
 log = logging.getLogger("eemwatchd.onboard")
@@ -63,7 +64,9 @@ async def ssh_connector(router: RouterConfig) -> AsyncIterator[OnboardSession]:
 
 @dataclass(frozen=True)
 class OnboardRequest:
-    """What the operator asked for. Empty ``to``: keep the router's `_email_to`."""
+    """What the operator asked for. Empty ``to``: keep the router's `_email_to`. ``wait``: when the server's
+    chain is not confirmed yet, fetch it again at the spacing the policy requires until it is, for at most
+    ``wait_max`` seconds (None: ``default_wait``), before touching the router."""
 
     router: str
     server: str | None = None
@@ -72,6 +75,43 @@ class OnboardRequest:
     applet: str | None = None
     dry_run: bool = False
     replace: bool = False
+    wait: bool = True
+    wait_max: float | None = None
+
+
+@dataclass(frozen=True)
+class WaitStatus:
+    """Where the wait for a chain's confirmations stands (what a progress line shows)."""
+
+    server: str
+    seen: int  # sightings of the least-seen verified chain the server sends
+    needed: int  # policy.confirmations
+    next_fetch_in: float  # seconds; 0 while fetching
+    waited: float
+    limit: float
+
+    def describe(self) -> str:
+        fetch = "fetching" if self.next_fetch_in <= 0 else f"next fetch in {self.next_fetch_in:.0f}s"
+        return f"seen {self.seen} of {self.needed}, {fetch}"
+
+
+OnWait = Callable[[WaitStatus], None]
+# The wait sleeps in ticks this long, so a progress line counts down and a stop is heard soon.
+_WAIT_TICK = 0.5
+# A sighting counts once the last counted one is half the server's interval old; fetch just after that.
+_SPACING_MARGIN = 0.05
+
+
+def default_wait(server: ServerConfig, confirmations: int) -> float:
+    """How long onboard waits for ``server``'s chain by default: every confirmation at the policy's spacing
+    (half the server's interval), plus one fetch's time. The first sighting usually counts already."""
+    return confirmations * server.interval / 2 + server.timeouts.total
+
+
+def is_confirmed(outcome: ServerOutcome, confirmations: int) -> bool:
+    """Every verified chain the server sends was seen often enough to be acted on."""
+    verified = [a for a in outcome.addresses if a.verified and a.pinned and a.chain]
+    return bool(verified) and all(a.times_seen >= confirmations for a in verified)
 
 
 @dataclass
@@ -90,6 +130,9 @@ class OnboardResult:
     notes: list[str] = field(default_factory=list)
     dry_run: bool = False
     diff: list[str] = field(default_factory=list)  # the plan's line-by-line difference, masked
+    # the wait for the chain's confirmations ended unconfirmed (bound reached): nothing was sent
+    unconfirmed: str | None = None
+    waited: float = 0.0  # seconds onboard waited for confirmations
 
     @property
     def changed(self) -> bool:
@@ -100,11 +143,18 @@ class OnboardResult:
     @property
     def ok(self) -> bool:
         """Refused nothing, failed nothing, and (unless a dry run) the router is in sync and proven."""
-        if self.refusals or self.error is not None:
+        if self.refusals or self.error is not None or self.unconfirmed is not None:
             return False
         if self.dry_run:
             return True
         return self.trust is not None and self.trust.in_sync
+
+    @property
+    def awaiting_confirmation(self) -> bool:
+        """Not done only because the server's chain is not confirmed yet (the wait ran out, or --no-wait)."""
+        if self.refusals or self.error is not None:
+            return False
+        return self.unconfirmed is not None or (self.trust is not None and self.trust.awaiting_confirmation)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -122,6 +172,9 @@ class OnboardResult:
             "sent": list(self.sent),
             "trust": self.trust.to_json() if self.trust is not None else None,
             "error": self.error,
+            "awaiting_confirmation": self.awaiting_confirmation,
+            "unconfirmed": self.unconfirmed,
+            "waited_seconds": round(self.waited, 1),
             "notes": list(self.notes),
         }
 
@@ -139,8 +192,11 @@ class Onboarder:
         clock: Callable[[], datetime] = utc_now,
         show_secrets: bool = False,
         readonly: bool = False,
+        on_wait: OnWait | None = None,
     ) -> None:
-        """``readonly``: another process holds the writer lock; only a dry run may run, recording nothing."""
+        """``readonly``: another process holds the writer lock; only a dry run may run, recording nothing.
+        ``on_wait``: hears how the wait for the chain's confirmations goes (a progress line)."""
+        self._on_wait = on_wait
         self.config = config
         self.store = store
         self._connect: OnboardConnector = connect or ssh_connector
@@ -183,21 +239,99 @@ class Onboarder:
                 "check the server with `eemwatchd fetch` and the trust store (policy.trust_store, servers[].ca_file)")]
             return result
         effective = router if applet == router.applet else router.model_copy(update={"applet": applet})
-        try:
-            await self._configure(effective, server, request, chains, result)
-        except EemwatchdError as exc:
-            result.error = str(exc)
-            return result
-        if result.refusals or request.dry_run:
-            return result
-        if applet != router.applet:
-            result.notes.append(f"routers[].applet of {router.name} is {router.applet}; set it to {applet} so "
-                                "apply and the daemon test-fire the onboarded applet")
-        result.trust = await self.reconciler.reconcile_router(effective, apply=True)
-        if result.sent:
-            self._audit_eem(router.name, result)
-            await self._prove_and_save(effective, result)
+        confirmations = self.config.policy.confirmations
+        if not request.dry_run and request.wait and not is_confirmed(outcome, confirmations):
+            # Refuse what cannot work before waiting (a dry run: nothing is sent), then wait with the router
+            # untouched: a wait that ends unconfirmed leaves nothing half-done on it.
+            try:
+                await self._configure(effective, server, dataclasses.replace(request, dry_run=True), chains, result)
+            except EemwatchdError as exc:
+                result.error = str(exc)
+                return result
+            if result.refusals:
+                return result
+            outcome = await self._wait_for_confirmation(server, outcome, request, result)
+            if not is_confirmed(outcome, confirmations):
+                return result
+            chains = [a.certificates for a in outcome.addresses if a.verified and a.certificates] or chains
+        async with self.reconciler.router_held(router.name):  # the daemon's jobs on it wait meanwhile
+            try:
+                await self._configure(effective, server, request, chains, result)
+            except EemwatchdError as exc:
+                result.error = str(exc)
+                return result
+            if result.refusals or request.dry_run:
+                return result
+            if applet != router.applet:
+                result.notes.append(f"routers[].applet of {router.name} is {router.applet}; set it to {applet} "
+                                    "so apply and the daemon test-fire the onboarded applet")
+            result.trust = await self.reconciler.reconcile_router(effective, apply=True)
+            if result.sent:
+                self._audit_eem(router.name, result)
+                await self._prove_and_save(effective, result)
         return result
+
+    async def _wait_for_confirmation(self, server: ServerConfig, outcome: ServerOutcome, request: OnboardRequest,
+                                     result: OnboardResult) -> ServerOutcome:
+        """Fetch ``server``'s chain again each time a sighting can count (half its interval after the last
+        counted one) until every verified chain it sends is confirmed, the bound is reached or a stop is
+        asked; sets ``result.unconfirmed`` (why) unless confirmed."""
+        confirmations = self.config.policy.confirmations
+        limit = request.wait_max if request.wait_max is not None else default_wait(server, confirmations)
+        spacing = timedelta(seconds=server.interval / 2)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        beyond: float | None = None  # the next sighting that counts is due after the bound, in this many seconds
+        log.info("server %s: chain not confirmed yet (policy.confirmations %d, sightings at least %gs apart); "
+                 "waiting up to %.0fs", server.name, confirmations, spacing.total_seconds(), limit)
+        while not is_confirmed(outcome, confirmations) and not self.reconciler.stopping:
+            due = self._next_sighting(server, outcome, spacing)
+            delay = max((due - self._clock()).total_seconds(), 0.0) + _SPACING_MARGIN
+            if loop.time() + delay - started > limit:
+                beyond = delay
+                break
+            fetch_at = loop.time() + delay
+            while (left := fetch_at - loop.time()) > 0 and not self.reconciler.stopping:
+                self._report_wait(server, outcome, next_fetch_in=left, waited=loop.time() - started, limit=limit)
+                await asyncio.sleep(min(_WAIT_TICK, left))
+            if self.reconciler.stopping:
+                break
+            self._report_wait(server, outcome, next_fetch_in=0, waited=loop.time() - started, limit=limit)
+            outcome = await self.reconciler.observe_server(server)
+        result.waited = loop.time() - started
+        if not is_confirmed(outcome, confirmations):
+            seen = _least_seen(outcome)
+            why = (f"interrupted ({self.reconciler.stop_reason})" if self.reconciler.stopping
+                   else f"the next sighting that counts is due in {beyond:.0f}s, beyond the wait bound ({limit:.0f}s, "
+                   "--wait-max)" if beyond is not None
+                   else f"the wait bound ({limit:.0f}s, --wait-max) was reached")
+            result.unconfirmed = (
+                f"server {server.name}'s chain was seen {seen} of {confirmations} times in {result.waited:.0f}s "
+                f"(sightings count at least {spacing.total_seconds():g}s apart, half servers[].interval): {why}; "
+                "nothing was sent to the router. Run onboard again (the sightings so far count), or give "
+                "--no-wait to configure EEM now and leave trust and the test mail to apply or the daemon")
+        return outcome
+
+    def _next_sighting(self, server: ServerConfig, outcome: ServerOutcome, spacing: timedelta) -> datetime:
+        """When the next fetch of ``server`` can count for every chain still short of its confirmations; a fetch
+        that brought no verified chain (the server down meanwhile) is tried again a spacing later, not at once."""
+        confirmations = self.config.policy.confirmations
+        now = self._clock()
+        due: datetime | None = None
+        for address in outcome.addresses:
+            if not (address.verified and address.pinned and address.chain) or address.times_seen >= confirmations:
+                continue
+            seen = self.store.observations(servers=[server.name], address=address.address,
+                                           chain=",".join(address.chain))
+            if seen:
+                due = max(due or now, seen[0].last_seen + spacing)
+        return due if due is not None else now + spacing
+
+    def _report_wait(self, server: ServerConfig, outcome: ServerOutcome, *, next_fetch_in: float, waited: float,
+                     limit: float) -> None:
+        if self._on_wait is not None:
+            self._on_wait(WaitStatus(server.name, _least_seen(outcome), self.config.policy.confirmations,
+                                     next_fetch_in, waited, limit))
 
     def _server(self, router: RouterConfig, name: str | None) -> tuple[ServerConfig | None, list[Refusal]]:
         known = [s.name for s in self.config.servers]
@@ -304,6 +438,11 @@ class Onboarder:
             trust.error, trust.error_reason = str(exc), reason_for(exc)
         trust.plan = dataclasses.replace(plan, unproven=True, unsaved=prove.unsaved)
         trust.result = summarize(trust)
+
+
+def _least_seen(outcome: ServerOutcome) -> int:
+    counts = [a.times_seen for a in outcome.addresses if a.verified and a.pinned and a.chain]
+    return min(counts) if counts else 0
 
 
 def _addresses(text: str) -> tuple[str, ...]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from eemwatchd.adapters.alerts import Alert
 from eemwatchd.core.certificate import Certificate
@@ -20,6 +21,18 @@ from eemwatchd.errors import (
     RouterTimeout,
     RouterUnreachable,
 )
+
+# Each router's steps as they happen (INFO): `plan -v`/`apply -v` show them live; the daemon tells them in its
+# narrative after each job, so `eemwatchd run` shows these only with -v.
+steps_log = logging.getLogger("eemwatchd.steps")
+
+
+class RunProgress(Protocol):
+    """Who follows a run router by router (the progress line of plan and apply on a terminal)."""
+
+    def router_started(self, name: str) -> None: ...
+
+    def router_finished(self, result: RouterResult) -> None: ...
 
 
 class ApplyFailed(EemwatchdError):
@@ -135,6 +148,30 @@ class RouterResult:
         """After this job: nothing to change, the trust proven by a test-fire, saved, every chain confirmed."""
         return self.reason in (Reason.IN_SYNC, Reason.APPLIED)
 
+    def add_step(self, step: AppliedStep) -> None:
+        """Record a step, and log it as it happens (INFO: `-v` shows each router's steps live)."""
+        self.steps.append(step)
+        words = [step.kind, step.trustpoint or "", "" if step.kind == "observed" else "ok" if step.ok else "FAILED"]
+        steps_log.info("router %s: %s: %s", self.name, " ".join(w for w in words if w), step.evidence or step.detail,
+                       extra={"event": f"step_{step.kind}", "router": self.name, "trustpoint": step.trustpoint,
+                              "ok": step.ok})
+
+    @property
+    def awaiting_confirmation(self) -> bool:
+        """Not in sync only because a chain it needs is seen but not confirmed yet (policy.confirmations): a
+        state that ends by itself within confirmations x half the server's interval, not a fault."""
+        plan = self.plan
+        return (self.error is None and plan is not None and self.reason in (Reason.WAITING, Reason.UNCONFIRMED)
+                and any(r.kind == "pending" for r in plan.reports))
+
+    @property
+    def error_text(self) -> str | None:
+        """The error without the leading ``router NAME: `` our errors carry (for lines that name the router)."""
+        if self.error is None:
+            return None
+        prefix = f"router {self.name}: "
+        return self.error[len(prefix):] if self.error.startswith(prefix) else self.error
+
     @property
     def applied(self) -> bool:
         """Apply reached its goal: no error and every step succeeded."""
@@ -150,7 +187,6 @@ class RouterResult:
             "name": self.name,
             "reachable": self.reachable,
             "error": self.error,
-            "reason": self.reason.value,
             "trustpoints": [
                 {
                     "name": name,
@@ -176,8 +212,15 @@ class RouterResult:
                 for f in self.lint
             ],
         }
-        if self.result is not None:
-            out["result"] = self.result
+        # One field per meaning. plan: `reason`, where the router stands. apply: `result`, the same reason code
+        # after apply (the words of metrics' `state`), and `summary`, what apply did in words
+        # (`failed after 1 change(s)`).
+        if self.result is None:
+            out["reason"] = self.reason.value
+        else:
+            out["result"] = self.reason.value
+            out["summary"] = self.result
+        if self.steps or self.result is not None:  # plan: the differences it found (observed); apply: every step
             out["steps"] = [
                 {
                     "kind": s.kind,

@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -49,9 +50,11 @@ from eemwatchd.reconcile.results import (
     AppliedStep,
     Interrupted,
     RouterResult,
+    RunProgress,
     RunReport,
     ServerOutcome,
     reason_for,
+    steps_log,
     summarize,
 )
 
@@ -112,7 +115,33 @@ class Reconciler:
         self._desired_cache: dict[tuple[object, ...], DesiredTrust] = {}  # see desired_for
         self._gate = asyncio.Semaphore(config.policy.max_parallel_routers)
         self._router_locks: dict[str, asyncio.Lock] = {}
+        self._router_holders: dict[str, asyncio.Task[object]] = {}  # see router_held
         self._stop_reason: str | None = None
+
+    def fork(self) -> Reconciler:
+        """A reconciler on the same config, store, connections and router locks, with its own stop: an onboarding
+        the daemon runs for a client stops when that client goes, and the daemon's jobs go on."""
+        twin = Reconciler(self.config, self.store, connect=self._connect, fetch=self._fetch, clock=self._clock,
+                          alerter=self.alerter, readonly=self.readonly)
+        twin._router_locks, twin._router_holders = self._router_locks, self._router_holders
+        twin._router_secrets = self._router_secrets
+        return twin
+
+    @contextlib.asynccontextmanager
+    async def router_held(self, name: str) -> AsyncIterator[None]:
+        """Hold ``name``'s job lock across several steps (onboarding: configure EEM, reconcile, prove): its
+        scheduled jobs wait meanwhile, and reconcile_router in the same task does not wait for itself."""
+        task = asyncio.current_task()
+        if task is not None and self._router_holders.get(name) is task:
+            yield
+            return
+        async with self._router_locks.setdefault(name, asyncio.Lock()):
+            if task is not None:
+                self._router_holders[name] = task
+            try:
+                yield
+            finally:
+                self._router_holders.pop(name, None)
 
     # --- stopping -------------------------------------------------------------------------------
 
@@ -123,6 +152,10 @@ class Reconciler:
     @property
     def stopping(self) -> bool:
         return self._stop_reason is not None
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self._stop_reason
 
     # --- servers ---------------------------------------------------------------------------------
 
@@ -275,15 +308,18 @@ class Reconciler:
         return [self.config.router(only)]
 
     async def run(
-        self, *, apply: bool, router: str | None = None, observe: bool = True, notify: bool = True
+        self, *, apply: bool, router: str | None = None, observe: bool = True, notify: bool = True,
+        progress: RunProgress | None = None,
     ) -> RunReport:
-        """Observe the routers' servers, then plan (and with ``apply`` change) every selected router."""
+        """Observe the routers' servers, then plan (and with ``apply`` change) every selected router;
+        ``progress`` hears of each router as it starts and ends."""
         if apply and self.readonly:
             raise ValueError("a read-only reconciler cannot apply")
         routers = self._routers(router)
         needed = {name for r in routers for name in r.servers}
         servers = await self.observe(needed) if observe else []
-        results = await asyncio.gather(*(self.reconcile_router(r, apply=apply) for r in routers))
+        results = await asyncio.gather(*(self.reconcile_router(r, apply=apply, progress=progress)
+                                         for r in routers))
         events: list[str] = []
         for result in results:
             for report in result.plan.reports if result.plan else ():
@@ -310,15 +346,19 @@ class Reconciler:
             for state in states:
                 self.store.save_alert_state(state)
 
-    async def reconcile_router(self, router: RouterConfig, *, apply: bool) -> RouterResult:
+    async def reconcile_router(self, router: RouterConfig, *, apply: bool,
+                               progress: RunProgress | None = None) -> RouterResult:
         """The router job (plan, or apply with ``apply``). The one place that turns a router's exception
         into its result: one bad router never stops a run. Never two jobs on one router at once."""
         result = RouterResult(router.name, applying=apply)
-        lock = self._router_locks.setdefault(router.name, asyncio.Lock())
-        async with lock, self._gate:
+        async with self.router_held(router.name), self._gate:
+            if progress is not None:
+                progress.router_started(router.name)
             if self._stop_reason is not None:
                 result.error, result.error_reason = f"not started: {self._stop_reason}", Reason.INTERRUPTED
             else:
+                steps_log.info("router %s: %s", router.name, "applying" if apply else "reading",
+                               extra={"event": "router_started", "router": router.name})
                 await self._guarded(router, result, apply=apply)
         if apply:
             result.result = summarize(result)
@@ -329,6 +369,8 @@ class Reconciler:
                 log.warning("router %s: outcome not stored: %s", router.name, exc)
         if result.error:
             log.info("router %s: %s", router.name, _without_prefix(result.error, router.name))
+        if progress is not None:
+            progress.router_finished(result)
         return result
 
     async def _guarded(self, router: RouterConfig, result: RouterResult, *, apply: bool) -> None:
@@ -345,12 +387,14 @@ class Reconciler:
             # A hard bound one step beyond the soft one: a step under way normally finishes first.
             async with asyncio.timeout(total + router.timeouts.step):
                 await self._run_router(router, result, apply=apply, checkpoint=checkpoint)
+        except EemwatchdError as exc:
+            # before TimeoutError: RouterTimeout is one, and it names the timeout that fired (connect, login, a
+            # command); only the hard bound above is "timeouts.total"
+            # a router's words may quote its `_email_server` (user:password@host): scrubbed before it goes anywhere
+            result.error, result.error_reason = scrub_text(str(exc), self._router_secrets), reason_for(exc)
         except TimeoutError:
             result.error = f"timeouts.total ({total:g}s) exceeded; the session was closed"
             result.error_reason = Reason.TIMEOUT
-        except EemwatchdError as exc:
-            # a router's words may quote its `_email_server` (user:password@host): scrubbed before it goes anywhere
-            result.error, result.error_reason = scrub_text(str(exc), self._router_secrets), reason_for(exc)
         except Exception as exc:
             log.exception("router %s: unexpected error", router.name)
             result.error, result.error_reason = scrub_text(f"unexpected error: {exc!r}", self._router_secrets), \
@@ -432,8 +476,8 @@ class Reconciler:
             if not self.readonly:
                 audit.change(diff.action, trustpoint=diff.trustpoint, before=diff.sha256_before,
                              after=diff.sha256_after, reason=diff.reason)
-            result.steps.append(AppliedStep("observed", diff.trustpoint, diff.sha256_after or diff.sha256_before,
-                                            True, f"{diff.action}: {diff.reason}"))
+            result.add_step(AppliedStep("observed", diff.trustpoint, diff.sha256_after or diff.sha256_before,
+                                        True, f"{diff.action}: {diff.reason}"))
 
 
 def _require_readable_managed(snapshot: RouterSnapshot, *, prefix: str, adopt: Collection[str]) -> None:

@@ -73,8 +73,9 @@ def test_second_writer_is_told_who_applies(tmp_path: Path, spawn: list[subproces
 def test_a_running_daemon_is_named_with_advice(tmp_path: Path, spawn: list[subprocess.Popen[str]]) -> None:
     state = tmp_path / "state.db"
     holder = _hold(spawn, state, purpose="daemon")
-    with pytest.raises(StateLocked, match=rf"^the eemwatchd daemon \(pid {holder.pid}, started "
-                                          r"2026-03-01T11:58:00\+00:00\) is running; .*stop it first"):
+    with pytest.raises(StateLocked, match=rf"^another eemwatchd \(pid {holder.pid}, started "
+                                          r"2026-03-01T11:58:00\+00:00\) is applying; try again later "
+                                          r"\(it is the daemon, .*stop it first: systemctl stop eemwatchd\)$"):
         StateLock(state, purpose="apply").acquire()
 
 
@@ -125,7 +126,7 @@ def test_one_lock_per_process_too_and_release_frees_it(tmp_path: Path) -> None:
     state = tmp_path / "state.db"
     with StateLock(state, purpose="daemon", clock=lambda: NOW) as first:
         assert first.held
-        with pytest.raises(StateLocked, match=rf"daemon \(pid {os.getpid()}, started 2026-03-01T12:00:00"):
+        with pytest.raises(StateLocked, match=rf"\(pid {os.getpid()}, started 2026-03-01T12:00:00.*it is the daemon"):
             StateLock(state, purpose="apply").acquire()
         with pytest.raises(StateError, match="already held"):
             first.acquire()
@@ -157,13 +158,16 @@ def test_lock_in_an_unusable_place_is_a_state_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        pytest.param(b"", r"another eemwatchd holds the state lock /x/state\.db\.lock \(it has not written",
+        pytest.param(b"", r"^another eemwatchd is applying; try again later \(it has not written its details; "
+                          r"lock /x/state\.db\.lock; ",
                      id="empty"),
-        pytest.param(b"\xff\xfe garbage", r"holds no readable details\); try again later", id="binary"),
+        pytest.param(b"\xff\xfe garbage", r"is applying; try again later \(its lock file holds no readable details",
+                     id="binary"),
         pytest.param(b"[1, 2]", r"holds no readable details", id="not-an-object"),
         pytest.param(b'{"pid": "12", "started": "x"}', r"holds no readable details", id="pid-not-int"),
         pytest.param(b'{"pid": 12, "started": "T", "purpose": "lab"}',
-                     r"^another eemwatchd \(pid 12, started T\) holds the state lock for lab; try again later$",
+                     r"^another eemwatchd \(pid 12, started T\) is applying; try again later "
+                     r"\(it holds the state for lab\)$",
                      id="other-purpose"),
         pytest.param(b'{"pid": 12, "started": "T\\u001b[2J", "purpose": "apply"}',
                      r"^another eemwatchd \(pid 12, started T\[2J\) is applying", id="control-chars-dropped"),

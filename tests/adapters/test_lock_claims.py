@@ -106,7 +106,7 @@ routers:
                                   capture_output=True, text=True, timeout=50, check=False, cwd=tmp_path,
                                   env={**os.environ, "ROUTER_PW": "not-a-secret", "PYTHONPATH": str(ROOT)})
             assert proc.returncode == 75, proc.stderr
-            assert f"the eemwatchd daemon (pid {os.getpid()}" in proc.stderr
+            assert f"another eemwatchd (pid {os.getpid()}" in proc.stderr and "it is the daemon" in proc.stderr
             assert "Traceback" not in proc.stderr
     finally:
         daemon.release()

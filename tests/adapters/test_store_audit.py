@@ -71,6 +71,8 @@ def test_an_intact_log_verifies(state: Path, capsys: pytest.CaptureFixture[str])
 
 def test_an_empty_log_verifies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "eemwatchd.yaml").write_text(STATE_CONFIG)
+    with Store.open(tmp_path / "state.db"):
+        pass  # a store nothing was written to yet (a missing one is no store: exit 2, test_operator_output.py)
     assert _verify(tmp_path / "state.db", capsys) == (0, f"audit log verified: 0 rows, head {GENESIS[:12]}")
 
 

@@ -70,7 +70,7 @@ def test_build_alerts_from_a_run_report() -> None:
     assert alerts[5].details["certificates"] == [
         {"kind": "expiring", "trustpoint": "EEMW-OLD", "message": "CN=Old expires in 3 days"}
     ]
-    assert alerts[6].summary == "router r2: unreachable: router r2: connection refused"
+    assert alerts[6].summary == "router r2: unreachable: connection refused"  # the router is named once
     assert all(a.at == NOW and "\n" not in a.summary for a in alerts)
 
 

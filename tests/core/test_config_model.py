@@ -295,7 +295,7 @@ def test_check_config_refuses_with_the_problem(config_dir: Path, capsys: pytest.
     file = config_dir / "c.yaml"
     file.write_text(text)
     code, out, err = run_check_config(file, capsys)
-    assert code == 1 and out == ""
+    assert code == 2 and out == ""
     assert err.startswith(f"{file}: 1 problem\n{expected}"), err
     assert "Traceback" not in err
 
@@ -304,7 +304,7 @@ def test_check_config_on_invalid_utf8(config_dir: Path, capsys: pytest.CaptureFi
     file = config_dir / "c.yaml"
     file.write_bytes(b"servers: [{name: \xff}]\n")
     code, _, err = run_check_config(file, capsys)
-    assert code == 1
+    assert code == 2
     assert err.strip() == f"{file}: 1 problem\n  not valid UTF-8 at byte offset 17 (line 1); save the file as UTF-8"
 
 

@@ -19,10 +19,10 @@ def test_check_config_command_exit_codes(config_dir: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     assert "OK (1 servers, 1 routers)" in ok.stdout
     fail = subprocess.run([*run, str(bad)], capture_output=True, text=True, timeout=30, check=False)
-    assert fail.returncode == 1
+    assert fail.returncode == 2
     assert "servers[0].port: must be 1-65535" in fail.stderr
     assert "Traceback" not in fail.stderr
     missing = subprocess.run([*run, str(config_dir / "nope.yaml")], capture_output=True, text=True, timeout=30,
                              check=False)
-    assert missing.returncode == 1
+    assert missing.returncode == 2
     assert "cannot read the file" in missing.stderr

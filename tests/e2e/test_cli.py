@@ -138,5 +138,5 @@ def test_a_missing_argument_names_the_commands_own_usage(capsys: pytest.CaptureF
         main(["plan"])
     err = capsys.readouterr().err
     assert exited.value.code == 2
-    assert "usage: eemwatchd plan [-h] -c FILE" in err
+    assert "usage: eemwatchd plan [-h] [-v] -c FILE" in err
     assert "-c/--config" in err

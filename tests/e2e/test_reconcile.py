@@ -209,7 +209,7 @@ async def test_cli_plan_apply_audit(lab: ReconcileLab) -> None:
     # First sighting: nothing to act on yet, and no router is in sync while the server has no confirmed
     # chain (r2 already accepts it, through its own trustpoint, but nothing proves what it will need).
     first = json.loads(out)["routers"]
-    assert code == 1
+    assert code == 3  # not in sync, and nothing is wrong: the chain awaits its confirmation
     assert [len(r["actions"]) for r in first] == [0, 0]
     assert [r["in_sync"] for r in first] == [False, False]
     assert [r["reason"] for r in first] == ["unconfirmed", "unconfirmed"]

@@ -11,6 +11,7 @@ import pytest
 
 from eemwatchd.adapters.alerts import EVENTS, Alerter, Route
 from eemwatchd.config import AlertConfig
+from eemwatchd.core.reason import Reason
 from eemwatchd.reconcile import Reconciler, RunReport, config_secrets
 from eemwatchd_lab.pki import GmailShapedPki
 from tests.support.alert_sinks import RecordingSink, assert_no_secrets
@@ -46,14 +47,12 @@ async def test_unverified_chain_is_alerted_and_changes_nothing(lab: ReconcileLab
     service = reconciler(lab, webhook_receiver, recorder)
     first, second = await converge(lab, service)
     # First sighting: nothing is acted on yet, and no router is in sync while the chain is unconfirmed
-    # (r1 cannot accept it yet; r2 already does, through its own trustpoint).
-    assert events_of(first) == [("router_drift", "r1"), ("router_drift", "r2")]
-    assert "does not accept 1 new chain(s) yet" in first.alerts[0].summary
-    assert "no confirmed verified chain for lab" in first.alerts[1].summary
-    # The refreshes are news; they brought both routers in sync, so the open drift resolves.
-    assert set(events_of(second)) == {("refresh_succeeded", "r1"), ("refresh_succeeded", "r2"),
-                                      ("router_drift", "r1"), ("router_drift", "r2")}
-    assert {a.state for a in second.alerts if a.event == "router_drift"} == {"resolved"}
+    # (r1 cannot accept it yet; r2 already does, through its own trustpoint). Awaiting confirmation is a
+    # state that ends by itself, not drift: no alert.
+    assert [r.reason for r in first.routers] == [Reason.UNCONFIRMED, Reason.UNCONFIRMED]
+    assert events_of(first) == []
+    # The refreshes are news; they brought both routers in sync.
+    assert set(events_of(second)) == {("refresh_succeeded", "r1"), ("refresh_succeeded", "r2")}
     before = {n: lab.trustpoints(n) for n in ("r1", "r2")}
     audit_before = lab.store.audit()
 
@@ -120,12 +119,18 @@ async def test_default_alerter_logs_and_a_dead_webhook_does_not_stop_the_run(
         first = await service.run(apply=True)
         lab.clock.advance(timedelta(minutes=10))
         second = await service.run(apply=True)
+        intruder = GmailShapedPki.create(prefix="Intruder")
+        lab.smtp.set_chain(intruder.served, intruder.leaf.key)
+        lab.clock.advance(timedelta(minutes=10))
+        third = await service.run(apply=True)
     assert all(r.result == "applied" for r in second.routers)
-    # the drift of the first run reaches the log but not the dead hook; the second run brings both routers in
-    # sync (its refreshes are not among the hook's events), so the hook has nothing to miss then
-    assert len(first.alert_errors) == 1
-    assert first.alert_errors[0].startswith("webhook http://127.0.0.1:9: ")
-    assert second.alert_errors == []
+    # the first run awaits confirmation (no alert), the second brings both routers in sync (its refreshes are
+    # not among the hook's events): the hook has nothing to miss until the intruder's chain, which reaches the
+    # log but not the dead hook, and the run goes on
+    assert first.alert_errors == [] and second.alert_errors == []
+    assert len(third.alert_errors) == 1
+    assert third.alert_errors[0].startswith("webhook http://127.0.0.1:9: ")
     logged = [r.getMessage() for r in caplog.records if r.name == "eemwatchd.alerts"]
+    assert any(line.startswith("ALERT chain_unverified lab:") for line in logged)
     assert any(line.startswith("ALERT refresh_succeeded r1:") for line in logged)
     assert_no_secrets("\n".join(logged))
