@@ -140,7 +140,14 @@ class _Handlers:
         if age > self._stale_after:
             limit = f"{self._stale_after:.0f} s"
             return _text(503, f"unhealthy: the daemon's loop last beat {age:.0f} s ago (limit {limit})")
-        return _text(200, f"ok: the daemon's loop beat {max(age, 0.0):.1f} s ago")
+        overdue = self._status.overdue
+        if overdue:
+            worst = sorted(overdue.items(), key=lambda item: -item[1])
+            named = ", ".join(f"{job} by {late:.0f} s" for job, late in worst[:5])
+            more = f" and {len(worst) - 5} more" if len(worst) > 5 else ""
+            return _text(503, f"unhealthy: {len(worst)} job(s) overdue (not finished within their bound): "
+                              f"{named}{more}")
+        return _text(200, f"ok: the daemon's loop beat {max(age, 0.0):.1f} s ago; every job on time")
 
     async def readyz(self, request: web.Request) -> web.Response:
         if self._status.ready:

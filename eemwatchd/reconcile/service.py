@@ -95,9 +95,15 @@ class Reconciler:
         clock: Callable[[], datetime] = utc_now,
         alerter: Alerter | None = None,
         readonly: bool = False,
+        router_locks: dict[str, asyncio.Lock] | None = None,
+        gate: asyncio.Semaphore | None = None,
     ) -> None:
         """``readonly``: write nothing to the store (another process holds the writer lock): chains are
-        judged against what is stored, nothing is recorded, and apply is refused."""
+        judged against what is stored, nothing is recorded, and apply is refused.
+
+        ``router_locks`` and ``gate``: the one-job-per-router locks and the bound on routers at once, when they
+        must outlive this reconciler (the daemon builds a new one at every reload while jobs of the old one
+        still run: both must share them, or a reload mid-install runs a second job on the router)."""
         self.config = config
         self.readonly = readonly
         self.alerter = alerter or Alerter.from_config(config.alerts, secrets=config_secrets(config))
@@ -110,8 +116,8 @@ class Reconciler:
         self._extra: list[Certificate] = []  # issuers fetched via AIA (twin candidates)
         self._anchor_cache: dict[str, list[Certificate]] = {}
         self._desired_cache: dict[tuple[object, ...], DesiredTrust] = {}  # see desired_for
-        self._gate = asyncio.Semaphore(config.policy.max_parallel_routers)
-        self._router_locks: dict[str, asyncio.Lock] = {}
+        self._gate = gate if gate is not None else asyncio.Semaphore(config.policy.max_parallel_routers)
+        self._router_locks: dict[str, asyncio.Lock] = router_locks if router_locks is not None else {}
         self._stop_reason: str | None = None
 
     # --- stopping -------------------------------------------------------------------------------
