@@ -112,6 +112,13 @@ class FleetCollector(Collector):
             overdue.add([kind], max(late, default=0.0))
         out.counter("eemwatchd_clock_steps", "Steps of the wall clock seen since the process started.", []).add(
             [], float(status.clock_steps))
+        out.gauge("eemwatchd_http_connections", "Connections to this HTTP endpoint open now.", []).add(
+            [], float(status.http_open))
+        closed = out.counter("eemwatchd_http_connections_closed",
+                             "Connections the endpoint closed itself: over-limit, header-timeout, request-timeout.",
+                             ["reason"])
+        for reason, count in sorted(status.http_closed.items()):
+            closed.add([reason], float(count))
         return out
 
     def _collect_servers(self, out: _Families) -> None:

@@ -46,11 +46,14 @@ def restart_needed(old: Config, new: Config) -> list[str]:
 
 
 class Reloads:
-    """Runs ``reload`` once per request, coalescing: requests that arrive while one runs make one more run, never
-    more (100 SIGHUPs in a second cost two reloads). ``request()`` is safe to call from a signal handler."""
+    """Runs ``reload`` when requested, coalescing: requests that arrive while one runs, or within ``spacing``
+    seconds of its start, make one more run, never more (100 SIGHUPs in a second cost two reloads; each reload
+    builds a reconciler and gives work to what changed). A lone request runs at once. ``request()`` is safe to
+    call from a signal handler."""
 
-    def __init__(self, reload: Callable[[], Awaitable[object]]) -> None:
+    def __init__(self, reload: Callable[[], Awaitable[object]], *, spacing: float = 1.0) -> None:
         self._reload = reload
+        self._spacing = spacing
         self._wanted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.requested = 0
@@ -70,8 +73,11 @@ class Reloads:
                 await self._task
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._wanted.wait()
             self._wanted.clear()
+            started = loop.time()
             await self._reload()
             self.done += 1
+            await asyncio.sleep(max(0.0, started + self._spacing - loop.time()))

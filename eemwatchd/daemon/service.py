@@ -37,6 +37,7 @@ from eemwatchd.adapters.systemd import SystemdNotifier
 from eemwatchd.config import Config, RouterConfig, ServerConfig, load_config
 from eemwatchd.core.shard import Claim, Shard
 from eemwatchd.daemon.http_endpoint import HttpEndpoint, start_http
+from eemwatchd.daemon.http_guard import LogBudget
 from eemwatchd.daemon.metrics import Metrics
 from eemwatchd.daemon.reload import Reloads, config_changes, restart_needed
 from eemwatchd.daemon.schedule import Schedule
@@ -177,9 +178,10 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self.status.record_reload(ok=True, at=self.options.clock())
         self.reconciler = self._reconciler(self.config)
+        budget = LogBudget(logging.getLogger("eemwatchd.http"))
         try:
             self.http = await start_http(self.config.metrics.listen, status=self.status, registry=self.registry,
-                                         heartbeat=lambda: self._beat, now=self.options.clock)
+                                         heartbeat=lambda: self._beat, now=self.options.clock, budget=budget)
         except EemwatchdError as exc:
             log.error("%s", exc)  # noqa: TRY400 - our error says it all; no traceback
             return 2

@@ -124,6 +124,8 @@ class FleetStatus:
     # beyond the bound. Refreshed every second by the daemon; /healthz fails while it is not empty.
     overdue: dict[str, float] = field(default_factory=dict)
     clock_steps: int = 0  # steps of the wall clock seen since start (NTP steps, `date -s`, a VM resumed)
+    http_open: int = 0  # connections to the HTTP endpoint open now
+    http_closed: dict[str, int] = field(default_factory=dict)  # connections we closed, by reason, since start
 
     def set_server(self, status: ServerStatus) -> None:
         self.servers[status.name] = status
