@@ -14,9 +14,9 @@ import asyncssh
 import pytest
 
 from eemwatchd.adapters.router import RouterSession, RouterTarget, RouterTimeouts
+from eemwatchd.core.reason import Reason
 from eemwatchd.errors import HostKeyRejected
 from eemwatchd.reconcile.results import reason_for
-from eemwatchd.core.reason import Reason
 from eemwatchd_lab.router.device import DeviceSpec, User
 from eemwatchd_lab.router.server import Fleet, LabDevice
 
