@@ -19,10 +19,10 @@ from eemwatchd.daemon.http_guard import (
     ConnectionGuard,
     HttpLimits,
     Listener,
-    LogBudget,
     QuietServerLog,
     guard_middleware,
 )
+from eemwatchd.daemon.log_budget import LogBudget
 from eemwatchd.daemon.status import FleetStatus
 from eemwatchd.daemon.status_page import render_status_page
 from eemwatchd.errors import EemwatchdError

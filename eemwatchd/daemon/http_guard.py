@@ -11,7 +11,6 @@ import errno
 import logging
 import resource
 import socket
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -19,6 +18,7 @@ from typing import Any, cast
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from eemwatchd.daemon.log_budget import LogBudget
 from eemwatchd.daemon.status import FleetStatus
 
 log = logging.getLogger("eemwatchd.http")
@@ -47,30 +47,6 @@ class HttpLimits:
         if soft == resource.RLIM_INFINITY:
             return cls()
         return cls(max_connections=max(8, min(cls.max_connections, soft // 4)))
-
-
-class LogBudget:
-    """At most one log line per ``key`` every ``every`` seconds; the next one says how many were left out."""
-
-    def __init__(self, logger: logging.Logger, *, every: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._log = logger
-        self._every = every
-        self._clock = clock
-        self._last: dict[str, float] = {}
-        self._skipped: dict[str, int] = {}
-
-    def warn(self, key: str, message: str, *args: object) -> bool:
-        now = self._clock()
-        last = self._last.get(key)
-        if last is not None and now - last < self._every:
-            self._skipped[key] = self._skipped.get(key, 0) + 1
-            return False
-        skipped = self._skipped.pop(key, 0)
-        self._last[key] = now
-        suffix = f" ({skipped} more like it in the last {self._every:.0f} s)" if skipped else ""
-        self._log.warning(message + suffix, *args)
-        return True
 
 
 class ConnectionGuard:

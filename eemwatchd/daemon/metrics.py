@@ -119,6 +119,11 @@ class FleetCollector(Collector):
                              ["reason"])
         for reason, count in sorted(status.http_closed.items()):
             closed.add([reason], float(count))
+        deliveries = out.counter("eemwatchd_alert_deliveries",
+                                 "Alert batches handed to each kind of sink, by result: sent, failed, dropped.",
+                                 ["sink", "result"])
+        for (sink, result), count in sorted(status.alert_deliveries.items()):
+            deliveries.add([sink, result], float(count))
         return out
 
     def _collect_servers(self, out: _Families) -> None:

@@ -36,15 +36,16 @@ from eemwatchd.adapters.store import Store
 from eemwatchd.adapters.systemd import SystemdNotifier
 from eemwatchd.config import Config, RouterConfig, ServerConfig, load_config
 from eemwatchd.core.shard import Claim, Shard
+from eemwatchd.daemon.alert_queue import AlertQueue
 from eemwatchd.daemon.http_endpoint import HttpEndpoint, start_http
-from eemwatchd.daemon.http_guard import LogBudget
+from eemwatchd.daemon.log_budget import LogBudget
 from eemwatchd.daemon.metrics import Metrics
 from eemwatchd.daemon.reload import Reloads, config_changes, restart_needed
 from eemwatchd.daemon.schedule import Schedule
 from eemwatchd.daemon.status import FleetStatus
 from eemwatchd.daemon.status_view import audit_lines, narrate_router, narrate_server, router_status, server_status
 from eemwatchd.daemon.timed_session import timed_connector
-from eemwatchd.errors import ConfigError, EemwatchdError
+from eemwatchd.errors import AlertError, ConfigError, EemwatchdError
 from eemwatchd.reconcile import (
     Reconciler,
     RouterConnector,
@@ -120,6 +121,8 @@ class Daemon:
         self._gate_size = 0
         self.schedule = Schedule(spawn=self._track, on_start=self._job_started)
         self.reloads = Reloads(self.reload)
+        self._budget = LogBudget(logging.getLogger("eemwatchd.daemon"))
+        self.alerts = AlertQueue(budget=self._budget, on_result=self._count_delivery)
         self.http: HttpEndpoint | None = None
 
     # --- life ------------------------------------------------------------------------------------
@@ -226,6 +229,7 @@ class Daemon:
                 task.cancel()
             if late:
                 await asyncio.wait(late, timeout=5)
+        await self.alerts.close(timeout=5.0)  # what the last jobs queued
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beat
@@ -435,12 +439,27 @@ class Daemon:
         return result
 
     async def _alert(self, reconciler: Reconciler, report: RunReport) -> None:
+        """Decide the alerts ``report`` calls for and hand them to the background queue: no job waits for a sink."""
         try:
-            await reconciler.notify(report)
-        except Exception:  # an alert sink must never stop a job
-            log.exception("alerts could not be sent")
-        for error in report.alert_errors:
-            log.warning("alert not delivered: %s", error)
+            gated = await reconciler.gate(report)
+        except EemwatchdError as exc:  # the alert state could not be read (the state store): next run
+            log.warning("alerts not decided: %s", exc)
+            return
+        if gated is None:
+            return
+
+        async def delivered(errors: list[AlertError]) -> None:
+            if errors:
+                return  # not stored as sent: the next run sends them again
+            try:
+                await reconciler.record_sent(gated)
+            except EemwatchdError as exc:
+                log.warning("alert state not stored: %s", exc)
+
+        self.alerts.submit(reconciler.alerter, gated.alerts, secrets=gated.secrets, on_done=delivered)
+
+    def _count_delivery(self, sink: str, result: str) -> None:
+        self.status.count_alert_delivery(sink, result)
 
     # --- status ----------------------------------------------------------------------------------
 

@@ -126,6 +126,7 @@ class FleetStatus:
     clock_steps: int = 0  # steps of the wall clock seen since start (NTP steps, `date -s`, a VM resumed)
     http_open: int = 0  # connections to the HTTP endpoint open now
     http_closed: dict[str, int] = field(default_factory=dict)  # connections we closed, by reason, since start
+    alert_deliveries: dict[tuple[str, str], int] = field(default_factory=dict)  # (sink kind, result) -> batches
 
     def set_server(self, status: ServerStatus) -> None:
         self.servers[status.name] = status
@@ -140,6 +141,10 @@ class FleetStatus:
             raise ValueError(f"refresh result {result!r} is not one of {', '.join(REFRESH_RESULTS)}")
         counts = self.refreshes.setdefault(router, {})
         counts[result] = counts.get(result, 0) + 1
+
+    def count_alert_delivery(self, sink: str, result: str) -> None:
+        key = (sink, result)
+        self.alert_deliveries[key] = self.alert_deliveries.get(key, 0) + 1
 
     def count_chain_change(self, server: str) -> None:
         self.chain_changes[server] = self.chain_changes.get(server, 0) + 1

@@ -34,7 +34,7 @@ from eemwatchd.core.reason import Reason
 from eemwatchd.core.router_state import DEFAULT_MAXRUN, RouterSnapshot
 from eemwatchd.core.secrets import mail_passwords, scrub_text
 from eemwatchd.errors import EemwatchdError, ParseError, ResolveError
-from eemwatchd.reconcile.alerting import build_alerts, gate_alerts
+from eemwatchd.reconcile.alerting import GatedAlerts, build_alerts, gate_alerts
 from eemwatchd.reconcile.applier import Applier, StoreAudit
 from eemwatchd.reconcile.connect import (
     RouterConnector,
@@ -300,21 +300,34 @@ class Reconciler:
             await self.notify(run_report)
         return run_report
 
-    async def notify(self, report: RunReport) -> None:
-        """Send the alerts ``report`` calls for; the one place alerts leave a run (failures land in the report)."""
+    async def gate(self, report: RunReport) -> GatedAlerts | None:
+        """The alerts ``report`` calls for, and the alert states to store once they are delivered (None for a
+        reader: another process holds the writer lock and sends them)."""
         now = self._clock()
         built = build_alerts(report, at=now)
         if self.readonly:
-            return  # a reader (another process holds the writer lock) sends nothing: the writer does
+            return None
         alerts, states = gate_alerts(built, report, self.store.alert_states(), now=now,
                                      remind_after=timedelta(seconds=self.config.policy.alert_reminder))
-        secrets = set(self._router_secrets)
-        report.alerts = self.alerter.prepare(alerts, secrets=secrets)
-        errors = await self.alerter.send(report.alerts, secrets=secrets)
+        secrets = frozenset(self._router_secrets)
+        return GatedAlerts(self.alerter.prepare(alerts, secrets=secrets), states, secrets)
+
+    async def record_sent(self, gated: GatedAlerts) -> None:
+        """Store the alert states of alerts that were delivered (a failed delivery is tried again next time)."""
+        for state in gated.states:
+            self.store.save_alert_state(state)
+
+    async def notify(self, report: RunReport) -> None:
+        """Send the alerts ``report`` calls for and wait for them; failures land in the report. (The daemon gates
+        and hands them to its background queue instead: no job waits for a sink.)"""
+        gated = await self.gate(report)
+        if gated is None:
+            return
+        report.alerts = gated.alerts
+        errors = await self.alerter.send(report.alerts, secrets=gated.secrets)
         report.alert_errors = [str(e) for e in errors]
-        if not errors:  # stored only once sent, so a failed delivery is tried again next time
-            for state in states:
-                self.store.save_alert_state(state)
+        if not errors:
+            await self.record_sent(gated)
 
     async def reconcile_router(self, router: RouterConfig, *, apply: bool) -> RouterResult:
         """The router job (plan, or apply with ``apply``). The one place that turns a router's exception
