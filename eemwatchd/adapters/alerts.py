@@ -31,11 +31,13 @@ from eemwatchd.errors import AlertError
 log = logging.getLogger("eemwatchd.alerts")
 
 AlertEvent = Literal[
-    "chain_changed", "chain_unverified", "router_drift", "refresh_failed", "refresh_succeeded", "expiry"
+    "chain_changed", "chain_unverified", "router_drift", "refresh_failed", "refresh_succeeded", "expiry", "state_store"
 ]
 EVENTS: tuple[AlertEvent, ...] = get_args(AlertEvent)
 # Events a person must look at; the others (a change we expected, a refresh that worked) are news.
-BAD_EVENTS: frozenset[str] = frozenset({"chain_unverified", "router_drift", "refresh_failed", "expiry"})
+# state_store: the daemon's state store cannot be written (a full, read-only or frozen disk); sent once when it
+# starts and once resolved (the daemon keeps that condition in memory: the store is what fails).
+BAD_EVENTS: frozenset[str] = frozenset({"chain_unverified", "router_drift", "refresh_failed", "expiry", "state_store"})
 
 _EXCERPT = 200
 

@@ -110,7 +110,8 @@ class Store:
             with private_umask():
                 with contextlib.suppress(FileExistsError):
                     os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE))
-                db = sqlite3.connect(file, timeout=busy_timeout, isolation_level=None)
+                # one thread at a time uses it, but not always the one that opened it: the daemon's StoreWorker
+                db = sqlite3.connect(file, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
         except OSError as exc:
             raise StateError(f"state store {file}: cannot create it ({exc.strerror}); make its directory "
                              "writable for this user, or set state_path to another place") from exc

@@ -174,9 +174,11 @@ class _Handlers:
         return _text(200, f"ok: the daemon's loop beat {max(age, 0.0):.1f} s ago; every job on time")
 
     async def readyz(self, request: web.Request) -> web.Response:
-        if self._status.ready:
-            return _text(200, "ready")
-        return _text(503, "not ready: the first pass over servers and routers has not finished")
+        if not self._status.ready:
+            return _text(503, "not ready: the first pass over servers and routers has not finished")
+        if not self._status.store_writable:
+            return _text(503, f"not ready: the state store cannot be written: {self._status.store_problem}")
+        return _text(200, "ready")
 
     async def page(self, request: web.Request) -> web.Response:
         html = render_status_page(self._status, now=self._now())

@@ -124,6 +124,10 @@ class FleetCollector(Collector):
                                  ["sink", "result"])
         for (sink, result), count in sorted(status.alert_deliveries.items()):
             deliveries.add([sink, result], float(count))
+        out.gauge("eemwatchd_store_writable", "1 while the state store takes writes; 0 after a failed or unanswered "
+                  "write, until one succeeds.", []).add([], 1.0 if status.store_writable else 0.0)
+        out.counter("eemwatchd_store_write_failures", "Writes to the state store that failed or did not answer in "
+                    "time, since the process started.", []).add([], float(status.store_write_failures))
         return out
 
     def _collect_servers(self, out: _Families) -> None:

@@ -5,10 +5,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from eemwatchd.config import Config
+from eemwatchd.config import Config, load_config
+from eemwatchd.core.shard import Claim, Shard
+from eemwatchd.errors import ConfigError
+
+log = logging.getLogger("eemwatchd.daemon")
+
+
+def load_instance(path: Path, *, shard: str | None, listen: str | None,
+                  running: Config | None = None) -> tuple[Config, Claim, Path]:
+    """The config this instance runs (its shard of the routers, the listen address it was given), the claim of its
+    writer lock, and the state path of the whole fleet. With ``running``: a ConfigError for what needs a restart.
+    Reads files only: safe in a thread."""
+    loaded = load_config(path)
+    for warning in loaded.warnings:
+        log.warning("config: %s", warning)
+    config = loaded.config
+    text = shard or config.shard
+    try:
+        parsed = Shard.parse(text) if text else None
+    except ValueError as exc:
+        raise ConfigError([f"--shard: {exc}"], source="command line") from exc
+    if listen:
+        config = config.model_copy(update={"metrics": config.metrics.model_copy(update={"listen": listen})})
+    claim = Claim(tuple(r.name for r in config.routers), parsed)
+    instance = config.sharded(parsed)
+    if running is not None:
+        problems = restart_needed(running, instance)
+        if problems:
+            raise ConfigError(problems, source=str(path))
+    return instance, claim, config.state_path
 
 
 @dataclass(frozen=True)

@@ -155,3 +155,21 @@ class Schedule:
 
 async def _call(run: Callable[[], Awaitable[object]]) -> None:
     await run()
+
+
+class WallClockWatch:
+    """Notices steps of the wall clock: it moves against the monotonic clock by more than ``threshold`` seconds
+    between two looks (NTP slews by at most 0.5 ms/s; a step is `date -s`, an NTP step, a resumed VM)."""
+
+    def __init__(self, *, threshold: float = 2.0, wall: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._threshold = threshold
+        self._wall = wall
+        self._monotonic = monotonic
+        self._offset = wall() - monotonic()
+
+    def step(self) -> float | None:
+        """The step (seconds, negative: back) since the last look, or None."""
+        offset = self._wall() - self._monotonic()
+        moved, self._offset = offset - self._offset, offset
+        return moved if abs(moved) > self._threshold else None

@@ -33,17 +33,18 @@ from prometheus_client import CollectorRegistry
 from eemwatchd import __version__
 from eemwatchd.adapters.lock import StateLock
 from eemwatchd.adapters.store import Store
+from eemwatchd.adapters.store_worker import StoreWorker
 from eemwatchd.adapters.systemd import SystemdNotifier
-from eemwatchd.config import Config, RouterConfig, ServerConfig, load_config
-from eemwatchd.core.shard import Claim, Shard
+from eemwatchd.config import Config, RouterConfig
+from eemwatchd.core.shard import Claim
 from eemwatchd.daemon.alert_queue import AlertQueue
 from eemwatchd.daemon.http_endpoint import HttpEndpoint, start_http
 from eemwatchd.daemon.log_budget import LogBudget
 from eemwatchd.daemon.metrics import Metrics
-from eemwatchd.daemon.reload import Reloads, config_changes, restart_needed
-from eemwatchd.daemon.schedule import Schedule
+from eemwatchd.daemon.publish import Publisher
+from eemwatchd.daemon.reload import Reloads, config_changes, load_instance
+from eemwatchd.daemon.schedule import Schedule, WallClockWatch
 from eemwatchd.daemon.status import FleetStatus
-from eemwatchd.daemon.status_view import audit_lines, narrate_router, narrate_server, router_status, server_status
 from eemwatchd.daemon.timed_session import timed_connector
 from eemwatchd.errors import AlertError, ConfigError, EemwatchdError
 from eemwatchd.reconcile import (
@@ -90,9 +91,6 @@ class _Jobs:
 # A run may take this much longer than its own timeouts before its job counts as overdue (a router job waits its
 # turn behind policy.max_parallel_routers; a fetch job may fetch AIA issuers after the chain).
 _SLACK = 60.0
-# A wall clock that moves against the monotonic clock by more than this between two beats has been stepped
-# (NTP slews by at most 0.5 ms/s).
-CLOCK_STEP = 2.0
 
 
 class Daemon:
@@ -112,6 +110,7 @@ class Daemon:
         self._claim: Claim | None = None
         self._base_state_path: Path | None = None
         self.store: Store | None = None
+        self.io: StoreWorker | None = None  # the store's own thread: no store call blocks the event loop
         self.reconciler: Reconciler | None = None
         # Every reconciler with jobs that may still run (a reload builds a new one): a stop reaches them all.
         self._reconcilers: weakref.WeakSet[Reconciler] = weakref.WeakSet()
@@ -123,38 +122,15 @@ class Daemon:
         self.reloads = Reloads(self.reload)
         self._budget = LogBudget(logging.getLogger("eemwatchd.daemon"))
         self.alerts = AlertQueue(budget=self._budget, on_result=self._count_delivery)
+        self.publish = Publisher(self.status, clock=options.clock, alerts=self.alerts)
         self.http: HttpEndpoint | None = None
 
     # --- life ------------------------------------------------------------------------------------
 
-    def _load(self) -> tuple[Config, Claim, Path]:
-        """The config this instance runs (its shard of the routers, the listen address it was given), the claim
-        of its writer lock, and the state path of the whole fleet. Reads files only: safe in a thread."""
-        loaded = load_config(self.options.config_path)
-        for warning in loaded.warnings:
-            log.warning("config: %s", warning)
-        config = loaded.config
-        text = self.options.shard or config.shard
-        try:
-            shard = Shard.parse(text) if text else None
-        except ValueError as exc:
-            raise ConfigError([f"--shard: {exc}"], source="command line") from exc
-        if self.options.listen:
-            config = config.model_copy(update={"metrics": config.metrics.model_copy(
-                update={"listen": self.options.listen})})
-        claim = Claim(tuple(r.name for r in config.routers), shard)
-        return config.sharded(shard), claim, config.state_path
-
-    def _load_reloadable(self, running: Config) -> tuple[Config, Claim, Path]:
-        loaded = self._load()
-        problems = restart_needed(running, loaded[0])
-        if problems:
-            raise ConfigError(problems, source=str(self.options.config_path))
-        return loaded
-
     async def run(self) -> int:
         try:
-            self.config, self._claim, self._base_state_path = self._load()
+            self.config, self._claim, self._base_state_path = load_instance(
+                self.options.config_path, shard=self.options.shard, listen=self.options.listen)
         except ConfigError as exc:
             log.error("%s", exc)  # noqa: TRY400 - our error says it all; no traceback
             return 2
@@ -170,11 +146,29 @@ class Daemon:
             log.error("%s", exc)  # noqa: TRY400 - our error says it all; no traceback
             return int(getattr(exc, "exit_code", 75))
         try:
-            with Store.open(self.config.state_path, secrets=config_secrets(self.config)) as store:
-                self.store = store
-                return await self._serve()
-        finally:
+            store = Store.open(self.config.state_path, secrets=config_secrets(self.config))
+        except EemwatchdError as exc:
             lock.release()
+            log.error("%s", exc)  # noqa: TRY400 - our error says it all; no traceback
+            return 2
+        self.store = store
+        self.io = self.publish.io = StoreWorker(store)
+        try:
+            return await self._serve()
+        finally:
+            self._close_store()
+            lock.release()
+
+    def _close_store(self) -> None:
+        assert self.store is not None
+        assert self.io is not None
+        if self.io.stuck:
+            # closing would wait for the stuck write, i.e. for the disk to come back; SQLite's journal keeps the
+            # store consistent without it
+            log.warning("the state store did not answer; exiting without closing it")
+            return
+        self.io.stop()
+        self.store.close()
 
     async def _serve(self) -> int:
         assert self.config is not None
@@ -196,7 +190,7 @@ class Daemon:
         # READY as soon as we serve (a first pass over hundreds of routers may outlast a start timeout);
         # /readyz turns 200 only after that first pass.
         self.notifier.ready(status="first pass under way")
-        self._load_recent_changes()
+        await self.publish.recent_changes()
         say.info("eemwatchd %s running: status page %s/ , metrics %s/metrics", __version__, self.http.url,
                  self.http.url)
         try:
@@ -205,7 +199,7 @@ class Daemon:
             if self._stop.is_set():
                 return 0
             self.status.ready = True
-            self.notifier.status(self._summary())
+            self.notifier.status(self.publish.summary())
             if self.options.on_ready is not None:
                 self.options.on_ready(self.http.url)
             self.schedule.start()
@@ -243,24 +237,21 @@ class Daemon:
     async def _heartbeat(self) -> None:
         watchdog = self.notifier.watchdog_interval()
         last_ping = 0.0
-        offset = time.time() - time.monotonic()
+        wall = WallClockWatch()
         while True:
             self._beat = time.monotonic()
             if watchdog is not None and self._beat - last_ping >= watchdog:
                 self.notifier.watchdog()
                 last_ping = self._beat
-            # the wall clock against the monotonic one: a step moves the reported times, never a job
-            now_offset = time.time() - time.monotonic()
-            if abs(now_offset - offset) > CLOCK_STEP:
-                self._clock_stepped(now_offset - offset)
-            offset = now_offset
+            step = wall.step()  # a step moves the times the status reports, never a job
+            if step is not None:
+                log.warning("the wall clock stepped by %+.1f s; jobs keep their schedule (monotonic clock), the "
+                            "times the status reports move with it", step,
+                            extra={"event": "clock_step", "seconds": round(step, 1)})
+                self.status.shift_times(timedelta(seconds=step))
             self.status.overdue = {o.job_id: o.seconds for o in self.schedule.overdue()}
+            self.publish.store_health(self.reconciler)
             await asyncio.sleep(min(self.options.heartbeat_every, watchdog or self.options.heartbeat_every))
-
-    def _clock_stepped(self, step: float) -> None:
-        log.warning("the wall clock stepped by %+.1f s; jobs keep their schedule (monotonic clock), the times the "
-                    "status reports move with it", step, extra={"event": "clock_step", "seconds": round(step, 1)})
-        self.status.shift_times(timedelta(seconds=step))
 
     def _on_stop(self, sig: signal.Signals) -> None:
         if self._stop.is_set():
@@ -285,7 +276,9 @@ class Daemon:
         assert self.config is not None
         self.notifier.reloading(status="reloading the configuration")
         try:
-            config, claim, base = await asyncio.to_thread(self._load_reloadable, self.config)
+            config, claim, base = await asyncio.to_thread(
+                load_instance, self.options.config_path, shard=self.options.shard, listen=self.options.listen,
+                running=self.config)
         except ConfigError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)  # noqa: TRY400 - our error says it all; no traceback
             self.status.record_reload(ok=False, at=self.options.clock())
@@ -299,7 +292,7 @@ class Daemon:
         self._schedule(config)
         self.status.record_reload(ok=True, at=self.options.clock())
         say.info("configuration reloaded: %d server(s), %d router(s)", len(config.servers), len(config.routers))
-        self.notifier.ready(status=self._summary())
+        self.notifier.ready(status=self.publish.summary())
         changes = config_changes(old, config)
         for server in changes.servers:
             self._observe_soon(server)
@@ -317,7 +310,7 @@ class Daemon:
             self._gate, self._gate_size = asyncio.Semaphore(size), size
         connect = timed_connector(self.options.connect or default_connector, self.metrics.observe_router_operation)
         reconciler = Reconciler(config, self.store, connect=connect, fetch=self.options.fetch,
-                                clock=self.options.clock, router_locks=self._router_locks, gate=self._gate)
+                                clock=self.options.clock, io=self.io, router_locks=self._router_locks, gate=self._gate)
         self._reconcilers.add(reconciler)
         return reconciler
 
@@ -388,7 +381,8 @@ class Daemon:
         outcome = await reconciler.observe_server(server)
         if self.metrics is not None:
             self.metrics.observe_fetch(name, time.monotonic() - started)
-        self._publish_server(server, outcome)
+        self.publish.server(server, outcome, confirmations=config.policy.confirmations)
+        self.publish.store_health(reconciler)
         await self._alert(reconciler, RunReport([outcome], [], []))
         confirmed = frozenset(a.chain for a in outcome.addresses
                               if a.verified and a.pinned and a.times_seen >= config.policy.confirmations)
@@ -434,7 +428,8 @@ class Daemon:
             return None
         reconciler = self.reconciler
         result = await reconciler.reconcile_router(router, apply=not self.options.plan_only)
-        self._publish_router(router, result)
+        await self.publish.router(router, result)
+        self.publish.store_health(reconciler)
         await self._alert(reconciler, RunReport([], [result], []))
         return result
 
@@ -460,44 +455,6 @@ class Daemon:
 
     def _count_delivery(self, sink: str, result: str) -> None:
         self.status.count_alert_delivery(sink, result)
-
-    # --- status ----------------------------------------------------------------------------------
-
-    def _publish_server(self, server: ServerConfig, outcome: ServerOutcome) -> None:
-        assert self.config is not None
-        for line in narrate_server(outcome, confirmations=self.config.policy.confirmations):
-            say.info("%s", line)
-        for address in outcome.addresses:
-            if address.changed_from:
-                self.status.count_chain_change(server.name)
-        self.status.set_server(server_status(server, outcome, confirmations=self.config.policy.confirmations,
-                                             at=self.options.clock()))
-
-    def _publish_router(self, router: RouterConfig, result: RouterResult) -> None:
-        assert self.store is not None
-        for line in narrate_router(result):
-            say.info("%s", line)
-        if result.result is not None and result.plan is not None and result.plan.needs_test_fire:
-            rolled = any(s.kind == "rollback" for s in result.steps)
-            self.status.count_refresh(router.name, "success" if result.in_sync and result.applied
-                                      else "rolled-back" if rolled else "failure")
-        proof = self.store.last_proof(router.name, ok_only=True)
-        self.status.set_router(router_status(router.host, result, at=self.options.clock(), proof=proof,
-                                             previous=self.status.routers.get(router.name)))
-        changes = [s for s in result.steps if s.kind in ("add", "retire", "rollback", "save", "test-fire",
-                                                         "observed")]
-        if changes:
-            self.status.add_changes(audit_lines(self.store.audit(router=router.name)[-len(changes):]))
-
-    def _load_recent_changes(self) -> None:
-        assert self.store is not None
-        self.status.add_changes(audit_lines(self.store.audit()[-RECENT_AUDIT:]))
-
-    def _summary(self) -> str:
-        routers = self.status.routers.values()
-        synced = sum(1 for r in routers if r.in_sync)
-        return f"{synced}/{len(self.status.routers)} routers in sync"
-
 
 def _router_interval(router: RouterConfig) -> float:
     return float(getattr(router, "interval", 3600.0))

@@ -127,6 +127,9 @@ class FleetStatus:
     http_open: int = 0  # connections to the HTTP endpoint open now
     http_closed: dict[str, int] = field(default_factory=dict)  # connections we closed, by reason, since start
     alert_deliveries: dict[tuple[str, str], int] = field(default_factory=dict)  # (sink kind, result) -> batches
+    store_writable: bool = True  # the last write to the state store succeeded (and no call is stuck)
+    store_problem: str | None = None  # why not
+    store_write_failures: int = 0  # failed or unanswered writes since start
 
     def set_server(self, status: ServerStatus) -> None:
         self.servers[status.name] = status

@@ -1,0 +1,124 @@
+"""Issue 17 finding 6: a frozen or full state disk. A real `eemwatchd run` keeps its state on a small loop-mounted ext4
+(root only; skipped with the reason where the machine cannot mount one). Frozen (`fsfreeze`): /healthz and /metrics
+keep answering (store calls no longer block the event loop), `eemwatchd_store_writable` turns 0 and /readyz 503
+within the store's deadline, one `state_store` alert; thawed, all of it turns back. Full: the same, at once, and no
+traceback per interval."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from eemwatchd_lab.environment import StateDisk
+from eemwatchd_lab.scenario import Lab
+from tests.test_daemon import daemon_process, free_port, get, metrics, series, wait_until
+
+pytestmark = pytest.mark.timeout(150)
+
+
+@pytest.fixture(scope="module")
+def disk_support() -> None:
+    why = StateDisk.unavailable()
+    if why is not None:
+        pytest.skip(f"no freezable state disk on this machine: {why}")
+
+
+@pytest.fixture
+def disk(disk_support: None, tmp_path: Path) -> Iterator[StateDisk]:
+    with StateDisk(tmp_path / "disk", size_mb=16) as disk:
+        yield disk
+
+
+@pytest.fixture
+async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
+    async with Lab(tmp_path / "lab", routers=2, say=lambda _text: None, live=True) as lab:
+        yield lab
+
+
+def store_writable(base: str) -> float | None:
+    return series(metrics(base), "eemwatchd_store_writable").get("")
+
+
+def configure(lab: Lab, disk: StateDisk, port: int) -> None:
+    document = yaml.safe_load(lab.config_path.read_text())
+    document["metrics"] = {"listen": f"127.0.0.1:{port}"}
+    document["state_path"] = str(disk.mountpoint / "state.db")
+    document["servers"][0]["interval"] = "2s"  # every fetch records its sighting: a write every 2 s
+    document["policy"]["recent"] = "10m"
+    document["defaults"]["routers"]["interval"] = "5s"
+    lab.config_path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+async def answers_quickly(base: str, seconds: float, log: Path) -> None:
+    """/healthz 200 and /metrics 200, each within 2 s, every second for ``seconds``."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for path, code_wanted in (("/healthz", 200), ("/metrics", 200)):
+            started = time.monotonic()
+            code, _body = await asyncio.to_thread(get, base + path, 2.0)
+            assert code == code_wanted and time.monotonic() - started < 2.0, \
+                f"{path}: {code} after {time.monotonic() - started:.1f} s\n{log.read_text()[-3000:]}"
+        await asyncio.sleep(1.0)
+
+
+async def test_a_frozen_state_disk_blocks_nothing_and_is_reported(lab: Lab, disk: StateDisk, tmp_path: Path) -> None:
+    names = [d.name for d in lab.fleet]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    configure(lab, disk, port)
+    log = tmp_path / "daemon.log"
+    with daemon_process(lab.config_path, log) as daemon:
+        try:
+            await wait_until("routers in sync", lambda: get(f"{base}/readyz")[0] == 200 and all(
+                series(metrics(base), "eemwatchd_router_in_sync").get(n) == 1.0 for n in names), 90, daemon, log)
+            assert store_writable(base) == 1.0
+            disk.freeze()
+            frozen = time.monotonic()
+            await answers_quickly(base, 8, log)
+            await wait_until("store not writable", lambda: store_writable(base) == 0.0, 20, daemon, log)
+            noticed = time.monotonic() - frozen
+            code, body = get(f"{base}/readyz")
+            assert code == 503 and "state store" in body, body
+            await answers_quickly(base, 6, log)
+            assert noticed < 16.0  # the store's deadline (10 s) after the first write that hung
+        finally:
+            disk.thaw()
+        await wait_until("store writable again", lambda: store_writable(base) == 1.0, 30, daemon, log)
+        await wait_until("/readyz 200 again", lambda: get(f"{base}/readyz")[0] == 200, 10, daemon, log)
+        await wait_until("routers in sync", lambda: all(
+            series(metrics(base), "eemwatchd_router_in_sync").get(n) == 1.0 for n in names), 30, daemon, log)
+        text = log.read_text()
+        assert text.count("ALERT state_store state-store: the state store") == 1, text[-3000:]
+        assert text.count("ALERT state_store state-store: resolved") == 1, text[-3000:]
+        assert "Traceback" not in text, text[-3000:]
+
+
+async def test_a_full_state_disk_is_reported_once_without_tracebacks(lab: Lab, disk: StateDisk,
+                                                                      tmp_path: Path) -> None:
+    names = [d.name for d in lab.fleet]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    configure(lab, disk, port)
+    log = tmp_path / "daemon.log"
+    with daemon_process(lab.config_path, log) as daemon:
+        await wait_until("routers in sync", lambda: get(f"{base}/readyz")[0] == 200 and all(
+            series(metrics(base), "eemwatchd_router_in_sync").get(n) == 1.0 for n in names), 90, daemon, log)
+        disk.fill()
+        try:
+            await wait_until("store not writable", lambda: store_writable(base) == 0.0, 30, daemon, log)
+            code, body = get(f"{base}/readyz")
+            assert code == 503 and "full" in body, body
+            await answers_quickly(base, 10, log)  # several server and router jobs meet the full disk
+            failures = series(metrics(base), "eemwatchd_store_write_failures_total").get("")
+            assert failures is not None and failures >= 2
+        finally:
+            disk.free()
+        await wait_until("store writable again", lambda: store_writable(base) == 1.0, 30, daemon, log)
+        text = log.read_text()
+        assert text.count("ALERT state_store state-store: the state store") == 1, text[-3000:]
+        assert "Traceback" not in text, text[-3000:]
