@@ -50,6 +50,30 @@ class JsonFormatter(logging.Formatter):
                               ensure_ascii=False)
 
 
+# Characters that end or fake a line in a text log (C0 controls, DEL, C1 controls, Unicode line separators): a
+# certificate's CN or a router's words may hold any of them. JSON lines escape them already.
+_LINE_BREAKERS = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7F, *range(0x80, 0xA0))} | {
+    0x0A: "\\n", 0x0D: "\\r", 0x09: "\t", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with every character that could start a new log line escaped (a tab stays a tab)."""
+    return text.translate(_LINE_BREAKERS)
+
+
+class OneLineFormatter(logging.Formatter):
+    """A text formatter whose message is always one line: a newline in a value (a certificate CN) cannot forge a
+    log line of its own. A traceback still follows on its own lines, as it should."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        message = record.message
+        record.message = one_line(message)
+        try:
+            return super().formatMessage(record)
+        finally:
+            record.message = message
+
+
 class _JournalPriority(logging.Formatter):
     """Prefixes another formatter's line with journald's `<N>` priority."""
 
@@ -99,9 +123,9 @@ def configure_logging(
     if fmt == "json":
         formatter = JsonFormatter()
     elif journal:
-        formatter = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+        formatter = OneLineFormatter("%(levelname)s %(name)s: %(message)s")
     else:
-        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        formatter = OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     if journal:
         formatter = _JournalPriority(formatter)
     handler = _Handler(stream)

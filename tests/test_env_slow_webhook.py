@@ -63,7 +63,7 @@ async def test_a_slow_webhook_starves_neither_dns_nor_routers(lab: Lab, tmp_path
                 while time.monotonic() < end:
                     ok, _runs = await asyncio.to_thread(fetch_of, base, address)
                     synced = series(await asyncio.to_thread(metrics, base), "eemwatchd_router_in_sync")
-                    assert ok == 1.0, f"fetch of {address} failed while the webhook trickles:\n{log.read_text()[-3000:]}"
+                    assert ok == 1.0, f"fetch of {address} failed meanwhile:\n{log.read_text()[-3000:]}"
                     assert all(synced.get(n) == 1.0 for n in good), (synced, log.read_text()[-3000:])
                     assert webhook.held <= 2, webhook.held  # one batch at a time per sink (and one closing)
                     await asyncio.sleep(1.0)

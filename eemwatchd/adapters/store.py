@@ -231,11 +231,14 @@ class Store:
 
         A sighting counts towards ``times_seen`` only when the last counted one is at least ``min_spacing``
         old (half the server's interval): two fetches in a burst are one observation, not a confirmation.
+        A last sighting later than ``now`` (the wall clock was stepped back since) does not hold this one back.
         """
         chain_key = ",".join(c.sha256 for c in chain)
         path_key = ",".join(c.sha256 for c in path)
         earlier = self.observations(servers=[server], address=address, chain=chain_key)
-        if earlier and now - earlier[0].last_seen < min_spacing:
+        # A last sighting in the future was recorded while the wall clock ran ahead: it is older than this one in
+        # real time, so this one counts (and pulls last_seen back), or no sighting would count until then.
+        if earlier and timedelta(0) <= now - earlier[0].last_seen < min_spacing:
             return earlier[0]
         with self._errors("recording an observation"), self._transaction():
             self._put_certificates([*chain, *path])

@@ -19,9 +19,6 @@ from eemwatchd.errors import AlertError
 
 Done = Callable[[list[AlertError]], Awaitable[None]]
 
-# Delivery results: the ``result`` label of eemwatchd_alert_deliveries_total.
-DELIVERY_RESULTS: tuple[str, ...] = ("sent", "failed", "dropped")
-
 
 @dataclass
 class _Ticket:

@@ -24,6 +24,8 @@ ROUTER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 1
 # How late a scheduled job starts: milliseconds normally; seconds when the loop is busy; more is a problem.
 DELAY_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0)
 JOB_KINDS: tuple[str, ...] = ("server", "router")
+# What became of an alert batch handed to a sink (the daemon's queue: daemon/alert_queue.py).
+DELIVERY_RESULTS: tuple[str, ...] = ("sent", "failed", "dropped")
 
 
 def _ts(moment: datetime) -> float:
@@ -122,8 +124,10 @@ class FleetCollector(Collector):
         deliveries = out.counter("eemwatchd_alert_deliveries",
                                  "Alert batches handed to each kind of sink, by result: sent, failed, dropped.",
                                  ["sink", "result"])
-        for (sink, result), count in sorted(status.alert_deliveries.items()):
-            deliveries.add([sink, result], float(count))
+        kinds = sorted({"log", "webhook", "email", *(sink for sink, _result in status.alert_deliveries)})
+        for sink in kinds:
+            for result in DELIVERY_RESULTS:
+                deliveries.add([sink, result], float(status.alert_deliveries.get((sink, result), 0)))
         out.gauge("eemwatchd_store_writable", "1 while the state store takes writes; 0 after a failed or unanswered "
                   "write, until one succeeds.", []).add([], 1.0 if status.store_writable else 0.0)
         out.counter("eemwatchd_store_write_failures", "Writes to the state store that failed or did not answer in "

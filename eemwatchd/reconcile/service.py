@@ -30,7 +30,7 @@ from eemwatchd.core.desired import (
 from eemwatchd.core.ios.parsers import RUNNING_CONFIG
 from eemwatchd.core.ios.trust import validate_as_ios
 from eemwatchd.core.lint import KnownServer, lint_router
-from eemwatchd.core.plan import ChainValidator, is_managed, managed_trust, plan_router
+from eemwatchd.core.plan import ChainValidator, after_changes, is_managed, managed_trust, plan_router
 from eemwatchd.core.reason import Reason
 from eemwatchd.core.router_state import DEFAULT_MAXRUN, RouterSnapshot
 from eemwatchd.core.secrets import mail_passwords, scrub_text
@@ -416,9 +416,10 @@ class Reconciler:
             # In sync needs the LAST test-fire to have succeeded: a failure after an earlier success is
             # evidence that mail does not work now (docs/design.md "Invariants").
             proof = await self.io.call(self.store.last_proof, router.name)
+            desired = await self.desired_for(router, now)
             plan = plan_router(
                 trustpoints,
-                await self.desired_for(router, now),
+                desired,
                 policy=self.policy,
                 adopt=router.adopt,
                 now=now,
@@ -440,6 +441,9 @@ class Reconciler:
             if apply and plan.needs_test_fire:
                 await self._apply(session, router, snapshot, result, checkpoint=checkpoint,
                                   held=set(managed_trust(trustpoints, prefix=prefix)))
+                if result.error is None and plan.waiting:
+                    after = {name: certs for name, _managed, certs in result.trustpoints}
+                    result.plan = after_changes(plan, desired, after, validate=self._validator(), now=now)
 
     async def _apply(self, session: RouterSessionLike, router: RouterConfig, snapshot: RouterSnapshot,
                      result: RouterResult, *, checkpoint: Callable[[str], None], held: set[str]) -> None:
