@@ -22,15 +22,26 @@ pytestmark = pytest.mark.timeout(150)
 
 
 @pytest.fixture(scope="module")
-def disk_support() -> None:
-    why = StateDisk.unavailable()
-    if why is not None:
-        pytest.skip(f"no freezable state disk on this machine: {why}")
+def disk_kinds() -> dict[str, str | None]:
+    """Why each kind of state disk cannot be made here (None: it can)."""
+    return {kind: StateDisk.unavailable(kind) for kind in ("loop", "tmpfs")}
 
 
 @pytest.fixture
-def disk(disk_support: None, tmp_path: Path) -> Iterator[StateDisk]:
+def frozen_disk(disk_kinds: dict[str, str | None], tmp_path: Path) -> Iterator[StateDisk]:
+    if disk_kinds["loop"] is not None:
+        pytest.skip(f"no freezable state disk on this machine: {disk_kinds['loop']}")
     with StateDisk(tmp_path / "disk", size_mb=16) as disk:
+        yield disk
+
+
+@pytest.fixture
+def full_disk(disk_kinds: dict[str, str | None], tmp_path: Path) -> Iterator[StateDisk]:
+    """A loop-mounted ext4 where the machine allows it, else the closest real fault: a tmpfs with a size limit."""
+    kind = "loop" if disk_kinds["loop"] is None else "tmpfs"
+    if disk_kinds[kind] is not None:
+        pytest.skip(f"no state disk to fill on this machine: {disk_kinds['loop']}; {disk_kinds['tmpfs']}")
+    with StateDisk(tmp_path / "disk", size_mb=16, kind=kind) as disk:
         yield disk
 
 
@@ -66,7 +77,9 @@ async def answers_quickly(base: str, seconds: float, log: Path) -> None:
         await asyncio.sleep(1.0)
 
 
-async def test_a_frozen_state_disk_blocks_nothing_and_is_reported(lab: Lab, disk: StateDisk, tmp_path: Path) -> None:
+async def test_a_frozen_state_disk_blocks_nothing_and_is_reported(lab: Lab, frozen_disk: StateDisk,
+                                                                   tmp_path: Path) -> None:
+    disk = frozen_disk
     names = [d.name for d in lab.fleet]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -97,8 +110,9 @@ async def test_a_frozen_state_disk_blocks_nothing_and_is_reported(lab: Lab, disk
         assert "Traceback" not in text, text[-3000:]
 
 
-async def test_a_full_state_disk_is_reported_once_without_tracebacks(lab: Lab, disk: StateDisk,
+async def test_a_full_state_disk_is_reported_once_without_tracebacks(lab: Lab, full_disk: StateDisk,
                                                                       tmp_path: Path) -> None:
+    disk = full_disk
     names = [d.name for d in lab.fleet]
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -23,9 +23,6 @@ from eemwatchd.daemon.status import FleetStatus
 
 log = logging.getLogger("eemwatchd.http")
 
-# Why a connection was closed by us: the ``reason`` label of eemwatchd_http_connections_closed_total
-# (over-limit: refused, or the longest wait for headers closed to make room for a new connection).
-CLOSE_REASONS: tuple[str, ...] = ("over-limit", "header-timeout", "request-timeout")
 
 _REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 46\r\n"
             b"Connection: close\r\n\r\ntoo many connections to eemwatchd; try again\r\n")
@@ -62,8 +59,6 @@ class ConnectionGuard:
         self.status = status
         self.budget = budget
         self.waiting: dict[_Guarded, None] = {}  # connections waiting for request headers, longest first
-        for reason in CLOSE_REASONS:
-            status.http_closed.setdefault(reason, 0)
 
     def make_room(self) -> bool:
         """Close the connection that has waited longest for its headers; False when none waits."""

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from eemwatchd.daemon.status import REFRESH_RESULTS, ROUTER_STATES, FleetStatus
+from eemwatchd.daemon.status import HTTP_CLOSE_REASONS, REFRESH_RESULTS, ROUTER_STATES, FleetStatus
 
 ROUTER_OPERATIONS: tuple[str, ...] = ("read", "install", "retire", "test_fire", "save")
 
@@ -119,8 +119,8 @@ class FleetCollector(Collector):
         closed = out.counter("eemwatchd_http_connections_closed",
                              "Connections the endpoint closed itself: over-limit, header-timeout, request-timeout.",
                              ["reason"])
-        for reason, count in sorted(status.http_closed.items()):
-            closed.add([reason], float(count))
+        for reason in sorted({*HTTP_CLOSE_REASONS, *status.http_closed}):
+            closed.add([reason], float(status.http_closed.get(reason, 0)))
         deliveries = out.counter("eemwatchd_alert_deliveries",
                                  "Alert batches handed to each kind of sink, by result: sent, failed, dropped.",
                                  ["sink", "result"])

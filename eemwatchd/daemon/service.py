@@ -333,6 +333,9 @@ class Daemon:
     def _job_started(self, job_id: str, delay: float) -> None:
         if self.metrics is not None:
             self.metrics.observe_job_delay(job_id.split(":", 1)[0], delay)
+        if delay > 10.0:
+            self._budget.warn("late-job", "job %s started %.0f s after it was due: the event loop was blocked or the "
+                              "machine is overloaded", job_id, delay)
 
     def _track(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)

@@ -23,6 +23,10 @@ ROUTER_STATES: tuple[str, ...] = ("pending", *(r.value for r in Reason if r is n
 # What a refresh (one apply on one router) ended as; the ``result`` label of eemwatchd_router_refreshes_total.
 REFRESH_RESULTS: tuple[str, ...] = ("success", "failure", "rolled-back")
 
+# Why the HTTP endpoint closed a connection itself (over-limit: refused, or the one waiting longest for its
+# request headers closed to make room): the ``reason`` label of eemwatchd_http_connections_closed_total.
+HTTP_CLOSE_REASONS: tuple[str, ...] = ("over-limit", "header-timeout", "request-timeout")
+
 RECENT_CHANGES = 50  # audit lines kept for the status page
 
 

@@ -240,14 +240,19 @@ def _run(*command: str) -> subprocess.CompletedProcess[str]:
 
 
 class StateDisk:
-    """A small ext4 file system on a loop device, mounted at ``mountpoint``: freeze it (`fsfreeze`), thaw it, fill it
-    to the last block, free it again. Root only; ``unavailable()`` says why it cannot work here (then skip).
+    """A small file system mounted at ``mountpoint`` for a daemon's state: ext4 on a loop device (``kind="loop"``:
+    it can be frozen with `fsfreeze`, filled and freed) or a tmpfs with a size limit (``kind="tmpfs"``: filled and
+    freed only; for machines without loop devices). Root only; ``unavailable(kind)`` says why it cannot work here
+    (then skip, saying so).
 
     Always leave it with ``close()`` (or the context manager): it thaws, unmounts and removes the image.
     """
 
-    def __init__(self, directory: Path, *, size_mb: int = 16) -> None:
+    def __init__(self, directory: Path, *, size_mb: int = 16, kind: str = "loop") -> None:
+        if kind not in ("loop", "tmpfs"):
+            raise ValueError(f"kind must be loop or tmpfs, not {kind!r}")
         self.directory = directory
+        self.kind = kind
         self.image = directory / "state.img"
         self.mountpoint = directory / "state"
         self.size_mb = size_mb
@@ -256,26 +261,36 @@ class StateDisk:
         self._filler: Path | None = None
 
     @staticmethod
-    def unavailable() -> str | None:
+    def unavailable(kind: str = "loop") -> str | None:
         if os.geteuid() != 0:
-            return "needs root (loop mount, fsfreeze)"
-        for tool in ("mount", "umount", "mkfs.ext4", "fsfreeze"):
+            return "needs root (mount" + (", fsfreeze)" if kind == "loop" else ")")
+        tools = ("mount", "umount", "mkfs.ext4", "fsfreeze") if kind == "loop" else ("mount", "umount")
+        for tool in tools:
             if shutil.which(tool) is None:
                 return f"`{tool}` is not installed"
         with tempfile.TemporaryDirectory(prefix="eemwatchd-disk-probe-") as tmp:
-            probe = StateDisk(Path(tmp), size_mb=4)
+            probe = StateDisk(Path(tmp), size_mb=4, kind=kind)
             try:
                 probe.open()
-                probe.freeze()
-                probe.thaw()
+                if kind == "loop":
+                    probe.freeze()
+                    probe.thaw()
             except OSError as exc:
-                return f"a loop-mounted ext4 that fsfreeze can freeze is not available here: {exc}"
+                what = "a loop-mounted ext4 that fsfreeze can freeze" if kind == "loop" else "a tmpfs mount"
+                return f"{what} is not available here: {exc}"
             finally:
                 probe.close()
         return None
 
     def open(self) -> StateDisk:
         self.mountpoint.mkdir(parents=True, exist_ok=True)
+        if self.kind == "tmpfs":
+            mounted = _run("mount", "-t", "tmpfs", "-o", f"size={self.size_mb}m,mode=0700", "tmpfs",
+                           str(self.mountpoint))
+            if mounted.returncode != 0:
+                raise OSError(errno.EIO, f"mount -t tmpfs: {mounted.stderr.strip()}")
+            self._mounted = True
+            return self
         with self.image.open("wb") as fh:
             fh.truncate(self.size_mb * 1024 * 1024)
         made = _run("mkfs.ext4", "-q", "-F", "-m", "0", str(self.image))
@@ -288,6 +303,8 @@ class StateDisk:
         return self
 
     def freeze(self) -> None:
+        if self.kind != "loop":
+            raise OSError(errno.EOPNOTSUPP, "a tmpfs cannot be frozen")
         done = _run("fsfreeze", "--freeze", str(self.mountpoint))
         if done.returncode != 0:
             raise OSError(errno.EIO, f"fsfreeze --freeze: {done.stderr.strip()}")
