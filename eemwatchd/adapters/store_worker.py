@@ -14,6 +14,7 @@ import asyncio
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
@@ -40,20 +41,35 @@ class StoreHealth:
 _Job = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
 
 
+_WORKERS: weakref.WeakKeyDictionary[Store, StoreWorker] = weakref.WeakKeyDictionary()
+
+
 class StoreWorker:
     """Runs ``store``'s methods on its own thread: ``await worker.call(store.audit, router="r1")``.
 
-    The thread is a daemon thread: a process that exits while the disk is frozen does not wait for it.
+    The thread is a daemon thread (a process that exits while the disk is frozen does not wait for it), started at
+    the first call and ended after ``idle`` seconds without one.
     """
 
-    def __init__(self, store: Store, *, deadline: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: Store, *, deadline: float = 10.0, idle: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.deadline = deadline
         self.health = StoreHealth()
+        self._idle = idle
         self._clock = clock
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._busy_since: float | None = None  # when the call under way started (monotonic)
+
+    @classmethod
+    def of(cls, store: Store) -> StoreWorker:
+        """The one worker of ``store`` (every reconciler on one store shares its thread)."""
+        worker = _WORKERS.get(store)
+        if worker is None:
+            worker = _WORKERS[store] = cls(store)
+        return worker
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(*args, **kwargs)`` on the store's thread; StateError when it fails or does not answer in time."""
@@ -67,8 +83,8 @@ class StoreWorker:
             raise error
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._start()
         self._jobs.put((fn, args, kwargs, future, loop))
+        self._start()  # after the put: a thread ending for idleness sees the job, or a new one starts
         try:
             result = await asyncio.wait_for(asyncio.shield(future), timeout=self.deadline)
         except TimeoutError:
@@ -90,15 +106,21 @@ class StoreWorker:
             self.health.write_failures += 1 if write else 0
 
     def _start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="eemwatchd-store", daemon=True)
-            self._thread.start()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="eemwatchd-store", daemon=True)
+                self._thread.start()
 
     def _run(self) -> None:
         while True:
-            job = self._jobs.get()
-            if job is None:
-                return
+            try:
+                job = self._jobs.get(timeout=self._idle)
+            except queue.Empty:
+                with self._lock:
+                    if self._jobs.empty():
+                        self._thread = None
+                        return
+                continue
             fn, args, kwargs, future, loop = job
             if future.cancelled():  # its caller gave up before it started
                 continue
@@ -111,12 +133,6 @@ class StoreWorker:
                 loop.call_soon_threadsafe(_settle, future, result, None)
             finally:
                 self._busy_since = None
-
-    def stop(self) -> None:
-        """Let the thread end after the calls queued so far (it is not waited for)."""
-        if self._thread is not None:
-            self._jobs.put(None)
-            self._thread = None
 
     @property
     def stuck(self) -> bool:

@@ -152,7 +152,7 @@ class Daemon:
             log.error("%s", exc)  # noqa: TRY400 - our error says it all; no traceback
             return 2
         self.store = store
-        self.io = self.publish.io = StoreWorker(store)
+        self.io = self.publish.io = StoreWorker.of(store)
         try:
             return await self._serve()
         finally:
@@ -167,7 +167,6 @@ class Daemon:
             # store consistent without it
             log.warning("the state store did not answer; exiting without closing it")
             return
-        self.io.stop()
         self.store.close()
 
     async def _serve(self) -> int:

@@ -112,7 +112,7 @@ class Reconciler:
         self.alerter = alerter or Alerter.from_config(config.alerts, secrets=config_secrets(config))
         self._router_secrets: set[str] = set()  # mail passwords read from routers, kept out of alerts
         self.store = store
-        self.io = io if io is not None else StoreWorker(store)
+        self.io = io if io is not None else StoreWorker.of(store)
         self.policy = trust_policy(config)
         self._connect = connect or default_connector
         self._fetch = fetch or default_fetcher
