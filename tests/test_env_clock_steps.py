@@ -73,15 +73,16 @@ async def test_jobs_keep_their_interval_through_wall_clock_steps_both_ways(lab: 
             after = await asyncio.to_thread(counts, base)
             return after[0] - before[0], after[1] - before[1]
 
-        # A day ahead: the jobs go on (2 s fetches, 5 s router checks).
+        # A day ahead: the jobs go on (2 s fetches, 5 s router checks: ~5 and ~4 in 11 s; the bounds leave room
+        # for a busy machine, a stalled schedule makes 0).
         clock.step_to(DAY)
         fetched, read = await progress("a day ahead", 11)
-        assert fetched >= 3 and read >= 2 * len(names) - 1, (fetched, read, log.read_text()[-3000:])
+        assert fetched >= 2 and read >= len(names), (fetched, read, log.read_text()[-3000:])
 
         # And back: APScheduler's wall-clock schedule waited a whole day here; nothing may wait at all.
         clock.step_to(0)
         fetched, read = await progress("back to now", 11)
-        assert fetched >= 3 and read >= 2 * len(names) - 1, (fetched, read, log.read_text()[-3000:])
+        assert fetched >= 2 and read >= len(names), (fetched, read, log.read_text()[-3000:])
         # Timestamps recorded while the clock was ahead do not stay a day in the future (the stale-fetch alert
         # rule compares them with time()); what is exported is at most now.
         assert newest_timestamp(base) <= time.time() + 2
@@ -89,7 +90,7 @@ async def test_jobs_keep_their_interval_through_wall_clock_steps_both_ways(lab: 
         # Fifteen days ahead: counting every missed run one by one froze the loop for ~40 s.
         clock.step_to(15 * DAY)
         fetched, read = await progress("15 days ahead", 11)
-        assert fetched >= 3 and read >= 2 * len(names) - 1, (fetched, read, log.read_text()[-3000:])
+        assert fetched >= 2 and read >= len(names), (fetched, read, log.read_text()[-3000:])
         clock.step_to(0)
         fetched, _read = await progress("back again", 5)
         assert fetched >= 1
