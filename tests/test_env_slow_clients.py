@@ -62,6 +62,13 @@ def limited_daemon(config: Path, log: Path, limit: int = FD_LIMIT) -> Iterator[s
                 proc.wait(timeout=10)
 
 
+async def ready(base: str, daemon: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while get(f"{base}/readyz")[0] != 200:
+        assert daemon.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        await asyncio.sleep(0.2)
+
+
 def healthz_within(base: str, seconds: float) -> tuple[int, float]:
     started = time.monotonic()
     code, _body = get(f"{base}/healthz", timeout=seconds)
@@ -73,10 +80,7 @@ async def test_half_sent_requests_cannot_exhaust_the_daemon(tmp_path: Path) -> N
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "daemon.log"
     with limited_daemon(minimal_config(tmp_path, port), log) as daemon:
-        deadline = time.monotonic() + 30
-        while get(f"{base}/readyz")[0] != 200:
-            assert daemon.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            await asyncio.sleep(0.2)
+        await ready(base, daemon, log)
         baseline = sample_process(daemon.pid)
         assert baseline is not None
 
@@ -135,10 +139,7 @@ async def test_out_of_file_descriptors_the_accept_error_is_a_rate_limited_line(t
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "daemon.log"
     with limited_daemon(minimal_config(tmp_path, port), log) as daemon:
-        deadline = time.monotonic() + 30
-        while get(f"{base}/readyz")[0] != 200:
-            assert daemon.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            await asyncio.sleep(0.2)
+        await ready(base, daemon, log)
         # Lower the running daemon's limit to just above what it holds now: the next 20 clients take the rest
         # (something else holding descriptors, as a leak or a burst of router sessions would).
         sample = sample_process(daemon.pid)

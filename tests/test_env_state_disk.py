@@ -7,6 +7,7 @@ traceback per interval."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -55,7 +56,9 @@ def store_writable(base: str) -> float | None:
     return series(metrics(base), "eemwatchd_store_writable").get("")
 
 
-def configure(lab: Lab, disk: StateDisk, port: int) -> None:
+def configure(lab: Lab, disk: StateDisk) -> str:
+    """The lab's config with its state on ``disk``; the daemon's base URL."""
+    port = free_port()
     document = yaml.safe_load(lab.config_path.read_text())
     document["metrics"] = {"listen": f"127.0.0.1:{port}"}
     document["state_path"] = str(disk.mountpoint / "state.db")
@@ -63,6 +66,12 @@ def configure(lab: Lab, disk: StateDisk, port: int) -> None:
     document["policy"]["recent"] = "10m"
     document["defaults"]["routers"]["interval"] = "5s"
     lab.config_path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return f"http://127.0.0.1:{port}"
+
+
+async def in_sync(base: str, names: list[str], daemon: subprocess.Popen[bytes], log: Path) -> None:
+    await wait_until("routers in sync", lambda: get(f"{base}/readyz")[0] == 200 and all(
+        series(metrics(base), "eemwatchd_router_in_sync").get(n) == 1.0 for n in names), 90, daemon, log)
 
 
 async def answers_quickly(base: str, seconds: float, log: Path) -> None:
@@ -81,14 +90,11 @@ async def test_a_frozen_state_disk_blocks_nothing_and_is_reported(lab: Lab, froz
                                                                    tmp_path: Path) -> None:
     disk = frozen_disk
     names = [d.name for d in lab.fleet]
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    configure(lab, disk, port)
+    base = configure(lab, disk)
     log = tmp_path / "daemon.log"
     with daemon_process(lab.config_path, log) as daemon:
         try:
-            await wait_until("routers in sync", lambda: get(f"{base}/readyz")[0] == 200 and all(
-                series(metrics(base), "eemwatchd_router_in_sync").get(n) == 1.0 for n in names), 90, daemon, log)
+            await in_sync(base, names, daemon, log)
             disk.freeze()
             frozen = time.monotonic()
             await answers_quickly(base, 8, log)
@@ -114,13 +120,10 @@ async def test_a_full_state_disk_is_reported_once_without_tracebacks(lab: Lab, f
                                                                       tmp_path: Path) -> None:
     disk = full_disk
     names = [d.name for d in lab.fleet]
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    configure(lab, disk, port)
+    base = configure(lab, disk)
     log = tmp_path / "daemon.log"
     with daemon_process(lab.config_path, log) as daemon:
-        await wait_until("routers in sync", lambda: get(f"{base}/readyz")[0] == 200 and all(
-            series(metrics(base), "eemwatchd_router_in_sync").get(n) == 1.0 for n in names), 90, daemon, log)
+        await in_sync(base, names, daemon, log)
         disk.fill()
         try:
             await wait_until("store not writable", lambda: store_writable(base) == 0.0, 30, daemon, log)

@@ -288,13 +288,11 @@ class EmailSink:
             raise AlertError(f"{self.name}: {' '.join(str(exc).split())[:_EXCERPT] or type(exc).__name__}") from exc
 
 
-class _HeldSMTP(smtplib.SMTP):
-    """smtplib.SMTP that hands its socket out as soon as it exists (before the greeting is read), so a deadline can
-    shut it down. ``_get_socket`` is smtplib's own hook for making the connection."""
+class _HandsOutSocket:
+    """A mixin for smtplib's clients: the socket is handed out as soon as it exists (before the greeting is read),
+    so a deadline can shut it down. ``_get_socket`` is smtplib's own hook for making the connection."""
 
-    def __init__(self, held: list[socket.socket], **kwargs: Any) -> None:
-        self._held = held
-        super().__init__(**kwargs)
+    _held: list[socket.socket]
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
@@ -302,15 +300,16 @@ class _HeldSMTP(smtplib.SMTP):
         return sock
 
 
-class _HeldSMTPSSL(smtplib.SMTP_SSL):
+class _HeldSMTP(_HandsOutSocket, smtplib.SMTP):
     def __init__(self, held: list[socket.socket], **kwargs: Any) -> None:
         self._held = held
         super().__init__(**kwargs)
 
-    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
-        self._held.append(sock)
-        return sock
+
+class _HeldSMTPSSL(_HandsOutSocket, smtplib.SMTP_SSL):
+    def __init__(self, held: list[socket.socket], **kwargs: Any) -> None:
+        self._held = held
+        super().__init__(**kwargs)
 
 
 # --- routing -------------------------------------------------------------------------------------------
