@@ -51,6 +51,30 @@ class JsonFormatter(logging.Formatter):
                               ensure_ascii=False)
 
 
+# Characters that end or fake a line in a text log (C0 controls, DEL, C1 controls, Unicode line separators): a
+# certificate's CN or a router's words may hold any of them. JSON lines escape them already.
+_LINE_BREAKERS = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7F, *range(0x80, 0xA0))} | {
+    0x0A: "\\n", 0x0D: "\\r", 0x09: "\t", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with every character that could start a new log line escaped (a tab stays a tab)."""
+    return text.translate(_LINE_BREAKERS)
+
+
+class OneLineFormatter(logging.Formatter):
+    """A text formatter whose message is always one line: a newline in a value (a certificate CN) cannot forge a
+    log line of its own. A traceback still follows on its own lines, as it should."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        message = record.message
+        record.message = one_line(message)
+        try:
+            return super().formatMessage(record)
+        finally:
+            record.message = message
+
+
 class _JournalPriority(logging.Formatter):
     """Prefixes another formatter's line with journald's `<N>` priority."""
 
@@ -129,9 +153,9 @@ def configure_logging(
     if fmt == "json":
         formatter = JsonFormatter()
     elif journal:
-        formatter = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+        formatter = OneLineFormatter("%(levelname)s %(name)s: %(message)s")
     else:
-        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        formatter = OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     if journal:
         formatter = _JournalPriority(formatter)
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
@@ -145,8 +169,6 @@ def configure_logging(
     root.setLevel(level)
     # -v is for eemwatchd's own events; the SSH library's connection chatter only with -vv.
     logging.getLogger("asyncssh").setLevel(logging.WARNING if verbosity < 2 else logging.NOTSET)
-    # APScheduler logs every job run at INFO; the daemon's own narrative says what the jobs did.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING if verbosity < 2 else logging.NOTSET)
     # scrapli stays at WARNING even with -vv: at DEBUG it logs every byte read, and `show running-config`
     # holds the mail password in `event manager environment _email_server` (see adapters/router.py).
     logging.getLogger("scrapli").setLevel(logging.WARNING)

@@ -9,14 +9,15 @@ error text or a test-fire transcript cannot carry a password out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import smtplib
+import socket
 import ssl
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email.message import EmailMessage
@@ -30,11 +31,13 @@ from eemwatchd.errors import AlertError
 log = logging.getLogger("eemwatchd.alerts")
 
 AlertEvent = Literal[
-    "chain_changed", "chain_unverified", "router_drift", "refresh_failed", "refresh_succeeded", "expiry"
+    "chain_changed", "chain_unverified", "router_drift", "refresh_failed", "refresh_succeeded", "expiry", "state_store"
 ]
 EVENTS: tuple[AlertEvent, ...] = get_args(AlertEvent)
 # Events a person must look at; the others (a change we expected, a refresh that worked) are news.
-BAD_EVENTS: frozenset[str] = frozenset({"chain_unverified", "router_drift", "refresh_failed", "expiry"})
+# state_store: the daemon's state store cannot be written (a full, read-only or frozen disk); sent once when it
+# starts and once resolved (the daemon keeps that condition in memory: the store is what fails).
+BAD_EVENTS: frozenset[str] = frozenset({"chain_unverified", "router_drift", "refresh_failed", "expiry", "state_store"})
 
 _EXCERPT = 200
 
@@ -141,7 +144,12 @@ def _safe_endpoint(url: str) -> str:
 
 
 class WebhookSink:
-    """HTTP(S) POST of ``{"source": "eemwatchd", "alerts": [...]}``; any non-2xx answer is an AlertError."""
+    """HTTP(S) POST of ``{"source": "eemwatchd", "alerts": [...]}``; any non-2xx answer is an AlertError.
+
+    aiohttp on the event loop, with ``timeout`` for the WHOLE request (connect, send, answer): a webhook that
+    answers one byte every few seconds is cut off at the deadline. (urllib in a thread bounded each read only: such
+    a webhook held its thread for ever, and a handful of them filled the pool that DNS lookups share.)
+    """
 
     def __init__(self, url: str, *, timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None) -> None:
         scheme = urllib.parse.urlsplit(url).scheme
@@ -153,35 +161,37 @@ class WebhookSink:
         self.name = f"webhook {_safe_endpoint(url)}"
 
     async def send(self, alerts: Sequence[Alert]) -> None:
+        import aiohttp  # only where a webhook is configured: the CLI's start-up stays light
+
         body = json.dumps({"source": "eemwatchd", "alerts": [a.to_json() for a in alerts]}).encode("utf-8")
+        headers = {"Content-Type": "application/json", "User-Agent": "eemwatchd"}
         try:
-            # urllib's timeout bounds each socket operation; the outer bound covers a slow trickle.
-            await asyncio.wait_for(asyncio.to_thread(self._post, body), timeout=self._timeout * 2 + 1)
+            async with asyncio.timeout(self._timeout), aiohttp.ClientSession() as session, session.post(
+                    self._url, data=body, headers=headers, ssl=self._ctx if self._ctx is not None else True,
+                    allow_redirects=False) as response:
+                status = response.status
+                excerpt = await response.content.read(_EXCERPT)
         except TimeoutError as exc:
             raise AlertError(f"{self.name}: no answer within {self._timeout:g} s") from exc
-
-    def _post(self, body: bytes) -> None:
-        request = urllib.request.Request(  # noqa: S310 - the scheme is checked to be http(s) in __init__
-            self._url,
-            data=body,
-            method="POST",
-            headers={"Content-Type": "application/json", "User-Agent": "eemwatchd"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self._timeout, context=self._ctx) as response:  # noqa: S310
-                status = int(response.status)
-                excerpt = response.read(_EXCERPT)
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-            excerpt = exc.read(_EXCERPT) if exc.fp is not None else b""
-        except (TimeoutError, urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            if isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError):
-                raise AlertError(f"{self.name}: no answer within {self._timeout:g} s") from exc
-            raise AlertError(f"{self.name}: {reason}") from exc
+        except aiohttp.ClientSSLError as exc:
+            raise AlertError(f"{self.name}: TLS: {_tls_reason(exc)}") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            # never str(exc) of a response error: it carries the URL, whose path and query may be a token
+            reason = getattr(exc, "strerror", None) or getattr(exc, "os_error", None) or type(exc).__name__
+            raise AlertError(f"{self.name}: {' '.join(str(reason).split())[:_EXCERPT]}") from exc
         if not 200 <= status < 300:
             text = " ".join(excerpt.decode("utf-8", "replace").split())[:_EXCERPT]
             raise AlertError(f"{self.name}: HTTP {status}: {text or '(empty body)'}")
+
+
+def _tls_reason(exc: BaseException) -> str:
+    inner = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None) or exc
+    return " ".join(str(inner).split())[:_EXCERPT]
+
+
+# Mail goes out through smtplib (blocking) on threads of its own: a slow mail server never takes a thread that DNS
+# lookups or anything else needs. Two, because alerts are rare and batched per run.
+_MAIL_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="eemwatchd-mail")
 
 
 class EmailSink:
@@ -231,26 +241,34 @@ class EmailSink:
         return message
 
     async def send(self, alerts: Sequence[Alert]) -> None:
+        """One e-mail; the whole dialogue within 4 x ``timeout`` (then its socket is shut down, which ends the
+        thread's blocking read: a trickling server cannot keep the thread)."""
         message = self.compose(alerts)
+        held: list[socket.socket] = []
+        future = asyncio.get_running_loop().run_in_executor(_MAIL_THREADS, self._deliver, message, held)
         try:
-            await asyncio.wait_for(asyncio.to_thread(self._deliver, message), timeout=self._timeout * 4 + 1)
+            await asyncio.wait_for(asyncio.shield(future), timeout=self._timeout * 4 + 1)
         except TimeoutError as exc:
+            for sock in held:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
             raise AlertError(f"{self.name}: no answer within {self._timeout:g} s") from exc
 
-    def _deliver(self, message: EmailMessage) -> None:
+    def _deliver(self, message: EmailMessage, held: list[socket.socket]) -> None:
         try:
             if self._port == 465:
-                client: smtplib.SMTP = smtplib.SMTP_SSL(
-                    self._host, self._port, timeout=self._timeout, context=self._ctx
-                )
+                client: smtplib.SMTP = _HeldSMTPSSL(held, host=self._host, port=self._port, timeout=self._timeout,
+                                                    context=self._ctx)
                 tls = True
             else:
-                client = smtplib.SMTP(self._host, self._port, timeout=self._timeout)
+                client = _HeldSMTP(held, host=self._host, port=self._port, timeout=self._timeout)
                 tls = False
             with client:
                 client.ehlo()
                 if not tls and client.has_extn("starttls"):
                     client.starttls(context=self._ctx)
+                    if client.sock is not None:
+                        held.append(client.sock)
                     client.ehlo()
                     tls = True
                 if self._username is not None:
@@ -268,6 +286,30 @@ class EmailSink:
             raise AlertError(f"{self.name}: no answer within {self._timeout:g} s") from exc
         except (smtplib.SMTPException, ssl.SSLError, OSError) as exc:
             raise AlertError(f"{self.name}: {' '.join(str(exc).split())[:_EXCERPT] or type(exc).__name__}") from exc
+
+
+class _HandsOutSocket:
+    """A mixin for smtplib's clients: the socket is handed out as soon as it exists (before the greeting is read),
+    so a deadline can shut it down. ``_get_socket`` is smtplib's own hook for making the connection."""
+
+    _held: list[socket.socket]
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        self._held.append(sock)
+        return sock
+
+
+class _HeldSMTP(_HandsOutSocket, smtplib.SMTP):
+    def __init__(self, held: list[socket.socket], **kwargs: Any) -> None:
+        self._held = held
+        super().__init__(**kwargs)
+
+
+class _HeldSMTPSSL(_HandsOutSocket, smtplib.SMTP_SSL):
+    def __init__(self, held: list[socket.socket], **kwargs: Any) -> None:
+        self._held = held
+        super().__init__(**kwargs)
 
 
 # --- routing -------------------------------------------------------------------------------------------
@@ -327,21 +369,33 @@ class Alerter:
             out.setdefault(clean.key, clean)
         return list(out.values())
 
+    def batches(self, alerts: Iterable[Alert], *, secrets: Iterable[str] = ()) -> list[tuple[AlertSink, list[Alert]]]:
+        """The alerts prepared (``prepare``) and split by sink: one batch per sink with something to say."""
+        ready = self.prepare(alerts, secrets=secrets)
+        batches = [(r.sink, [a for a in ready if a.event in r.events]) for r in self.routes]
+        return [(sink, batch) for sink, batch in batches if batch]
+
+    async def deliver(self, sink: AlertSink, batch: Sequence[Alert], *,
+                      secrets: Iterable[str] = ()) -> AlertError | None:
+        """One batch to one sink; its failure as an AlertError scrubbed of secrets (and logged), never raised."""
+        error = await _deliver(sink, batch)
+        if error is None:
+            return None
+        clean = AlertError(scrub_text(str(error), self._secrets | {s for s in secrets if s}))
+        log.warning("alert not delivered: %s", clean)
+        return clean
+
     async def send(self, alerts: Iterable[Alert], *, secrets: Iterable[str] = ()) -> list[AlertError]:
         """Deliver; returns (and logs) one AlertError per failed sink. Never raises for a sink's failure."""
         extra = frozenset(s for s in secrets if s)
-        ready = self.prepare(alerts, secrets=extra)
-        batches = [(r.sink, [a for a in ready if a.event in r.events]) for r in self.routes]
-        batches = [(sink, batch) for sink, batch in batches if batch]
-        results = await asyncio.gather(*(_deliver(sink, batch) for sink, batch in batches))
-        errors: list[AlertError] = []
-        known = self._secrets | extra
-        for error in results:
-            if error is not None:
-                clean = AlertError(scrub_text(str(error), known))
-                log.warning("alert not delivered: %s", clean)
-                errors.append(clean)
-        return errors
+        batches = self.batches(alerts, secrets=extra)
+        results = await asyncio.gather(*(self.deliver(sink, batch, secrets=extra) for sink, batch in batches))
+        return [error for error in results if error is not None]
+
+
+def sink_kind(sink: AlertSink) -> str:
+    """``log``, ``webhook``, ``email`` or ``other``: a label value with no address in it."""
+    return {LogSink: "log", WebhookSink: "webhook", EmailSink: "email"}.get(type(sink), "other")
 
 
 async def _deliver(sink: AlertSink, alerts: Sequence[Alert]) -> AlertError | None:

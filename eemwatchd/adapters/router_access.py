@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,11 +85,24 @@ def read_known_hosts(path: Path) -> asyncssh.SSHKnownHosts:
 
 
 def _has_known_host(target: RouterTarget) -> bool:
+    """Whether known_hosts has an entry (plain or hashed, ``[host]:port`` or ``host``) for the router's host, by the
+    name or the address it is configured with, as OpenSSH looks it up."""
     path = target.known_hosts_path
     if not path.exists():
         return False
-    result = read_known_hosts(path).match(target.host, target.host, target.port)
+    # asyncssh's match() wants an IP address as its second argument; a name there raised ValueError, so trust on
+    # first use recorded only the first router addressed by name and a wrong key showed as "failed".
+    result = read_known_hosts(path).match(target.host, _address_of(target.host), target.port)
     return bool(result[0] or result[1])
+
+
+def _address_of(host: str) -> str:
+    """``host`` when it is an IP address, else "" (a name: matched by name only)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return ""
+    return host
 
 
 def _host_key_advice(target: RouterTarget) -> str:

@@ -101,7 +101,8 @@ class Store:
             with private_umask():
                 with contextlib.suppress(FileExistsError):
                     os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE))
-                db = sqlite3.connect(file, timeout=busy_timeout, isolation_level=None)
+                # one thread at a time uses it, but not always the one that opened it: the daemon's StoreWorker
+                db = sqlite3.connect(file, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
         except OSError as exc:
             raise StateError(f"state store {file}: cannot create it ({exc.strerror}); make its directory "
                              "writable for this user, or set state_path to another place") from exc
@@ -221,11 +222,14 @@ class Store:
 
         A sighting counts towards ``times_seen`` only when the last counted one is at least ``min_spacing``
         old (half the server's interval): two fetches in a burst are one observation, not a confirmation.
+        A last sighting later than ``now`` (the wall clock was stepped back since) does not hold this one back.
         """
         chain_key = ",".join(c.sha256 for c in chain)
         path_key = ",".join(c.sha256 for c in path)
         earlier = self.observations(servers=[server], address=address, chain=chain_key)
-        if earlier and now - earlier[0].last_seen < min_spacing:
+        # A last sighting in the future was recorded while the wall clock ran ahead: it is older than this one in
+        # real time, so this one counts (and pulls last_seen back), or no sighting would count until then.
+        if earlier and timedelta(0) <= now - earlier[0].last_seen < min_spacing:
             return earlier[0]
         with self._errors("recording an observation"), self._transaction():
             self._put_certificates([*chain, *path])

@@ -276,8 +276,8 @@ class PolicyConfig(_Model):
 class AlertConfig(_Model):
     kind: Literal["log", "webhook", "email"]
     events: tuple[Literal["chain_changed", "chain_unverified", "router_drift", "refresh_failed",
-                          "refresh_succeeded", "expiry"], ...] = (
-        "chain_changed", "chain_unverified", "router_drift", "refresh_failed", "expiry")
+                          "refresh_succeeded", "expiry", "state_store"], ...] = (
+        "chain_changed", "chain_unverified", "router_drift", "refresh_failed", "expiry", "state_store")
     url: str | None = None
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, ge=1, le=65535)

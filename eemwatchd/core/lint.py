@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from eemwatchd.core.ios.tokens import check_trustpoint_name, show_value
 from eemwatchd.core.router_state import (
     Applet,
     ConfigProblem,
@@ -35,6 +36,7 @@ NO_MAIL_ACTION = "EEM012-no-mail-action"
 REVOCATION_CHECK = "EEM013-revocation-check"
 IMPLICIT_TLS = "EEM014-implicit-tls-unsupported"
 UNREADABLE_CONFIG = "EEM015-unreadable-config"
+UNSENDABLE_TRUSTPOINT = "EEM016-unsendable-trustpoint"
 
 # Implicit TLS (SMTPS). EEM's mail action offers `secure none` and `secure tls`; `secure tls` is STARTTLS
 # (Cisco's tech note runs it on 587, docs/field-notes.md sec. 1) and no source shows the action wrapping TLS at
@@ -104,6 +106,7 @@ def lint_router(
     elif applet is not None:
         findings.extend(_lint_applet(snapshot, applet, servers=servers, min_maxrun=min_maxrun))
     findings.extend(_lint_revocation(snapshot, prefix=trustpoint_prefix, adopt=adopt))
+    findings.extend(_lint_unsendable(snapshot, prefix=trustpoint_prefix, adopt=adopt))
     findings.extend(_lint_certificates(snapshot, now=now, soon=soon))
     findings.extend(_lint_clock(snapshot, our_clock=our_clock, max_skew=max_skew))
     return findings
@@ -314,6 +317,24 @@ def _lint_revocation(snapshot: RouterSnapshot, *, prefix: str | None, adopt: Col
                 "(eemwatchd creates its trustpoints that way)",
             )
         )
+    return findings
+
+
+def _lint_unsendable(snapshot: RouterSnapshot, *, prefix: str | None, adopt: Collection[str]) -> list[Finding]:
+    """A trustpoint named like ours (or adopted) whose name is not one IOS word: no command eemwatchd sends may
+    name it, so it is never retired or changed; once a finding, not a failed refresh on every run."""
+    findings: list[Finding] = []
+    for tp in snapshot.trustpoints:
+        managed = (prefix is not None and tp.name.startswith(prefix)) or tp.name in adopt
+        problem = check_trustpoint_name(tp.name) if managed else None
+        if problem is None:
+            continue
+        findings.append(Finding(
+            UNSENDABLE_TRUSTPOINT, "warning",
+            f"trustpoint {show_value(tp.name)} is named as eemwatchd's own, but {problem}: eemwatchd never names it "
+            "in a command, so it is never retired",
+            f"remove it by hand (`no crypto pki trustpoint {tp.name}` at the console) or rename it",
+        ))
     return findings
 
 

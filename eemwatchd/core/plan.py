@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.desired import DesiredTrust, TrustPolicy
+from eemwatchd.core.ios.tokens import check_trustpoint_name
 from eemwatchd.core.ios.trust import validate_as_ios
 
 ActionKind = Literal["add", "retire"]
@@ -236,6 +237,13 @@ def _retire_candidates(
                 )
             )
             continue
+        unsendable = check_trustpoint_name(name)
+        if unsendable is not None:
+            # Ours by its prefix, but no command can name it: retiring it would fail on every run. A finding
+            # (lint EEM016) tells the operator; the plan leaves it alone.
+            reports.append(Report("kept", name, f"not retired: {unsendable}; eemwatchd names it in no command "
+                                                "(remove it by hand)"))
+            continue
         if not certs:
             # Holds no trust: always safe to remove. Apply removes these before its adds, so an add may
             # reuse the name.
@@ -343,10 +351,7 @@ def plan_router(
                                                         "its mail fails, nothing is installed for it"))
     waiting = _not_accepted(tuple(zip(desired.pending, desired.pending_chains, strict=True)), trustpoints,
                             validate, now)
-    for text in desired.pending:
-        reports.append(Report("pending", None, f"new chain not yet confirmed and not accepted by the router yet: "
-                                               f"{text}; it is installed once confirmed" if text in waiting
-                              else f"new chain not yet confirmed: {text}"))
+    reports.extend(_pending_reports(desired, waiting))
     reports.extend(_expiry_reports(trustpoints, policy, now))
     reports.extend(_expiry_reports(other_certificates or {}, policy, now))
     for server in desired.unconfirmed:
@@ -364,6 +369,29 @@ def plan_router(
                                                "the startup-config; apply test-fires, then saves"))
     return RouterPlan(tuple(actions), tuple(reports), unneeded, tuple(waiting), desired.unconfirmed,
                       unproven, unsaved, unprovable, tuple(untrusted))
+
+
+def _pending_reports(desired: DesiredTrust, waiting: Collection[str]) -> list[Report]:
+    return [Report("pending", None, f"new chain not yet confirmed and not accepted by the router yet: {text}; it "
+                                     "is installed once confirmed" if text in waiting
+                   else f"new chain not yet confirmed: {text}") for text in desired.pending]
+
+
+def after_changes(
+    plan: RouterPlan, desired: DesiredTrust, trustpoints: Mapping[str, Sequence[Certificate]], *,
+    validate: ChainValidator | None, now: datetime,
+) -> RouterPlan:
+    """``plan`` with its waiting chains judged again against ``trustpoints`` as they are after apply changed the
+    router: a new chain that the trust just added accepts is no longer waiting (the router would otherwise show
+    `waiting` from the plan made before the apply until its next job)."""
+    waiting = tuple(_not_accepted(tuple(zip(desired.pending, desired.pending_chains, strict=True)), trustpoints,
+                                  validate, now))
+    if waiting == plan.waiting:
+        return plan
+    first = next((i for i, r in enumerate(plan.reports) if r.kind == "pending"), len(plan.reports))
+    others = [r for r in plan.reports if r.kind != "pending"]
+    reports = [*others[:first], *_pending_reports(desired, waiting), *others[first:]]
+    return replace(plan, waiting=waiting, reports=tuple(reports))
 
 
 def _proof_report(

@@ -9,11 +9,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from eemwatchd.daemon.http_guard import (
+    ConnectionGuard,
+    HttpLimits,
+    Listener,
+    QuietServerLog,
+    guard_middleware,
+)
+from eemwatchd.daemon.log_budget import LogBudget
 from eemwatchd.daemon.status import FleetStatus
 from eemwatchd.daemon.status_page import render_status_page
 from eemwatchd.errors import EemwatchdError
@@ -57,6 +66,7 @@ class HttpEndpoint:
     host: str
     port: int
     _runner: web.AppRunner
+    _listener: Listener | None = None
 
     @property
     def url(self) -> str:
@@ -64,6 +74,8 @@ class HttpEndpoint:
         return f"http://{host}:{self.port}"
 
     async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
         await self._runner.cleanup()
 
 
@@ -76,32 +88,44 @@ async def start_http(
     clock: Callable[[], float] = time.monotonic,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     stale_after: float = 60.0,
+    limits: HttpLimits | None = None,
+    budget: LogBudget | None = None,
 ) -> HttpEndpoint:
     """Serve on the running event loop.
 
     ``heartbeat`` returns when the daemon's loop last beat, on ``clock``'s scale (``time.monotonic`` by default),
-    or None before the first beat; /healthz answers 503 when it is older than ``stale_after`` seconds.
-    ``now`` is the wall clock the status page measures ages and expiries against.
+    or None before the first beat; /healthz answers 503 when it is older than ``stale_after`` seconds, or while
+    ``status.overdue`` names a job. ``now`` is the wall clock the status page measures ages and expiries against.
+    ``limits`` bound the clients (connections at once, header and request deadlines).
     """
     host, port = parse_listen(listen)
-    app = web.Application()
+    limits = limits or HttpLimits.for_this_process()
+    budget = budget or LogBudget(log)
+    guard = ConnectionGuard(limits, status, budget)
+    app = web.Application(middlewares=[guard_middleware])
     handlers = _Handlers(status=status, registry=registry, heartbeat=heartbeat, clock=clock, now=now,
                          stale_after=stale_after)
     app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/", handlers.page)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # aiohttp's own keep-alive timer is a second, later bound on idle connections (ours closes them first and
+    # counts them); a request body nobody reads is not lingered on.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=limits.header_timeout + 5,
+                           lingering_time=0, logger=cast(logging.Logger, QuietServerLog(log, budget)))
     await runner.setup()
+    assert runner.server is not None  # set by setup()
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        # Our own listener (not web.TCPSite): every connection goes through the guard, and running out of file
+        # descriptors costs a pause and a line, not a storm of retries (see Listener).
+        listener = Listener.bind(host, port, guard.factory(runner.server), budget)
     except OSError as exc:
         await runner.cleanup()
         raise _listen_error(listen, exc) from exc
-    bound_host, bound_port = runner.addresses[0][:2]
+    listener.start()
+    bound_host, bound_port = listener.sock.getsockname()[:2]
     log.info("HTTP endpoint on %s:%s (/metrics /healthz /readyz /)", bound_host, bound_port)
-    return HttpEndpoint(host=str(bound_host), port=int(bound_port), _runner=runner)
+    return HttpEndpoint(host=str(bound_host), port=int(bound_port), _runner=runner, _listener=listener)
 
 
 def _listen_error(listen: str, exc: OSError) -> ListenError:
@@ -140,12 +164,21 @@ class _Handlers:
         if age > self._stale_after:
             limit = f"{self._stale_after:.0f} s"
             return _text(503, f"unhealthy: the daemon's loop last beat {age:.0f} s ago (limit {limit})")
-        return _text(200, f"ok: the daemon's loop beat {max(age, 0.0):.1f} s ago")
+        overdue = self._status.overdue
+        if overdue:
+            worst = sorted(overdue.items(), key=lambda item: -item[1])
+            named = ", ".join(f"{job} by {late:.0f} s" for job, late in worst[:5])
+            more = f" and {len(worst) - 5} more" if len(worst) > 5 else ""
+            return _text(503, f"unhealthy: {len(worst)} job(s) overdue (not finished within their bound): "
+                              f"{named}{more}")
+        return _text(200, f"ok: the daemon's loop beat {max(age, 0.0):.1f} s ago; every job on time")
 
     async def readyz(self, request: web.Request) -> web.Response:
-        if self._status.ready:
-            return _text(200, "ready")
-        return _text(503, "not ready: the first pass over servers and routers has not finished")
+        if not self._status.ready:
+            return _text(503, "not ready: the first pass over servers and routers has not finished")
+        if not self._status.store_writable:
+            return _text(503, f"not ready: the state store cannot be written: {self._status.store_problem}")
+        return _text(200, "ready")
 
     async def page(self, request: web.Request) -> web.Response:
         html = render_status_page(self._status, now=self._now())

@@ -6,14 +6,14 @@ fingerprints, positions, rule ids and reason codes only: never a secret, never f
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from eemwatchd.daemon.status import REFRESH_RESULTS, ROUTER_STATES, FleetStatus
+from eemwatchd.daemon.status import HTTP_CLOSE_REASONS, REFRESH_RESULTS, ROUTER_STATES, FleetStatus
 
 ROUTER_OPERATIONS: tuple[str, ...] = ("read", "install", "retire", "test_fire", "save")
 
@@ -21,10 +21,19 @@ ROUTER_OPERATIONS: tuple[str, ...] = ("read", "install", "retire", "test_fire", 
 FETCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # A router read is ~0.1 s; an import can take ~60 s on a busy box (docs/field-notes.md sec. 8); a test-fire: maxrun.
 ROUTER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+# How late a scheduled job starts: milliseconds normally; seconds when the loop is busy; more is a problem.
+DELAY_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0)
+JOB_KINDS: tuple[str, ...] = ("server", "router")
+# What became of an alert batch handed to a sink (the daemon's queue: daemon/alert_queue.py).
+DELIVERY_RESULTS: tuple[str, ...] = ("sent", "failed", "dropped")
 
 
 def _ts(moment: datetime) -> float:
     return moment.timestamp()
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class _Families:
@@ -64,8 +73,14 @@ class _Family:
 class FleetCollector(Collector):
     """Reads a FleetStatus at scrape time; registers on the registry it is given, never the global one."""
 
-    def __init__(self, status: FleetStatus) -> None:
+    def __init__(self, status: FleetStatus, *, now: Callable[[], datetime] = _utc_now) -> None:
         self._status = status
+        self._now = now
+
+    def _event(self, moment: datetime) -> float:
+        """When something happened in this process: never later than now, whatever the wall clock did between
+        (a time recorded while the clock ran ahead would keep an age-based alert rule from ever firing)."""
+        return min(moment.timestamp(), self._now().timestamp())
 
     def describe(self) -> list[Metric]:
         # the registry refuses a second collector exporting the same names; the families are cheap to build
@@ -85,12 +100,38 @@ class FleetCollector(Collector):
         reload_at = out.gauge("eemwatchd_config_last_reload_success_timestamp_seconds",
                               "When the configuration was last loaded successfully.", [])
         if status.config_reload_at is not None:
-            reload_at.add([], _ts(status.config_reload_at))
+            reload_at.add([], self._event(status.config_reload_at))
         out.info("eemwatchd_build", "The running eemwatchd version.", {"version": status.version})
         out.gauge("eemwatchd_ready", "1 once the first pass over every server and router finished.", []).add(
             [], 1.0 if status.ready else 0.0)
         out.gauge("eemwatchd_start_time_seconds", "When this eemwatchd process started.", []).add(
-            [], _ts(status.started_at))
+            [], self._event(status.started_at))
+        overdue = out.gauge("eemwatchd_job_overdue_seconds",
+                            "How long the most overdue job of each kind is past its bound (0: every job on time).",
+                            ["kind"])
+        for kind in JOB_KINDS:
+            late = [s for job, s in status.overdue.items() if job.split(":", 1)[0] == kind]
+            overdue.add([kind], max(late, default=0.0))
+        out.counter("eemwatchd_clock_steps", "Steps of the wall clock seen since the process started.", []).add(
+            [], float(status.clock_steps))
+        out.gauge("eemwatchd_http_connections", "Connections to this HTTP endpoint open now.", []).add(
+            [], float(status.http_open))
+        closed = out.counter("eemwatchd_http_connections_closed",
+                             "Connections the endpoint closed itself: over-limit, header-timeout, request-timeout.",
+                             ["reason"])
+        for reason in sorted({*HTTP_CLOSE_REASONS, *status.http_closed}):
+            closed.add([reason], float(status.http_closed.get(reason, 0)))
+        deliveries = out.counter("eemwatchd_alert_deliveries",
+                                 "Alert batches handed to each kind of sink, by result: sent, failed, dropped.",
+                                 ["sink", "result"])
+        kinds = sorted({"log", "webhook", "email", *(sink for sink, _result in status.alert_deliveries)})
+        for sink in kinds:
+            for result in DELIVERY_RESULTS:
+                deliveries.add([sink, result], float(status.alert_deliveries.get((sink, result), 0)))
+        out.gauge("eemwatchd_store_writable", "1 while the state store takes writes; 0 after a failed or unanswered "
+                  "write, until one succeeds.", []).add([], 1.0 if status.store_writable else 0.0)
+        out.counter("eemwatchd_store_write_failures", "Writes to the state store that failed or did not answer in "
+                    "time, since the process started.", []).add([], float(status.store_write_failures))
         return out
 
     def _collect_servers(self, out: _Families) -> None:
@@ -115,7 +156,7 @@ class FleetCollector(Collector):
             changes.add([name], float(status.chain_changes.get(name, 0)))
         for name, server in sorted(status.servers.items()):
             if server.last_fetch is not None:
-                last_fetch.add([name], _ts(server.last_fetch))
+                last_fetch.add([name], self._event(server.last_fetch))
             for address in server.addresses:
                 labels = [name, address.address]
                 fetch_ok.add(labels, 1.0 if address.fetch_ok else 0.0)
@@ -162,9 +203,9 @@ class FleetCollector(Collector):
             if router.last_testfire_ok is not None:
                 testfire.add([name], 1.0 if router.last_testfire_ok else 0.0)
             if router.last_proven_at is not None:
-                proven.add([name], _ts(router.last_proven_at))
+                proven.add([name], self._event(router.last_proven_at))
             if router.last_check is not None:
-                last_check.add([name], _ts(router.last_check))
+                last_check.add([name], self._event(router.last_check))
             for trustpoint in router.trustpoints:
                 managed.add([name, trustpoint.name], 1.0 if trustpoint.managed else 0.0)
                 for cert in trustpoint.certificates:
@@ -179,12 +220,13 @@ class FleetCollector(Collector):
 class Metrics:
     """The daemon's metrics on one registry: the fleet collector and the duration histograms it observes."""
 
-    def __init__(self, registry: CollectorRegistry, *, status: FleetStatus) -> None:
+    def __init__(self, registry: CollectorRegistry, *, status: FleetStatus,
+                 now: Callable[[], datetime] = _utc_now) -> None:
         self.registry = registry
         shard = status.shard
         extra = ["shard"] if shard is not None else []
         self._extra = [shard] if shard is not None else []
-        registry.register(FleetCollector(status))
+        registry.register(FleetCollector(status, now=now))
         self._fetch = Histogram(
             "eemwatchd_server_fetch_duration_seconds", "Duration of a chain fetch from one server (all addresses).",
             ["server", *extra], registry=registry, buckets=FETCH_BUCKETS,
@@ -194,9 +236,18 @@ class Metrics:
             "Duration of a router operation: read, install, retire, test_fire, save.",
             ["operation", *extra], registry=registry, buckets=ROUTER_BUCKETS,
         )
+        self._delay = Histogram(
+            "eemwatchd_job_start_delay_seconds", "How long after it was due a scheduled job started.",
+            ["kind", *extra], registry=registry, buckets=DELAY_BUCKETS,
+        )
 
     def observe_fetch(self, server: str, seconds: float) -> None:
         self._fetch.labels(server, *self._extra).observe(seconds)
+
+    def observe_job_delay(self, kind: str, seconds: float) -> None:
+        if kind not in JOB_KINDS:
+            raise ValueError(f"job kind {kind!r} is not one of {', '.join(JOB_KINDS)}")
+        self._delay.labels(kind, *self._extra).observe(max(seconds, 0.0))
 
     def observe_router_operation(self, operation: str, seconds: float) -> None:
         if operation not in ROUTER_OPERATIONS:

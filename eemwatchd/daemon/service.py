@@ -2,11 +2,15 @@
 reconcile jobs `plan` and `apply` use.
 
 - A first pass observes every server, then reconciles every router; `/readyz` turns 200 after it.
-- Per-server fetch jobs at `servers[].interval`, per-router jobs at `routers[].interval` (APScheduler 3.11,
-  jittered, `max_instances=1`, coalesced). A chain that becomes confirmed (or stops being) reconciles
-  every router that mails through that server at once; a router never runs two jobs at once.
-- SIGHUP reloads the config (a bad one is reported and the running one kept); SIGTERM/SIGINT stop taking
-  work, let the router steps under way finish (nothing unproven is saved) and exit 0 within a bound.
+- Per-server fetch jobs at `servers[].interval`, per-router jobs at `routers[].interval` (daemon/schedule.py: the
+  monotonic clock, jittered, never two runs of a job at once, missed runs coalesced). A chain that becomes
+  confirmed (or stops being) reconciles every router that mails through that server at once; a router never runs
+  two jobs at once, across reloads too (the daemon owns the per-router locks).
+- SIGHUP reloads the config (a bad one is reported and the running one kept); reloads coalesce, wait for no job,
+  and give work at once only to what they added or changed. SIGTERM/SIGINT stop taking work, let the router steps
+  under way finish (nothing unproven is saved) and exit 0 within a bound.
+- The wall clock is watched: a step is logged once, moves the times the status reports by as much (so none lies
+  in the future) and moves no job. /healthz fails while a job is overdue.
 - The state lock is held for the daemon's lifetime: a manual `apply` meanwhile is told the daemon runs.
 """
 
@@ -15,32 +19,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import signal
 import time
+import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry
 
 from eemwatchd import __version__
 from eemwatchd.adapters.lock import StateLock
 from eemwatchd.adapters.store import Store
+from eemwatchd.adapters.store_worker import StoreWorker
 from eemwatchd.adapters.systemd import SystemdNotifier
-from eemwatchd.config import Config, RouterConfig, ServerConfig, load_config
-from eemwatchd.core.shard import Claim, Shard
+from eemwatchd.config import Config, RouterConfig
+from eemwatchd.core.shard import Claim
+from eemwatchd.daemon.alert_queue import AlertQueue
 from eemwatchd.daemon.control import ControlServer, control_path_for
 from eemwatchd.daemon.http_endpoint import HttpEndpoint, start_http
+from eemwatchd.daemon.log_budget import LogBudget
 from eemwatchd.daemon.metrics import Metrics
+from eemwatchd.daemon.publish import Publisher
+from eemwatchd.daemon.reload import Reloads, config_changes, load_instance
+from eemwatchd.daemon.schedule import Schedule, WallClockWatch
 from eemwatchd.daemon.status import FleetStatus
-from eemwatchd.daemon.status_view import audit_lines, narrate_router, narrate_server, router_status, server_status
 from eemwatchd.daemon.timed_session import timed_connector
-from eemwatchd.errors import ConfigError, EemwatchdError
+from eemwatchd.errors import AlertError, ConfigError, EemwatchdError
 from eemwatchd.reconcile import (
     Reconciler,
     RouterConnector,
@@ -75,10 +82,16 @@ class DaemonOptions:
 
 @dataclass
 class _Jobs:
-    """The daemon's own tasks: the scheduler's job coroutines register here so a stop can wait for them."""
+    """The daemon's own tasks: the schedule's runs register here so a stop can wait for them."""
 
     inflight: set[asyncio.Task[Any]] = field(default_factory=set)
     queued: set[str] = field(default_factory=set)  # routers with an immediate reconcile already queued
+    observing: set[str] = field(default_factory=set)  # servers with an immediate fetch already under way
+
+
+# A run may take this much longer than its own timeouts before its job counts as overdue (a router job waits its
+# turn behind policy.max_parallel_routers; a fetch job may fetch AIA issuers after the chain).
+_SLACK = 60.0
 
 
 class Daemon:
@@ -98,39 +111,34 @@ class Daemon:
         self._claim: Claim | None = None
         self._base_state_path: Path | None = None
         self.store: Store | None = None
+        self.io: StoreWorker | None = None  # the store's own thread: no store call blocks the event loop
         self.reconciler: Reconciler | None = None
-        self.scheduler: AsyncIOScheduler | None = None
+        # Every reconciler with jobs that may still run (a reload builds a new one): a stop reaches them all.
+        self._reconcilers: weakref.WeakSet[Reconciler] = weakref.WeakSet()
+        # One job per router across reloads: the locks and the bound on routers at once outlive each reconciler.
+        self._router_locks: dict[str, asyncio.Lock] = {}
+        self._gate: asyncio.Semaphore | None = None
+        self._gate_size = 0
+        self.schedule = Schedule(spawn=self._track, on_start=self._job_started)
+        self.reloads = Reloads(self.reload)
+        self._budget = LogBudget(logging.getLogger("eemwatchd.daemon"))
+        self.alerts = AlertQueue(budget=self._budget, on_result=self._count_delivery)
+        self.publish = Publisher(self.status, clock=options.clock, alerts=self.alerts,
+                                 config_path=str(options.config_path))
         self.http: HttpEndpoint | None = None
         self.control: ControlServer | None = None  # `eemwatchd onboard` hands this daemon a router (control.py)
 
     # --- life ------------------------------------------------------------------------------------
 
-    def _load(self) -> Config:
-        """The config this instance runs: its shard of the routers, the listen address it was given."""
-        loaded = load_config(self.options.config_path)
-        for warning in loaded.warnings:
-            log.warning("config: %s", warning)
-        config = loaded.config
-        text = self.options.shard or config.shard
-        try:
-            shard = Shard.parse(text) if text else None
-        except ValueError as exc:
-            raise ConfigError([f"--shard: {exc}"], source="command line") from exc
-        if self.options.listen:
-            config = config.model_copy(update={"metrics": config.metrics.model_copy(
-                update={"listen": self.options.listen})})
-        self._claim = Claim(tuple(r.name for r in config.routers), shard)
-        self._base_state_path = config.state_path
-        return config.sharded(shard)
-
     async def run(self) -> int:
         try:
-            self.config = self._load()
+            self.config, self._claim, self._base_state_path = load_instance(
+                self.options.config_path, shard=self.options.shard, listen=self.options.listen)
         except ConfigError as exc:
             log.error("%s", exc)  # noqa: TRY400 - our error says it all; no traceback
             return 2
         self.status.shard = self.config.shard
-        self.metrics = Metrics(self.registry, status=self.status)
+        self.metrics = Metrics(self.registry, status=self.status, now=self.options.clock)
         # One writer per router: this instance's claim (its shard of the whole fleet) is checked against every
         # live writer's, whatever shard it runs, before the lock is taken (and held for the daemon's life).
         lock = StateLock(self.config.state_path, purpose="daemon", claim=self._claim,
@@ -141,20 +149,38 @@ class Daemon:
             log.error("%s", exc)  # noqa: TRY400 - our error says it all; no traceback
             return int(getattr(exc, "exit_code", 75))
         try:
-            with Store.open(self.config.state_path, secrets=config_secrets(self.config)) as store:
-                self.store = store
-                return await self._serve()
-        finally:
+            store = Store.open(self.config.state_path, secrets=config_secrets(self.config))
+        except EemwatchdError as exc:
             lock.release()
+            log.error("%s", exc)  # noqa: TRY400 - our error says it all; no traceback
+            return 2
+        self.store = store
+        self.io = self.publish.io = StoreWorker.of(store)
+        try:
+            return await self._serve()
+        finally:
+            self._close_store()
+            lock.release()
+
+    def _close_store(self) -> None:
+        assert self.store is not None
+        assert self.io is not None
+        if self.io.stuck:
+            # closing would wait for the stuck write, i.e. for the disk to come back; SQLite's journal keeps the
+            # store consistent without it
+            log.warning("the state store did not answer; exiting without closing it")
+            return
+        self.store.close()
 
     async def _serve(self) -> int:
         assert self.config is not None
         loop = asyncio.get_running_loop()
         self.status.record_reload(ok=True, at=self.options.clock())
         self.reconciler = self._reconciler(self.config)
+        budget = LogBudget(logging.getLogger("eemwatchd.http"))
         try:
             self.http = await start_http(self.config.metrics.listen, status=self.status, registry=self.registry,
-                                         heartbeat=lambda: self._beat, now=self.options.clock)
+                                         heartbeat=lambda: self._beat, now=self.options.clock, budget=budget)
             self.control = await ControlServer.start(control_path_for(self.config.state_path), self,
                                                      after=self._reconcile_soon, plan_only=self.options.plan_only)
         except EemwatchdError as exc:
@@ -164,23 +190,23 @@ class Daemon:
                              (signal.SIGINT, self._on_stop)):
             loop.add_signal_handler(sig, handler, sig)
         beat = asyncio.create_task(self._heartbeat(), name="heartbeat")
+        self.reloads.start()
         # READY as soon as we serve (a first pass over hundreds of routers may outlast a start timeout);
         # /readyz turns 200 only after that first pass.
         self.notifier.ready(status="first pass under way")
-        self._load_recent_changes()
+        await self.publish.recent_changes()
         say.info("eemwatchd %s running: status page %s/ , metrics %s/metrics", __version__, self.http.url,
                  self.http.url)
         try:
+            self._schedule(self.config)
             await self._first_pass()
             if self._stop.is_set():
                 return 0
             self.status.ready = True
-            self.notifier.status(self._summary())
+            self.notifier.status(self.publish.summary())
             if self.options.on_ready is not None:
                 self.options.on_ready(self.http.url)
-            self.scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
-            self._schedule(self.config)
-            self.scheduler.start()
+            self.schedule.start()
             await self._stop.wait()
             return 0
         finally:
@@ -188,10 +214,10 @@ class Daemon:
 
     async def _shutdown(self, beat: asyncio.Task[Any]) -> None:
         self.notifier.stopping(status=f"stopping ({self._stop_reason or 'end'})")
-        if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.pause()
-        if self.reconciler is not None:
-            self.reconciler.request_stop(self._stop_reason or "daemon stopping")
+        await self.reloads.stop()
+        await self.schedule.stop()
+        for reconciler in list(self._reconcilers):
+            reconciler.request_stop(self._stop_reason or "daemon stopping")
         pending = {t for t in self._jobs.inflight if not t.done()}
         if pending:
             say.info("stopping: waiting up to %.0fs for %d job(s) under way to finish their step",
@@ -201,8 +227,7 @@ class Daemon:
                 task.cancel()
             if late:
                 await asyncio.wait(late, timeout=5)
-        if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+        await self.alerts.close(timeout=5.0)  # what the last jobs queued
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beat
@@ -218,11 +243,20 @@ class Daemon:
     async def _heartbeat(self) -> None:
         watchdog = self.notifier.watchdog_interval()
         last_ping = 0.0
+        wall = WallClockWatch()
         while True:
             self._beat = time.monotonic()
             if watchdog is not None and self._beat - last_ping >= watchdog:
                 self.notifier.watchdog()
                 last_ping = self._beat
+            step = wall.step()  # a step moves the times the status reports, never a job
+            if step is not None:
+                log.warning("the wall clock stepped by %+.1f s; jobs keep their schedule (monotonic clock), the "
+                            "times the status reports move with it", step,
+                            extra={"event": "clock_step", "seconds": round(step, 1)})
+                self.status.shift_times(timedelta(seconds=step))
+            self.status.overdue = {o.job_id: o.seconds for o in self.schedule.overdue()}
+            self.publish.store_health(self.reconciler)
             await asyncio.sleep(min(self.options.heartbeat_every, watchdog or self.options.heartbeat_every))
 
     def _on_stop(self, sig: signal.Signals) -> None:
@@ -233,104 +267,87 @@ class Daemon:
             return
         say.info("%s received: stopping (router steps under way finish; nothing unproven is saved)", sig.name)
         self._stop_reason = sig.name
-        if self.reconciler is not None:
-            self.reconciler.request_stop(sig.name)
+        for reconciler in list(self._reconcilers):
+            reconciler.request_stop(sig.name)
         self._stop.set()
 
     def _on_hup(self, _sig: signal.Signals) -> None:
-        self._track(self.reload())
+        self.reloads.request()
 
     # --- reload ----------------------------------------------------------------------------------
 
     async def reload(self) -> bool:
-        """Load the config again; a bad one is reported and the running one kept."""
+        """Load the config again; a bad one is reported and the running one kept. Waits for no job: the jobs of
+        the old config finish with it (holding the same router locks), what changed gets work at once."""
         assert self.config is not None
         self.notifier.reloading(status="reloading the configuration")
         try:
-            config = self._load()
-            self._check_reloadable(config)
+            config, claim, base = await asyncio.to_thread(
+                load_instance, self.options.config_path, shard=self.options.shard, listen=self.options.listen,
+                running=self.config)
         except ConfigError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)  # noqa: TRY400 - our error says it all; no traceback
             self.status.record_reload(ok=False, at=self.options.clock())
             self.notifier.ready(status="reload FAILED; running configuration kept")
             return False
-        self.config = config
+        old, self.config, self._claim, self._base_state_path = self.config, config, claim, base
         assert self.store is not None
-        self.store.add_secrets(config_secrets(self.config))
-        self.reconciler = self._reconciler(self.config)
-        self.status.retain(servers={s.name for s in self.config.servers}, routers={r.name for r in self.config.routers})
-        if self.scheduler is not None:
-            self.scheduler.remove_all_jobs()
-            self._schedule(self.config)
+        self.store.add_secrets(config_secrets(config))
+        self.reconciler = self._reconciler(config)
+        self.status.retain(servers={s.name for s in config.servers}, routers={r.name for r in config.routers})
+        self._schedule(config)
         self.status.record_reload(ok=True, at=self.options.clock())
-        say.info("configuration reloaded: %d server(s), %d router(s)", len(self.config.servers),
-                 len(self.config.routers))
-        self.notifier.ready(status=self._summary())
-        # what changed may need work now (a new router, a new server)
-        await self._first_pass()
+        say.info("configuration reloaded: %d server(s), %d router(s)", len(config.servers), len(config.routers))
+        self.notifier.ready(status=self.publish.summary())
+        changes = config_changes(old, config)
+        for server in changes.servers:
+            self._observe_soon(server)
+        for router in changes.routers:
+            self._reconcile_soon(router)
         return True
-
-    def _check_reloadable(self, new: Config) -> None:
-        assert self.config is not None
-        problems = []
-        if new.state_path != self.config.state_path:
-            problems.append(f"state_path: changing it ({self.config.state_path} -> {new.state_path}) needs a "
-                            "restart (the daemon holds the store and its lock)")
-        if new.shard != self.config.shard:
-            problems.append(f"shard: changing it ({self.config.shard} -> {new.shard}) needs a restart")
-        if new.metrics.listen != self.config.metrics.listen:
-            problems.append(f"metrics.listen: changing it ({self.config.metrics.listen} -> {new.metrics.listen}) "
-                            "needs a restart")
-        if problems:
-            raise ConfigError(problems, source=str(self.options.config_path))
 
     # --- jobs ------------------------------------------------------------------------------------
 
     def _reconciler(self, config: Config) -> Reconciler:
         assert self.store is not None
         assert self.metrics is not None
+        size = config.policy.max_parallel_routers
+        if self._gate is None or size != self._gate_size:
+            self._gate, self._gate_size = asyncio.Semaphore(size), size
         connect = timed_connector(self.options.connect or default_connector, self.metrics.observe_router_operation)
-        return Reconciler(config, self.store, connect=connect, fetch=self.options.fetch, clock=self.options.clock)
+        reconciler = Reconciler(config, self.store, connect=connect, fetch=self.options.fetch,
+                                clock=self.options.clock, io=self.io, router_locks=self._router_locks, gate=self._gate)
+        self._reconcilers.add(reconciler)
+        return reconciler
 
     def _schedule(self, config: Config) -> None:
-        assert self.scheduler is not None
+        """Jobs for every server and router of ``config``; those already scheduled keep their timers."""
+        wanted: set[str] = set()
         for server in config.servers:
-            self._add_job(f"server:{server.name}", self._server_job, server.name, server.interval)
+            job_id = f"server:{server.name}"
+            wanted.add(job_id)
+            self.schedule.set_job(job_id, _bind(self._observe_job, server.name), interval=server.interval,
+                                  jitter=_jitter(server.interval), bound=2 * server.timeouts.total + _SLACK)
         for router in config.routers:
-            self._add_job(f"router:{router.name}", self._router_job, router.name, _router_interval(router))
+            job_id = f"router:{router.name}"
+            wanted.add(job_id)
+            interval = _router_interval(router)
+            self.schedule.set_job(job_id, _bind(self._reconcile, router.name), interval=interval,
+                                  jitter=_jitter(interval), bound=router.timeouts.total + router.timeouts.step + _SLACK)
+        self.schedule.keep_only(wanted)
 
-    def _add_job(self, job_id: str, func: Callable[[str], Coroutine[Any, Any, Any]], name: str,
-                 interval: float) -> None:
-        assert self.scheduler is not None
-        jitter = min(interval * 0.1, 300.0)
-        first = datetime.now(UTC) + timedelta(seconds=interval + random.uniform(0, jitter))  # noqa: S311
-        self.scheduler.add_job(func, IntervalTrigger(seconds=interval, jitter=jitter), args=[name], id=job_id,
-                               max_instances=1, coalesce=True, next_run_time=first, misfire_grace_time=None,
-                               replace_existing=True)
+    def _job_started(self, job_id: str, delay: float) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_job_delay(job_id.split(":", 1)[0], delay)
+        if delay > 10.0:
+            self._budget.warn("late-job", "job %s started %.0f s after it was due: the event loop was blocked or the "
+                              "machine is overloaded", job_id, delay)
 
     def _track(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
         self._jobs.inflight.add(task)
         task.add_done_callback(self._jobs.inflight.discard)
         return task
-
-    async def _server_job(self, name: str) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._jobs.inflight.add(task)
-        try:
-            await self._observe(name, trigger=True)
-        finally:
-            self._jobs.inflight.discard(task)
-
-    async def _router_job(self, name: str) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._jobs.inflight.add(task)
-        try:
-            await self._reconcile(name)
-        finally:
-            self._jobs.inflight.discard(task)
 
     async def _first_pass(self) -> None:
         assert self.config is not None
@@ -343,11 +360,29 @@ class Daemon:
         routers = [self._track(self._reconcile(r.name)) for r in self.config.routers]
         await asyncio.gather(*routers, return_exceptions=True)
 
+    async def _observe_job(self, name: str) -> None:
+        await self._observe(name, trigger=True)
+
+    def _observe_soon(self, server: str) -> None:
+        """Fetch ``server`` now (a reload added or changed it); at most one such fetch at a time."""
+        if server in self._jobs.observing or self._stop.is_set():
+            return
+        self._jobs.observing.add(server)
+
+        async def job() -> None:
+            try:
+                await self._observe(server, trigger=True)
+            finally:
+                self._jobs.observing.discard(server)
+
+        self._track(job())
+
     async def _observe(self, name: str, *, trigger: bool) -> ServerOutcome | None:
         if self._stop.is_set() or self.config is None or self.reconciler is None:
             return None
+        config = self.config
         try:
-            server = self.config.server(name)
+            server = config.server(name)
         except KeyError:
             return None  # removed by a reload
         reconciler = self.reconciler
@@ -355,10 +390,11 @@ class Daemon:
         outcome = await reconciler.observe_server(server)
         if self.metrics is not None:
             self.metrics.observe_fetch(name, time.monotonic() - started)
-        self._publish_server(server, outcome)
+        self.publish.server(server, outcome, confirmations=config.policy.confirmations)
+        self.publish.store_health(reconciler)
         await self._alert(reconciler, RunReport([outcome], [], []))
         confirmed = frozenset(a.chain for a in outcome.addresses
-                              if a.verified and a.pinned and a.times_seen >= self.config.policy.confirmations)
+                              if a.verified and a.pinned and a.times_seen >= config.policy.confirmations)
         served = frozenset((a.address, a.chain) for a in outcome.addresses if a.chain)
         before, served_before = self._confirmed.get(name), self._served.get(name)
         self._confirmed[name] = confirmed
@@ -372,7 +408,7 @@ class Daemon:
             # sends, so they must not stay "in sync" until their own interval (docs/design.md "Invariants").
             why = "the chains it sends changed"
         if trigger and why is not None:
-            routers = [r.name for r in self.config.routers if name in r.servers]
+            routers = [r.name for r in config.routers if name in r.servers]
             say.info("server %s: %s; checking %d router(s) now", name, why, len(routers))
             for router in routers:
                 self._reconcile_soon(router)
@@ -386,13 +422,13 @@ class Daemon:
 
         async def job() -> None:
             try:
-                await self._reconcile(router, queued=True)
+                await self._reconcile(router)
             finally:
                 self._jobs.queued.discard(router)
 
         self._track(job())
 
-    async def _reconcile(self, name: str, *, queued: bool = False) -> RouterResult | None:
+    async def _reconcile(self, name: str) -> RouterResult | None:
         if self._stop.is_set() or self.config is None or self.reconciler is None:
             return None
         try:
@@ -401,56 +437,44 @@ class Daemon:
             return None
         reconciler = self.reconciler
         result = await reconciler.reconcile_router(router, apply=not self.options.plan_only)
-        self._publish_router(router, result)
+        await self.publish.router(router, result)
+        self.publish.store_health(reconciler)
         await self._alert(reconciler, RunReport([], [result], []))
         return result
 
     async def _alert(self, reconciler: Reconciler, report: RunReport) -> None:
+        """Decide the alerts ``report`` calls for and hand them to the background queue: no job waits for a sink."""
         try:
-            await reconciler.notify(report)
-        except Exception:  # an alert sink must never stop a job
-            log.exception("alerts could not be sent")
-        for error in report.alert_errors:
-            log.warning("alert not delivered: %s", error)
+            gated = await reconciler.gate(report)
+        except EemwatchdError as exc:  # the alert state could not be read (the state store): next run
+            log.warning("alerts not decided: %s", exc)
+            return
+        if gated is None:
+            return
 
-    # --- status ----------------------------------------------------------------------------------
+        async def delivered(errors: list[AlertError]) -> None:
+            if errors:
+                return  # not stored as sent: the next run sends them again
+            try:
+                await reconciler.record_sent(gated)
+            except EemwatchdError as exc:
+                log.warning("alert state not stored: %s", exc)
 
-    def _publish_server(self, server: ServerConfig, outcome: ServerOutcome) -> None:
-        assert self.config is not None
-        for line in narrate_server(outcome, confirmations=self.config.policy.confirmations):
-            say.info("%s", line)
-        for address in outcome.addresses:
-            if address.changed_from:
-                self.status.count_chain_change(server.name)
-        self.status.set_server(server_status(server, outcome, confirmations=self.config.policy.confirmations,
-                                             at=self.options.clock()))
+        self.alerts.submit(reconciler.alerter, gated.alerts, secrets=gated.secrets, on_done=delivered)
 
-    def _publish_router(self, router: RouterConfig, result: RouterResult) -> None:
-        assert self.store is not None
-        for line in narrate_router(result, previous=self.status.routers.get(router.name),
-                                   config=str(self.options.config_path)):
-            say.info("%s", line)
-        if result.result is not None and result.plan is not None and result.plan.needs_test_fire:
-            rolled = any(s.kind == "rollback" for s in result.steps)
-            self.status.count_refresh(router.name, "success" if result.in_sync and result.applied
-                                      else "rolled-back" if rolled else "failure")
-        proof = self.store.last_proof(router.name, ok_only=True)
-        self.status.set_router(router_status(router.host, result, at=self.options.clock(), proof=proof,
-                                             previous=self.status.routers.get(router.name)))
-        changes = [s for s in result.steps if s.kind in ("add", "retire", "rollback", "save", "test-fire",
-                                                         "observed")]
-        if changes:
-            self.status.add_changes(audit_lines(self.store.audit(router=router.name)[-len(changes):]))
-
-    def _load_recent_changes(self) -> None:
-        assert self.store is not None
-        self.status.add_changes(audit_lines(self.store.audit()[-RECENT_AUDIT:]))
-
-    def _summary(self) -> str:
-        routers = self.status.routers.values()
-        synced = sum(1 for r in routers if r.in_sync)
-        return f"{synced}/{len(self.status.routers)} routers in sync"
-
+    def _count_delivery(self, sink: str, result: str) -> None:
+        self.status.count_alert_delivery(sink, result)
 
 def _router_interval(router: RouterConfig) -> float:
     return float(getattr(router, "interval", 3600.0))
+
+
+def _jitter(interval: float) -> float:
+    return min(interval * 0.1, 300.0)
+
+
+def _bind(job: Callable[[str], Coroutine[Any, Any, Any]], name: str) -> Callable[[], Coroutine[Any, Any, Any]]:
+    async def run() -> None:
+        await job(name)
+
+    return run

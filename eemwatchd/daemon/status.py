@@ -11,8 +11,8 @@ Nothing here may hold a secret: texts (``error``, ``detail``, ``message``) must 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 from eemwatchd.core.reason import Reason
 
@@ -22,6 +22,10 @@ ROUTER_STATES: tuple[str, ...] = ("pending", *(r.value for r in Reason if r is n
 
 # What a refresh (one apply on one router) ended as; the ``result`` label of eemwatchd_router_refreshes_total.
 REFRESH_RESULTS: tuple[str, ...] = ("success", "failure", "rolled-back")
+
+# Why the HTTP endpoint closed a connection itself (over-limit: refused, or the one waiting longest for its
+# request headers closed to make room): the ``reason`` label of eemwatchd_http_connections_closed_total.
+HTTP_CLOSE_REASONS: tuple[str, ...] = ("over-limit", "header-timeout", "request-timeout")
 
 RECENT_CHANGES = 50  # audit lines kept for the status page
 
@@ -120,6 +124,16 @@ class FleetStatus:
     shard: str | None = None  # set once at start; adds a ``shard`` label to every metric
     chain_changes: dict[str, int] = field(default_factory=dict)  # per server, since start
     refreshes: dict[str, dict[str, int]] = field(default_factory=dict)  # per router, per result, since start
+    # Jobs whose due run has not finished within its bound: job id ("server:NAME", "router:NAME") -> seconds
+    # beyond the bound. Refreshed every second by the daemon; /healthz fails while it is not empty.
+    overdue: dict[str, float] = field(default_factory=dict)
+    clock_steps: int = 0  # steps of the wall clock seen since start (NTP steps, `date -s`, a VM resumed)
+    http_open: int = 0  # connections to the HTTP endpoint open now
+    http_closed: dict[str, int] = field(default_factory=dict)  # connections we closed, by reason, since start
+    alert_deliveries: dict[tuple[str, str], int] = field(default_factory=dict)  # (sink kind, result) -> batches
+    store_writable: bool = True  # the last write to the state store succeeded (and no call is stuck)
+    store_problem: str | None = None  # why not
+    store_write_failures: int = 0  # failed or unanswered writes since start
 
     def set_server(self, status: ServerStatus) -> None:
         self.servers[status.name] = status
@@ -135,6 +149,10 @@ class FleetStatus:
         counts = self.refreshes.setdefault(router, {})
         counts[result] = counts.get(result, 0) + 1
 
+    def count_alert_delivery(self, sink: str, result: str) -> None:
+        key = (sink, result)
+        self.alert_deliveries[key] = self.alert_deliveries.get(key, 0) + 1
+
     def count_chain_change(self, server: str) -> None:
         self.chain_changes[server] = self.chain_changes.get(server, 0) + 1
 
@@ -148,6 +166,25 @@ class FleetStatus:
         self.config_reload_ok = ok
         if ok:
             self.config_reload_at = at
+
+    def shift_times(self, step: timedelta) -> None:
+        """The wall clock stepped by ``step``: move every time this process recorded by as much, so each keeps
+        its age (a fetch 5 s ago stays 5 s ago) and none lies in the future of the clock it is compared with.
+        Certificate dates are not moved: they are not this process's times."""
+        self.clock_steps += 1
+        self.started_at += step
+        if self.config_reload_at is not None:
+            self.config_reload_at += step
+        for name, server in self.servers.items():
+            if server.last_fetch is not None:
+                self.servers[name] = replace(server, last_fetch=server.last_fetch + step)
+        for name, router in self.routers.items():
+            self.routers[name] = replace(
+                router,
+                last_check=None if router.last_check is None else router.last_check + step,
+                last_testfire_at=None if router.last_testfire_at is None else router.last_testfire_at + step,
+                last_proven_at=None if router.last_proven_at is None else router.last_proven_at + step,
+            )
 
     def retain(self, *, servers: Collection[str], routers: Collection[str]) -> None:
         """After a reload: forget servers and routers no longer configured (their series disappear)."""

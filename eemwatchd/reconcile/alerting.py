@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,6 +11,17 @@ from eemwatchd.adapters.alerts import Alert, AlertEvent
 from eemwatchd.core.alert_state import AlertState, decide_alert
 from eemwatchd.core.reason import Reason
 from eemwatchd.reconcile.results import AddressOutcome, RouterResult, RunReport
+
+
+@dataclass(frozen=True)
+class GatedAlerts:
+    """What a run's report calls for, after the alert state decided what is news: the alerts to send (prepared:
+    scrubbed, de-duplicated), the alert states to store once they were delivered, and the secrets to scrub from
+    delivery errors."""
+
+    alerts: list[Alert]
+    states: list[AlertState]
+    secrets: frozenset[str]
 
 
 def build_alerts(report: RunReport, *, at: datetime) -> list[Alert]:

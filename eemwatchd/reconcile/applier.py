@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from eemwatchd.adapters.store import AuditEntry, Store
+from eemwatchd.adapters.store import AuditEntry
+from eemwatchd.adapters.store_worker import StoreWorker
 from eemwatchd.config import RouterConfig
 from eemwatchd.core.plan import Action, RouterPlan
 from eemwatchd.core.reason import Reason
@@ -28,34 +29,35 @@ log = logging.getLogger("eemwatchd.reconcile")
 class AuditWriter:
     """Where apply writes its audit rows and proofs (the service binds it to the store and the clock)."""
 
-    def change(self, action: str, *, trustpoint: str | None = None, before: str | None = None,
-               after: str | None = None, reason: str) -> None:
+    async def change(self, action: str, *, trustpoint: str | None = None, before: str | None = None,
+                     after: str | None = None, reason: str) -> None:
         raise NotImplementedError
 
-    def test_fire(self, ok: bool, *, detail: str, evidence: str | None, reason: str,
-                  trust: frozenset[str]) -> None:
+    async def test_fire(self, ok: bool, *, detail: str, evidence: str | None, reason: str,
+                        trust: frozenset[str]) -> None:
         raise NotImplementedError
 
 
 class StoreAudit(AuditWriter):
-    """Audit rows and proofs for one router, in the store, stamped by the service's clock."""
+    """Audit rows and proofs for one router, in the store (through its worker thread), stamped by the clock."""
 
-    def __init__(self, store: Store, router: str, clock: Callable[[], datetime]) -> None:
-        self.store, self.router, self.clock = store, router, clock
+    def __init__(self, io: StoreWorker, router: str, clock: Callable[[], datetime]) -> None:
+        self.io, self.router, self.clock = io, router, clock
 
-    def change(self, action: str, *, trustpoint: str | None = None, before: str | None = None,
-               after: str | None = None, reason: str) -> None:
-        self.store.append_audit(AuditEntry(at=self.clock(), router=self.router, action=action, trustpoint=trustpoint,
-                                           sha256_before=before, sha256_after=after, test_fire=None, reason=reason))
+    async def change(self, action: str, *, trustpoint: str | None = None, before: str | None = None,
+                     after: str | None = None, reason: str) -> None:
+        await self.io.call(self.io.store.append_audit, AuditEntry(
+            at=self.clock(), router=self.router, action=action, trustpoint=trustpoint, sha256_before=before,
+            sha256_after=after, test_fire=None, reason=reason))
 
-    def test_fire(self, ok: bool, *, detail: str, evidence: str | None, reason: str,
-                  trust: frozenset[str]) -> None:
+    async def test_fire(self, ok: bool, *, detail: str, evidence: str | None, reason: str,
+                        trust: frozenset[str]) -> None:
         at = self.clock()
-        self.store.append_audit(AuditEntry(at=at, router=self.router, action="test-fire", trustpoint=None,
-                                           sha256_before=None, sha256_after=None,
-                                           test_fire="ok" if ok else f"failed: {detail}", reason=reason,
-                                           evidence=evidence))
-        self.store.record_proof(self.router, at=at, ok=ok, evidence=evidence or detail, trust=trust)
+        await self.io.call(self.io.store.append_audit, AuditEntry(
+            at=at, router=self.router, action="test-fire", trustpoint=None, sha256_before=None, sha256_after=None,
+            test_fire="ok" if ok else f"failed: {detail}", reason=reason, evidence=evidence))
+        await self.io.call(self.io.store.record_proof, self.router, at=at, ok=ok, evidence=evidence or detail,
+                           trust=trust)
 
 
 @dataclass
@@ -138,12 +140,13 @@ class Applier:
                 # refused or broken on the way (AAA, a dropped session): a failed test-fire, in the audit too
                 detail = str(exc)
                 self.result.add_step(AppliedStep("test-fire", None, None, False, detail, detail))
-                self.audit.test_fire(False, detail=detail, evidence=detail, reason=why, trust=frozenset(self.held))
+                await self.audit.test_fire(False, detail=detail, evidence=detail, reason=why,
+                                           trust=frozenset(self.held))
                 raise
         detail = fire_detail(outcome)
         evidence = outcome.evidence or None
         self.result.add_step(AppliedStep("test-fire", None, None, outcome.ok, detail, evidence))
-        self.audit.test_fire(outcome.ok, detail=detail, evidence=evidence, reason=why,
+        await self.audit.test_fire(outcome.ok, detail=detail, evidence=evidence, reason=why,
                              trust=frozenset(self.held))
         return outcome.ok
 
@@ -152,14 +155,15 @@ class Applier:
             await self.session.retire_trustpoint(action.trustpoint)
         except EemwatchdError as exc:
             self.result.add_step(AppliedStep("retire", action.trustpoint, action.sha256 or None, False, str(exc)))
-            self.audit.change("retire-failed", trustpoint=action.trustpoint, before=action.sha256 or None,
+            await self.audit.change("retire-failed", trustpoint=action.trustpoint, before=action.sha256 or None,
                               reason=f"{exc} (for: {action.reason})")
             raise
         if action.sha256:
             self.held.discard(action.sha256)
         self.result.trustpoints = [t for t in self.result.trustpoints if t[0] != action.trustpoint]
         self.result.add_step(AppliedStep("retire", action.trustpoint, action.sha256 or None, True, action.reason))
-        self.audit.change("retire", trustpoint=action.trustpoint, before=action.sha256 or None, reason=action.reason)
+        await self.audit.change("retire", trustpoint=action.trustpoint, before=action.sha256 or None,
+                                reason=action.reason)
 
     async def _add(self, action: Action) -> None:
         assert action.certificate is not None
@@ -167,13 +171,13 @@ class Applier:
             await self.session.install_certificate(action.trustpoint, action.certificate)
         except EemwatchdError as exc:
             self.result.add_step(AppliedStep("add", action.trustpoint, action.sha256, False, str(exc)))
-            self.audit.change("add-failed", trustpoint=action.trustpoint, after=action.sha256,
+            await self.audit.change("add-failed", trustpoint=action.trustpoint, after=action.sha256,
                               reason=f"{exc} (for: {action.reason})")
             raise
         self.held.add(action.sha256)
         self.result.trustpoints.append((action.trustpoint, True, (action.certificate,)))
         self.result.add_step(AppliedStep("add", action.trustpoint, action.sha256, True, action.reason))
-        self.audit.change("add", trustpoint=action.trustpoint, after=action.sha256, reason=action.reason)
+        await self.audit.change("add", trustpoint=action.trustpoint, after=action.sha256, reason=action.reason)
 
     async def _rollback(self, retired: Sequence[Action]) -> None:
         for action in retired:
@@ -187,7 +191,7 @@ class Applier:
             self.held.add(action.sha256)
             self.result.trustpoints.append((action.trustpoint, True, (action.certificate,)))
             self.result.add_step(AppliedStep("rollback", action.trustpoint, action.sha256, True, "put back"))
-            self.audit.change("rollback", trustpoint=action.trustpoint, after=action.sha256,
+            await self.audit.change("rollback", trustpoint=action.trustpoint, after=action.sha256,
                               reason="test-fire failed after retiring")
 
     async def _save(self) -> None:
@@ -195,13 +199,13 @@ class Applier:
             await self.session.save_config()
         except EemwatchdError as exc:
             self.result.add_step(AppliedStep("save", None, None, False, str(exc)))
-            self.audit.change("save-failed", reason=str(exc))
+            await self.audit.change("save-failed", reason=str(exc))
             if self.result.error is None:
                 self.result.error = f"saving the configuration failed: {exc}"
                 self.result.error_reason = Reason.COMMAND_FAILED
             return
         self.result.add_step(AppliedStep("save", None, None, True, "write memory"))
-        self.audit.change("save", reason="configuration saved after a successful test-fire")
+        await self.audit.change("save", reason="configuration saved after a successful test-fire")
 
 
 def fire_detail(outcome: FireResult) -> str:

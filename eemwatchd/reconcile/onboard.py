@@ -267,7 +267,7 @@ class Onboarder:
                                     "so apply and the daemon test-fire the onboarded applet")
             result.trust = await self.reconciler.reconcile_router(effective, apply=True)
             if result.sent:
-                self._audit_eem(router.name, result)
+                await self._audit_eem(router.name, result)
                 await self._prove_and_save(effective, result)
         return result
 
@@ -393,11 +393,11 @@ class Onboarder:
     def _secrets(self, setup: MailSetup, snapshot: RouterSnapshot) -> list[str]:
         return [setup.password, *mail_passwords(snapshot), *self.config.secrets()]
 
-    def _audit_eem(self, router: str, result: OnboardResult) -> None:
+    async def _audit_eem(self, router: str, result: OnboardResult) -> None:
         assert result.plan is not None
         changed = [f"{c.what} ({'added' if c.state == 'add' else 'replaced'})"
                    for c in result.plan.changes if c.state != "same"]
-        self.store.append_audit(AuditEntry(
+        await self.reconciler.io.call(self.store.append_audit, AuditEntry(
             at=self._clock(), router=router, action="eem-configure", trustpoint=None, sha256_before=None,
             sha256_after=None, test_fire=None, reason="onboard: " + "; ".join(changed)))
 
@@ -429,7 +429,7 @@ class Onboarder:
                                      prefix=self.config.policy.trustpoint_prefix)
                 applier = Applier(
                     session=session, router=router, result=trust,
-                    audit=StoreAudit(self.store, router.name, self._clock),
+                    audit=StoreAudit(self.reconciler.io, router.name, self._clock),
                     checkpoint=lambda step: None, held=set(held),
                     maxrun=applet.effective_maxrun if applet is not None else DEFAULT_MAXRUN,
                     success_messages=applet.syslog_messages_after_mail() if applet is not None else ())

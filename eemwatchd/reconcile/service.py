@@ -14,6 +14,7 @@ from pathlib import Path
 
 from eemwatchd.adapters.alerts import Alerter
 from eemwatchd.adapters.store import Store
+from eemwatchd.adapters.store_worker import StoreWorker
 from eemwatchd.adapters.truststore import load_anchors
 from eemwatchd.config import Config, RouterConfig, ServerConfig
 from eemwatchd.core.audit_replay import AuditedChange, expected_holdings, observed_differences
@@ -30,12 +31,12 @@ from eemwatchd.core.desired import (
 from eemwatchd.core.ios.parsers import RUNNING_CONFIG
 from eemwatchd.core.ios.trust import validate_as_ios
 from eemwatchd.core.lint import KnownServer, lint_router
-from eemwatchd.core.plan import ChainValidator, is_managed, managed_trust, plan_router
+from eemwatchd.core.plan import ChainValidator, after_changes, is_managed, managed_trust, plan_router
 from eemwatchd.core.reason import Reason
 from eemwatchd.core.router_state import DEFAULT_MAXRUN, RouterSnapshot
 from eemwatchd.core.secrets import mail_passwords, scrub_text
-from eemwatchd.errors import EemwatchdError, ParseError, ResolveError
-from eemwatchd.reconcile.alerting import build_alerts, gate_alerts
+from eemwatchd.errors import EemwatchdError, ParseError, ResolveError, StateError
+from eemwatchd.reconcile.alerting import GatedAlerts, build_alerts, gate_alerts
 from eemwatchd.reconcile.applier import Applier, StoreAudit
 from eemwatchd.reconcile.connect import (
     RouterConnector,
@@ -98,14 +99,23 @@ class Reconciler:
         clock: Callable[[], datetime] = utc_now,
         alerter: Alerter | None = None,
         readonly: bool = False,
+        io: StoreWorker | None = None,
+        router_locks: dict[str, asyncio.Lock] | None = None,
+        gate: asyncio.Semaphore | None = None,
     ) -> None:
         """``readonly``: write nothing to the store (another process holds the writer lock): chains are
-        judged against what is stored, nothing is recorded, and apply is refused."""
+        judged against what is stored, nothing is recorded, and apply is refused.
+
+        ``router_locks`` and ``gate``: the one-job-per-router locks and the bound on routers at once, when they
+        must outlive this reconciler (the daemon builds a new one at every reload while jobs of the old one
+        still run: both must share them, or a reload mid-install runs a second job on the router).
+        ``io``: how the store is reached (its own thread, with a deadline); the daemon shares one across reloads."""
         self.config = config
         self.readonly = readonly
         self.alerter = alerter or Alerter.from_config(config.alerts, secrets=config_secrets(config))
         self._router_secrets: set[str] = set()  # mail passwords read from routers, kept out of alerts
         self.store = store
+        self.io = io if io is not None else StoreWorker.of(store)
         self.policy = trust_policy(config)
         self._connect = connect or default_connector
         self._fetch = fetch or default_fetcher
@@ -113,8 +123,8 @@ class Reconciler:
         self._extra: list[Certificate] = []  # issuers fetched via AIA (twin candidates)
         self._anchor_cache: dict[str, list[Certificate]] = {}
         self._desired_cache: dict[tuple[object, ...], DesiredTrust] = {}  # see desired_for
-        self._gate = asyncio.Semaphore(config.policy.max_parallel_routers)
-        self._router_locks: dict[str, asyncio.Lock] = {}
+        self._gate = gate if gate is not None else asyncio.Semaphore(config.policy.max_parallel_routers)
+        self._router_locks: dict[str, asyncio.Lock] = router_locks if router_locks is not None else {}
         self._router_holders: dict[str, asyncio.Task[object]] = {}  # see router_held
         self._stop_reason: str | None = None
 
@@ -122,8 +132,9 @@ class Reconciler:
         """A reconciler on the same config, store, connections and router locks, with its own stop: an onboarding
         the daemon runs for a client stops when that client goes, and the daemon's jobs go on."""
         twin = Reconciler(self.config, self.store, connect=self._connect, fetch=self._fetch, clock=self._clock,
-                          alerter=self.alerter, readonly=self.readonly)
-        twin._router_locks, twin._router_holders = self._router_locks, self._router_holders
+                          alerter=self.alerter, readonly=self.readonly, io=self.io, router_locks=self._router_locks,
+                          gate=self._gate)
+        twin._router_holders = self._router_holders
         twin._router_secrets = self._router_secrets
         return twin
 
@@ -191,9 +202,19 @@ class Reconciler:
         now = self._clock()
         observations = await judge_results(results, hostname=server.servername or server.host, anchors=anchors,
                                            now=now, aia=self.config.policy.aia)
-        return ServerOutcome(server.name, tuple(self._record(server, o, now) for o in observations))
+        return ServerOutcome(server.name, tuple([await self._record(server, o, now) for o in observations]))
 
-    def _record(self, server: ServerConfig, obs: ChainObservation, now: datetime) -> AddressOutcome:
+    async def _record(self, server: ServerConfig, obs: ChainObservation, now: datetime) -> AddressOutcome:
+        """The outcome of one address; a chain the store could not record is reported as fetched but not counted
+        (its confirmations wait for the store), never as an exception that ends the server's job."""
+        try:
+            return await self._recorded(server, obs, now)
+        except StateError as exc:
+            log.warning("server %s %s: %s", server.name, obs.address, exc)
+            return AddressOutcome(obs.address, tuple(c.sha256 for c in obs.chain), obs.verified,
+                                  f"fetched, not recorded: {exc}", 0, certificates=obs.chain)
+
+    async def _recorded(self, server: ServerConfig, obs: ChainObservation, now: datetime) -> AddressOutcome:
         if obs.error is not None or not obs.chain:
             log.warning("server %s %s: %s", server.name, obs.address, obs.reason)
             return AddressOutcome(obs.address, (), False, obs.reason)
@@ -202,17 +223,18 @@ class Reconciler:
         verified = obs.verified
         path = verification.path if verification is not None and verified else ()
         error = verification.error if verification is not None else "not verified"
-        changed_from = self._changed_from(server, obs.address, obs.chain, now) if verified else ()
+        changed_from = await self._changed_from(server, obs.address, obs.chain, now) if verified else ()
         if self.readonly:
             key = ",".join(c.sha256 for c in obs.chain)
-            stored = self.store.observations(servers=[server.name], address=obs.address, chain=key)
+            stored = await self.io.call(self.store.observations, servers=[server.name], address=obs.address,
+                                        chain=key)
             seen = stored[0] if stored else SeenChain(server=server.name, address=obs.address, chain=obs.chain,
                                                         path=path, verified=verified, error=error, first_seen=now,
                                                         last_seen=now, times_seen=0)
         else:
-            seen = self.store.record_observation(
-                server=server.name, address=obs.address, chain=obs.chain, verified=verified, path=path,
-                error=None if verified else error, now=now,
+            seen = await self.io.call(
+                self.store.record_observation, server=server.name, address=obs.address, chain=obs.chain,
+                verified=verified, path=path, error=None if verified else error, now=now,
                 min_spacing=timedelta(seconds=server.interval / 2),
             )
         if not verified:
@@ -224,7 +246,7 @@ class Reconciler:
             pinned=pinned, changed_from=changed_from if pinned else (), certificates=obs.chain,
         )
 
-    def _changed_from(
+    async def _changed_from(
         self, server: ServerConfig, address: str, chain: Sequence[Certificate], now: datetime
     ) -> tuple[str, ...]:
         """The last verified chain of ``address`` when ``chain`` differs from it, else ().
@@ -233,18 +255,19 @@ class Reconciler:
         ``recent`` is no change: a provider may serve old and new chains side by side during a rollout,
         and alternating between them must not alert on every run. The very first sighting is no change.
         """
-        last = self.store.last_verified(server=server.name, address=address)
+        last = await self.io.call(self.store.last_verified, server=server.name, address=address)
         key = tuple(c.sha256 for c in chain)
         if last is None or tuple(c.sha256 for c in last.chain) == key:
             return ()
-        earlier = self.store.observations(servers=[server.name], address=address, chain=",".join(key))
+        earlier = await self.io.call(self.store.observations, servers=[server.name], address=address,
+                                     chain=",".join(key))
         if any(e.verified and e.last_seen >= now - self.policy.recent for e in earlier):
             return ()
         return tuple(c.sha256 for c in last.chain)
 
     # --- desired and plan ---------------------------------------------------------------------------
 
-    def desired_for(self, router: RouterConfig, now: datetime) -> DesiredTrust:
+    async def desired_for(self, router: RouterConfig, now: datetime) -> DesiredTrust:
         """What ``router`` should trust now; computed once for all routers that share every input.
 
         Every router of a server set wants the same trust, and computing it checks signatures (9 % of a
@@ -255,8 +278,8 @@ class Reconciler:
         """
         servers = [self.config.server(n) for n in router.servers]
         anchors = unique(c for s in servers for c in self.anchors_for(s))
-        observations = [o for o in self.store.observations(servers=router.servers, since=now - self.policy.recent)
-                        if is_usable(o, self.policy, now)]
+        stored = await self.io.call(self.store.observations, servers=router.servers, since=now - self.policy.recent)
+        observations = [o for o in stored if is_usable(o, self.policy, now)]
         pins = {s.name: s.pins for s in servers}
         key = (
             tuple(router.servers),
@@ -330,21 +353,34 @@ class Reconciler:
             await self.notify(run_report)
         return run_report
 
-    async def notify(self, report: RunReport) -> None:
-        """Send the alerts ``report`` calls for; the one place alerts leave a run (failures land in the report)."""
+    async def gate(self, report: RunReport) -> GatedAlerts | None:
+        """The alerts ``report`` calls for, and the alert states to store once they are delivered (None for a
+        reader: another process holds the writer lock and sends them)."""
         now = self._clock()
         built = build_alerts(report, at=now)
         if self.readonly:
-            return  # a reader (another process holds the writer lock) sends nothing: the writer does
-        alerts, states = gate_alerts(built, report, self.store.alert_states(), now=now,
+            return None
+        alerts, states = gate_alerts(built, report, await self.io.call(self.store.alert_states), now=now,
                                      remind_after=timedelta(seconds=self.config.policy.alert_reminder))
-        secrets = set(self._router_secrets)
-        report.alerts = self.alerter.prepare(alerts, secrets=secrets)
-        errors = await self.alerter.send(report.alerts, secrets=secrets)
+        secrets = frozenset(self._router_secrets)
+        return GatedAlerts(self.alerter.prepare(alerts, secrets=secrets), states, secrets)
+
+    async def record_sent(self, gated: GatedAlerts) -> None:
+        """Store the alert states of alerts that were delivered (a failed delivery is tried again next time)."""
+        for state in gated.states:
+            await self.io.call(self.store.save_alert_state, state)
+
+    async def notify(self, report: RunReport) -> None:
+        """Send the alerts ``report`` calls for and wait for them; failures land in the report. (The daemon gates
+        and hands them to its background queue instead: no job waits for a sink.)"""
+        gated = await self.gate(report)
+        if gated is None:
+            return
+        report.alerts = gated.alerts
+        errors = await self.alerter.send(report.alerts, secrets=gated.secrets)
         report.alert_errors = [str(e) for e in errors]
-        if not errors:  # stored only once sent, so a failed delivery is tried again next time
-            for state in states:
-                self.store.save_alert_state(state)
+        if not errors:
+            await self.record_sent(gated)
 
     async def reconcile_router(self, router: RouterConfig, *, apply: bool,
                                progress: RunProgress | None = None) -> RouterResult:
@@ -363,8 +399,8 @@ class Reconciler:
         if apply:
             result.result = summarize(result)
             try:
-                self.store.record_outcome(router.name, at=self._clock(), ok=result.in_sync, summary=result.result,
-                                          error=result.error)
+                await self.io.call(self.store.record_outcome, router.name, at=self._clock(), ok=result.in_sync,
+                                   summary=result.result, error=result.error)
             except EemwatchdError as exc:
                 log.warning("router %s: outcome not stored: %s", router.name, exc)
         if result.error:
@@ -421,17 +457,18 @@ class Reconciler:
             result.certificates = {tp.name: tp.certificates_with_kind for tp in snapshot.trustpoints}
             others = {tp.name: [c for kind, c in tp.certificates_with_kind if kind != "ca"]
                       for tp in snapshot.trustpoints}
-            self._explain_differences(router, trustpoints, result)
+            await self._explain_differences(router, trustpoints, result)
             # In sync needs the LAST test-fire to have succeeded: a failure after an earlier success is
             # evidence that mail does not work now (docs/design.md "Invariants").
-            proof = self.store.last_proof(router.name)
+            proof = await self.io.call(self.store.last_proof, router.name)
+            desired = await self.desired_for(router, now)
             plan = plan_router(
                 trustpoints,
-                self.desired_for(router, now),
+                desired,
                 policy=self.policy,
                 adopt=router.adopt,
                 now=now,
-                unneeded_since=self.store.unneeded_since(router.name),
+                unneeded_since=await self.io.call(self.store.unneeded_since, router.name),
                 validate=self._validator(),
                 proven=proof.trust if proof is not None and proof.ok else None,
                 saved=saved,
@@ -445,17 +482,20 @@ class Reconciler:
                                       adopt=router.adopt)
             if self.readonly:
                 return
-            self.store.set_unneeded(router.name, plan.unneeded)
+            await self.io.call(self.store.set_unneeded, router.name, plan.unneeded)
             if apply and plan.needs_test_fire:
                 await self._apply(session, router, snapshot, result, checkpoint=checkpoint,
                                   held=set(managed_trust(trustpoints, prefix=prefix)))
+                if result.error is None and plan.waiting:
+                    after = {name: certs for name, _managed, certs in result.trustpoints}
+                    result.plan = after_changes(plan, desired, after, validate=self._validator(), now=now)
 
     async def _apply(self, session: RouterSessionLike, router: RouterConfig, snapshot: RouterSnapshot,
                      result: RouterResult, *, checkpoint: Callable[[str], None], held: set[str]) -> None:
         assert result.plan is not None
         applet = snapshot.applet(router.applet)
         applier = Applier(
-            session=session, router=router, result=result, audit=StoreAudit(self.store, router.name, self._clock),
+            session=session, router=router, result=result, audit=StoreAudit(self.io, router.name, self._clock),
             checkpoint=checkpoint, held=held,
             maxrun=applet.effective_maxrun if applet is not None else DEFAULT_MAXRUN,
             success_messages=applet.syslog_messages_after_mail() if applet is not None else (),
@@ -463,18 +503,18 @@ class Reconciler:
         )
         await applier.apply(result.plan)
 
-    def _explain_differences(
+    async def _explain_differences(
         self, router: RouterConfig, trustpoints: Mapping[str, Sequence[Certificate]], result: RouterResult
     ) -> None:
         """Audit rows for every difference between what the audit says the router holds and what it holds."""
         prefix = self.policy.trustpoint_prefix
         rows = [AuditedChange(e.action, e.trustpoint, e.sha256_before, e.sha256_after)
-                for e in self.store.audit(router=router.name)]
+                for e in await self.io.call(self.store.audit, router=router.name)]
         actual = {name: tuple(c.sha256 for c in certs) for name, certs in trustpoints.items()}
-        audit = StoreAudit(self.store, router.name, self._clock)
+        audit = StoreAudit(self.io, router.name, self._clock)
         for diff in observed_differences(expected_holdings(rows, prefix=prefix), actual, prefix=prefix):
             if not self.readonly:
-                audit.change(diff.action, trustpoint=diff.trustpoint, before=diff.sha256_before,
+                await audit.change(diff.action, trustpoint=diff.trustpoint, before=diff.sha256_before,
                              after=diff.sha256_after, reason=diff.reason)
             result.add_step(AppliedStep("observed", diff.trustpoint, diff.sha256_after or diff.sha256_before,
                                         True, f"{diff.action}: {diff.reason}"))

@@ -128,7 +128,7 @@ async def test_healthz_follows_the_heartbeat(clocked: tuple[Served, Clock]) -> N
     assert ctype.startswith("text/plain")
     clock.beat = 995.0
     code, _, body = await served.get("/healthz")
-    assert (code, body.strip()) == (200, "ok: the daemon's loop beat 5.0 s ago")
+    assert (code, body.strip()) == (200, "ok: the daemon's loop beat 5.0 s ago; every job on time")
     clock.now = 1026.0
     code, _, body = await served.get("/healthz")
     assert (code, body.strip()) == (503, "unhealthy: the daemon's loop last beat 31 s ago (limit 30 s)")

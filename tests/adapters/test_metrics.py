@@ -52,6 +52,15 @@ CONTRACT: dict[str, tuple[str, ...]] = {
     "eemwatchd_router_trustpoint_managed": ("router", "trustpoint"),
     "eemwatchd_ready": (),
     "eemwatchd_start_time_seconds": (),
+    # issue 17: the daemon's environment
+    "eemwatchd_job_overdue_seconds": ("kind",),
+    "eemwatchd_job_start_delay_seconds": ("kind",),
+    "eemwatchd_clock_steps": (),
+    "eemwatchd_http_connections": (),
+    "eemwatchd_http_connections_closed": ("reason",),
+    "eemwatchd_alert_deliveries": ("sink", "result"),
+    "eemwatchd_store_writable": (),
+    "eemwatchd_store_write_failures": (),
 }
 HISTOGRAM_LABELS = {"le"}
 
@@ -65,10 +74,12 @@ def value(samples: list[Sample], **labels: str) -> float:
 async def test_every_contract_family_is_exported_with_exactly_its_labels(served: Served) -> None:
     served.metrics.observe_fetch("gmail", 0.01)
     served.metrics.observe_router_operation("read", 0.2)
+    served.metrics.observe_job_delay("router", 0.02)
     families = await served.families()
     assert set(CONTRACT) <= set(families)
     # prometheus_client adds a <histogram>_created gauge in the text format (the start of each series)
-    created = {f"{name}_created" for name in CONTRACT if name.endswith("_duration_seconds")}
+    created = {f"{name}_created" for name in CONTRACT
+               if name.endswith(("_duration_seconds", "_start_delay_seconds"))}
     assert {name for name in families if name.startswith("eemwatchd_")} == set(CONTRACT) | created
     for name, labels in CONTRACT.items():
         assert families[name], f"{name} has no sample"

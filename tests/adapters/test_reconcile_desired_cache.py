@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ class Setup:
                                       error=None, now=at)
 
     def desired(self, router: str, at: datetime) -> DesiredTrust:
-        return self.reconciler.desired_for(self.config.router(router), at)
+        return asyncio.run(self.reconciler.desired_for(self.config.router(router), at))
 
     def write_anchors(self, anchors: list[Certificate], *, stamp: int) -> None:
         self.ca_file.write_text("".join(c.pem for c in anchors))

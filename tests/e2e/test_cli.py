@@ -13,7 +13,7 @@ from eemwatchd.cli import COMMANDS, main
 from tests.support.repo import REPO
 
 # What only some commands need: the router side, the lab, the daemon's HTTP and schedule, config validation.
-ROUTER_AND_LAB = {"scrapli", "asyncssh", "aiosmtpd", "aiohttp", "apscheduler", "prometheus_client"}
+ROUTER_AND_LAB = {"scrapli", "asyncssh", "aiosmtpd", "aiohttp", "prometheus_client"}
 HEAVY = ROUTER_AND_LAB | {"cryptography", "pydantic", "yaml"}
 
 # One option of each command, so a command whose arguments were not loaded shows up.

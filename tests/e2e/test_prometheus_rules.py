@@ -28,7 +28,8 @@ RULE_TESTS = REPO / "config" / "prometheus-rules.test.yml"
 DASHBOARD = REPO / "config" / "grafana-dashboard.json"
 METRIC_NAME = re.compile(r"\beemwatchd_[a-z0-9_]+")
 # Daemon-level alerts have no server or router to name.
-DAEMON_ALERTS = {"EemwatchdConfigReloadFailed", "EemwatchdDown", "EemwatchdAbsent"}
+DAEMON_ALERTS = {"EemwatchdConfigReloadFailed", "EemwatchdDown", "EemwatchdAbsent", "EemwatchdJobsOverdue",
+                 "EemwatchdStateStoreNotWritable", "EemwatchdAlertsNotDelivered"}
 
 
 def alert_rules() -> list[dict[str, Any]]:

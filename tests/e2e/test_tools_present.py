@@ -9,6 +9,6 @@ import pytest
 
 
 @pytest.mark.skipif(os.environ.get("EEMWATCHD_REQUIRE_TOOLS") != "1", reason="tools not required here")
-@pytest.mark.parametrize("tool", ["promtool", "prometheus", "chromium", "systemd-analyze"])
+@pytest.mark.parametrize("tool", ["promtool", "prometheus", "chromium", "systemd-analyze", "faketime"])
 def test_the_real_tools_are_installed(tool: str) -> None:
     assert shutil.which(tool) is not None, f"{tool} is missing although ./dev test installed the test tools"

@@ -118,5 +118,6 @@ def exported_sample_names() -> set[str]:
     metrics = Metrics(registry, status=fleet())
     metrics.observe_fetch("gmail", 0.1)
     metrics.observe_router_operation("read", 0.1)
+    metrics.observe_job_delay("server", 0.01)
     text = generate_latest(registry).decode()
     return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}

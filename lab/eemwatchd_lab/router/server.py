@@ -42,6 +42,7 @@ class _SshServer(asyncssh.SSHServer):
             conn.abort()
             return
         self._lab._connections.add(conn)
+        self._lab.peak_connections = max(self._lab.peak_connections, len(self._lab._connections))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._conn is not None:
@@ -77,6 +78,7 @@ class LabDevice:
         self._connections: set[asyncssh.SSHServerConnection] = set()
         self._vtys: set[int] = set()
         self.refused_logins = 0  # connections closed because every vty line was busy
+        self.peak_connections = 0  # the most SSH connections open at once (one writer per router: 1)
         self._tasks: set[asyncio.Task[None]] = set()
         self.host_key: asyncssh.SSHKey | None = None
 
