@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except EemwatchdError as exc:
         print(f"eemwatchd {args.command}: {exc}", file=sys.stderr)
-        return int(getattr(exc, "exit_code", 2))
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

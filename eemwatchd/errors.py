@@ -7,11 +7,18 @@ so the shell can turn any of them into a per-target result with a one-line reaso
 
 from __future__ import annotations
 
+# Exit codes the commands share: 2 a bad config or usage (any of our errors by default), 75 (EX_TEMPFAIL)
+# another eemwatchd holds the state or the router: try again later.
+EXIT_USAGE = 2
+EXIT_LOCKED = 75
+
 
 class EemwatchdError(Exception):
-    """Root of our errors. ``str(err)`` is a one-line reason a person understands."""
+    """Root of our errors. ``str(err)`` is a one-line reason a person understands; ``exit_code`` is what a
+    command that ends on it exits with."""
 
     temporary: bool = False
+    exit_code: int = EXIT_USAGE
 
 
 # --- configuration -------------------------------------------------------------------------------
@@ -176,7 +183,7 @@ class StateLocked(StateError):
     """
 
     temporary = True
-    exit_code = 75
+    exit_code = EXIT_LOCKED
 
     def __init__(self, path: str, *, pid: int | None, started: str | None, purpose: str | None,
                  detail: str | None = None) -> None:

@@ -40,9 +40,10 @@ GENESIS = "0" * 64
 #   rollback                   a change undone after a failed step
 #   save, save-failed          ``write memory`` after a proven test-fire (or its failure)
 #   test-fire                  ``event manager run``; ``test_fire`` holds the verdict, ``evidence`` its proof
-#   observed-add, observed-retire, observed-unsaved
+#   observed-add, observed-retire
 #                              the router differs from what the log says it holds (a change made elsewhere or
 #                              an interrupted step): the row explains the router's state
+#   eem-configure              onboarding sent EEM configuration (environment, applet), masked
 AUDIT_ACTIONS = frozenset({
     "add", "add-failed", "retire", "retire-failed", "rollback", "save", "save-failed", "test-fire",
     "observed-add", "observed-retire", "eem-configure",

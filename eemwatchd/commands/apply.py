@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     # Imported here, not at module level: scrapli, asyncssh and pydantic are not needed for `--help`.
     from eemwatchd.commands.progress import router_progress
     from eemwatchd.commands.report import emit, exit_code, print_report
-    from eemwatchd.commands.runtime import EXIT_LOCKED, confirm, load, lock_held, open_store, take_writer_lock
+    from eemwatchd.commands.runtime import confirm, load, lock_held, open_store, take_writer_lock
+    from eemwatchd.errors import EXIT_LOCKED
     from eemwatchd.reconcile import Reason, Reconciler
 
     scope = load(args)

@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from eemwatchd.commands.arguments import add_config_argument, add_shard_argument
+from eemwatchd.core.fingerprints import short_fingerprint
 
 if TYPE_CHECKING:
     from eemwatchd.config import Config
@@ -75,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     for e in entries:
         change = ""
         if e.sha256_before or e.sha256_after:
-            before = (e.sha256_before or "")[:8].upper() or "(none)"
-            after = (e.sha256_after or "")[:8].upper() or "(none)"
+            before = short_fingerprint(e.sha256_before or "") or "(none)"
+            after = short_fingerprint(e.sha256_after or "") or "(none)"
             change = f" {before} -> {after}"
         trustpoint = f" {e.trustpoint}" if e.trustpoint else ""
         fire = ""

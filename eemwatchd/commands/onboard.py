@@ -138,7 +138,8 @@ async def _onboard(config: Config, store: Store, request: OnboardRequest, *, sho
 
 def run(args: argparse.Namespace) -> int:
     # Imported here, not at module level: scrapli, asyncssh and pydantic are not needed for `--help`.
-    from eemwatchd.commands.runtime import EXIT_LOCKED, confirm, load, lock_held, open_store
+    from eemwatchd.commands.runtime import confirm, load, lock_held, open_store
+    from eemwatchd.errors import EXIT_LOCKED
 
     scope = load(args)
     if scope is None:

@@ -7,7 +7,9 @@ import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+from eemwatchd.core.fingerprints import chain_text, short_fingerprint
 from eemwatchd.reconcile import Reason, RouterResult, RunReport
+from eemwatchd.reconcile.results import without_router
 
 _WORDS = {
     Reason.IN_SYNC: "in sync",
@@ -33,7 +35,7 @@ def print_report(report: RunReport, *, out: TextIO = sys.stdout) -> None:
             state = "verified" if addr.verified else f"NOT verified: {addr.error}"
             if addr.verified and not addr.pinned:
                 state = "verified but matches NO pin"
-            chain = "/".join(s[:8].upper() for s in addr.chain)
+            chain = chain_text(addr.chain)
             seen = f", seen {addr.times_seen}x" if addr.times_seen else ""
             print(f"server {server.name} {addr.address}: chain {chain} {state}{seen}", file=out)
     for event in report.events:
@@ -50,13 +52,13 @@ def print_router(router: RouterResult | Mapping[str, Any], *, out: TextIO) -> No
     reason = Reason(doc.get("result") or doc["reason"])
     error = doc.get("error")
     if error is not None and not doc["reachable"]:
-        print(f"router {name}: {reason}: {_strip(error, name)}", file=out)
+        print(f"router {name}: {reason}: {without_router(error, name)}", file=out)
         return
     actions = doc.get("actions", [])
     state = f"{len(actions)} action(s)" if actions else _WORDS.get(reason, str(reason))
     print(f"router {name}: {len(doc.get('trustpoints', []))} trustpoint(s), {state}", file=out)
     for action in actions:
-        short = action["sha256"][:8].upper() or "-"
+        short = short_fingerprint(action["sha256"]) or "-"
         print(f"  {action['kind']:<6} {action['trustpoint']:<24} {short}  {action['reason']}", file=out)
     for report in doc.get("reports", []):
         if report["kind"] != "event":
@@ -73,7 +75,7 @@ def print_router(router: RouterResult | Mapping[str, Any], *, out: TextIO) -> No
         evidence = f" [evidence: {step['evidence']}]" if step["evidence"] else ""
         print(f"  done   {what}: {step['detail']}{evidence}", file=out)
     if error is not None:
-        print(f"  error ({reason}): {_strip(error, name)}", file=out)
+        print(f"  error ({reason}): {without_router(error, name)}", file=out)
     if doc.get("summary") is not None:
         print(f"  result: {doc['summary']}", file=out)
 
@@ -102,7 +104,3 @@ def exit_code(report: RunReport) -> int:
         return EXIT_AWAITING_CONFIRMATION
     return EXIT_NOT_IN_SYNC
 
-
-def _strip(error: str, name: str) -> str:
-    prefix = f"router {name}: "
-    return error[len(prefix):] if error.startswith(prefix) else error

@@ -19,8 +19,7 @@ from eemwatchd.errors import ConfigError, StateLocked
 
 T = TypeVar("T")
 
-# Exit codes: 75 (EX_TEMPFAIL) another writer holds the state; 128 + signal number when stopped by one.
-EXIT_LOCKED = 75
+# Exit codes when stopped by a signal: 128 + its number (the others: errors.EXIT_*, report.EXIT_*).
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 

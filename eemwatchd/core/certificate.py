@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, pkcs7
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID
 
+from eemwatchd.core.fingerprints import short_fingerprint
 from eemwatchd.errors import CertificateError
 
 _PEM_BLOCK = re.compile(r"-----BEGIN CERTIFICATE-----(?P<body>.*?)-----END CERTIFICATE-----", re.DOTALL)
@@ -34,6 +35,7 @@ def format_serial_ios(serial: int) -> str:
         length = (serial.bit_length() + 8) // 8
         return serial.to_bytes(length, "big", signed=True).hex().upper()
     return serial.to_bytes(serial.bit_length() // 8 + 1, "big").hex().upper()
+
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class Certificate:
     @property
     def short_fingerprint(self) -> str:
         """The first 8 hex characters of the SHA-256, uppercase (used in trustpoint names)."""
-        return self.sha256[:8].upper()
+        return short_fingerprint(self.sha256)
 
     @cached_property
     def sha1_ios(self) -> str:

@@ -167,6 +167,13 @@ def find_issuer(cert: Certificate, candidates: Iterable[Certificate]) -> Certifi
     return None
 
 
+def is_confirmed(*, verified: bool, pinned: bool, times_seen: int, confirmations: int) -> bool:
+    """The rule for a chain eemwatchd acts on: it verified against the trust store, matches the server's pins
+    (if any), and was seen ``confirmations`` times, sightings spaced at least half the server's interval apart
+    (the store counts them so). A chain that is not confirmed changes nothing."""
+    return verified and pinned and times_seen >= confirmations
+
+
 def is_usable(observation: SeenChain, policy: TrustPolicy, now: datetime) -> bool:
     return observation.last_seen >= now - policy.recent
 
@@ -283,7 +290,8 @@ def compute_desired(
             )
             holds.append(f"{obs.where()} misses its pins")
             continue
-        if obs.times_seen < policy.confirmations:
+        if not is_confirmed(verified=True, pinned=True, times_seen=obs.times_seen,
+                            confirmations=policy.confirmations):
             pending.append(f"{obs.where()}: seen {obs.times_seen} of {policy.confirmations} times")
             pending_chains.append(obs.chain)
             continue

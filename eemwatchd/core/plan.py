@@ -9,7 +9,7 @@ from typing import Literal
 
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.desired import DesiredTrust, TrustPolicy
-from eemwatchd.core.ios.tokens import check_trustpoint_name
+from eemwatchd.core.ios.tokens import TRUSTPOINT_NAME_MAX, check_trustpoint_name
 from eemwatchd.core.ios.trust import validate_as_ios
 
 ActionKind = Literal["add", "retire"]
@@ -22,8 +22,6 @@ PlanState = Literal[
     "in-sync", "drift", "waiting", "unconfirmed", "unproven", "unsaved", "not-onboarded", "chain-unverified",
 ]
 
-# IOS trustpoint names: at most 32 characters.
-MAX_TRUSTPOINT_NAME = 32
 
 # Decides whether the router, holding ``trustpoints``, accepts ``chain`` as served (the IOS rule).
 ChainValidator = Callable[[Sequence[Certificate], Mapping[str, Sequence[Certificate]], datetime], bool]
@@ -130,7 +128,7 @@ class RouterPlan:
 
 def trustpoint_name(cert: Certificate, *, prefix: str, taken: Collection[str] = ()) -> str:
     """prefix + short fingerprint; longer fingerprint when that name is taken by another trustpoint."""
-    room = MAX_TRUSTPOINT_NAME - len(prefix)
+    room = TRUSTPOINT_NAME_MAX - len(prefix)
     for length in sorted({min(n, room) for n in (8, 12, 16, 24, 32)}):
         name = prefix + cert.sha256[:length].upper()
         if name not in taken:

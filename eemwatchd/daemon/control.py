@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from eemwatchd.adapters.private_files import PRIVATE_MODE, private_umask
-from eemwatchd.errors import EemwatchdError
+from eemwatchd.errors import EXIT_LOCKED, EemwatchdError
 
 if TYPE_CHECKING:
     from eemwatchd.adapters.store import Store
@@ -60,7 +60,7 @@ class BadRequest(ValueError):
 class ControlError(EemwatchdError):
     """The daemon's control socket could not be used, or the daemon refused the request."""
 
-    exit_code = 75
+    exit_code = EXIT_LOCKED
 
 
 def control_path_for(state_path: str | Path) -> Path:

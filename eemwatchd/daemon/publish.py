@@ -14,7 +14,7 @@ from eemwatchd.adapters.store import Proof
 from eemwatchd.adapters.store_worker import StoreWorker
 from eemwatchd.config import RouterConfig, ServerConfig
 from eemwatchd.daemon.alert_queue import AlertQueue
-from eemwatchd.daemon.status import FleetStatus
+from eemwatchd.daemon.status import RECENT_CHANGES, FleetStatus
 from eemwatchd.daemon.status_view import audit_lines, narrate_router, narrate_server, router_status, server_status
 from eemwatchd.errors import AlertError, EemwatchdError
 from eemwatchd.reconcile import Reconciler, RouterResult, ServerOutcome
@@ -22,7 +22,6 @@ from eemwatchd.reconcile import Reconciler, RouterResult, ServerOutcome
 log = logging.getLogger("eemwatchd.daemon")
 say = logging.getLogger("eemwatchd.narrative")
 
-RECENT_AUDIT = 50
 
 
 class Publisher:
@@ -74,7 +73,7 @@ class Publisher:
         except EemwatchdError as exc:
             log.warning("recent changes not shown: %s", exc)
             return
-        self.status.add_changes(audit_lines(entries[-RECENT_AUDIT:]))
+        self.status.add_changes(audit_lines(entries[-RECENT_CHANGES:]))
 
     def summary(self) -> str:
         routers = self.status.routers.values()

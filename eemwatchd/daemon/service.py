@@ -35,7 +35,7 @@ from eemwatchd.adapters.lock import StateLock
 from eemwatchd.adapters.store import Store
 from eemwatchd.adapters.store_worker import StoreWorker
 from eemwatchd.adapters.systemd import SystemdNotifier
-from eemwatchd.config import Config, RouterConfig
+from eemwatchd.config import Config
 from eemwatchd.core.shard import Claim
 from eemwatchd.daemon.alert_queue import AlertQueue
 from eemwatchd.daemon.control import ControlServer, control_path_for
@@ -63,7 +63,6 @@ from eemwatchd.reconcile import (
 log = logging.getLogger("eemwatchd.daemon")
 say = logging.getLogger("eemwatchd.narrative")
 
-RECENT_AUDIT = 50
 
 
 @dataclass
@@ -147,7 +146,7 @@ class Daemon:
             lock.acquire()
         except EemwatchdError as exc:
             log.error("%s", exc)  # noqa: TRY400 - our error says it all; no traceback
-            return int(getattr(exc, "exit_code", 75))
+            return exc.exit_code
         try:
             store = Store.open(self.config.state_path, secrets=config_secrets(self.config))
         except EemwatchdError as exc:
@@ -331,7 +330,7 @@ class Daemon:
         for router in config.routers:
             job_id = f"router:{router.name}"
             wanted.add(job_id)
-            interval = _router_interval(router)
+            interval = router.interval
             self.schedule.set_job(job_id, _bind(self._reconcile, router.name), interval=interval,
                                   jitter=_jitter(interval), bound=router.timeouts.total + router.timeouts.step + _SLACK)
         self.schedule.keep_only(wanted)
@@ -394,7 +393,7 @@ class Daemon:
         self.publish.store_health(reconciler)
         await self._alert(reconciler, RunReport([outcome], [], []))
         confirmed = frozenset(a.chain for a in outcome.addresses
-                              if a.verified and a.pinned and a.times_seen >= config.policy.confirmations)
+                              if a.is_confirmed(config.policy.confirmations))
         served = frozenset((a.address, a.chain) for a in outcome.addresses if a.chain)
         before, served_before = self._confirmed.get(name), self._served.get(name)
         self._confirmed[name] = confirmed
@@ -464,9 +463,6 @@ class Daemon:
 
     def _count_delivery(self, sink: str, result: str) -> None:
         self.status.count_alert_delivery(sink, result)
-
-def _router_interval(router: RouterConfig) -> float:
-    return float(getattr(router, "interval", 3600.0))
 
 
 def _jitter(interval: float) -> float:

@@ -8,6 +8,7 @@ from datetime import datetime
 from eemwatchd.adapters.store import AuditEntry, Proof
 from eemwatchd.config import ServerConfig
 from eemwatchd.core.certificate import Certificate
+from eemwatchd.core.fingerprints import chain_text
 from eemwatchd.core.reason import Reason
 from eemwatchd.daemon.status import (
     AddressStatus,
@@ -36,7 +37,7 @@ def server_status(server: ServerConfig, outcome: ServerOutcome, *, confirmations
             error=a.error if a.error else (None if a.pinned else "no certificate matches the configured pins"),
             chain=tuple(cert_status(i, c) for i, c in enumerate(a.certificates)),
             times_seen=a.times_seen,
-            confirmed=a.verified and a.pinned and a.times_seen >= confirmations,
+            confirmed=a.is_confirmed(confirmations),
         )
         for a in outcome.addresses
     )
@@ -78,10 +79,8 @@ def router_status(
 
 def describe(result: RouterResult) -> str:
     """One line: why the router is in its state."""
-    if result.error is not None:
-        prefix = f"router {result.name}: "
-        error = result.error[len(prefix):] if result.error.startswith(prefix) else result.error
-        return error.splitlines()[0]
+    if result.error_text is not None:
+        return result.error_text.splitlines()[0]
     plan = result.plan
     if plan is None:
         return ""
@@ -115,7 +114,7 @@ def narrate_server(outcome: ServerOutcome, *, confirmations: int) -> list[str]:
         return [f"server {outcome.name}: fetch failed: {outcome.error}"]
     lines: list[str] = []
     for a in outcome.addresses:
-        chain = "/".join(s[:8].upper() for s in a.chain) or "-"
+        chain = chain_text(a.chain) or "-"
         if not a.chain:
             lines.append(f"server {outcome.name} {a.address}: fetch failed: {a.error}")
         elif not a.verified:
@@ -129,7 +128,7 @@ def narrate_server(outcome: ServerOutcome, *, confirmations: int) -> list[str]:
             lines.append(f"server {outcome.name} {a.address}: chain {chain} confirmed")
         if a.changed_from:
             lines.append(f"server {outcome.name} {a.address}: chain CHANGED from "
-                         f"{'/'.join(s[:8].upper() for s in a.changed_from)} to {chain}")
+                         f"{chain_text(a.changed_from)} to {chain}")
     return lines
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from eemwatchd.adapters.alerts import Alert, AlertEvent
 from eemwatchd.core.alert_state import AlertState, decide_alert
+from eemwatchd.core.fingerprints import chain_text
 from eemwatchd.core.reason import Reason
 from eemwatchd.reconcile.results import AddressOutcome, RouterResult, RunReport
 
@@ -56,8 +57,8 @@ def _chain_alert(server: str, address: AddressOutcome, at: datetime) -> Alert | 
         return Alert(
             event="chain_changed",
             subject=server,
-            summary=f"{server} {address.address} now sends chain {_short(address.chain)} "
-            f"(was {_short(address.changed_from)})",
+            summary=f"{server} {address.address} now sends chain {chain_text(address.chain)} "
+            f"(was {chain_text(address.changed_from)})",
             details={**facts, "previous_chain_sha256": list(address.changed_from)},
             at=at,
         )
@@ -67,10 +68,6 @@ def _chain_alert(server: str, address: AddressOutcome, at: datetime) -> Alert | 
 def onboard_command(router: str, config: str = "FILE") -> str:
     """The command that onboards ``router`` (said wherever a router is reported "not onboarded")."""
     return f"`eemwatchd onboard -c {config} --router {router} --to ADDRESS --yes`"
-
-
-def _short(chain: Sequence[str]) -> str:
-    return "/".join(sha[:8].upper() for sha in chain)
 
 
 def _router_alerts(result: RouterResult, at: datetime) -> list[Alert]:

@@ -61,7 +61,7 @@ def target_from_config(router: RouterConfig) -> RouterTarget:
         enable_secret=router.enable_secret.reveal() if router.enable_secret is not None else None,
         known_hosts=router.known_hosts,
         trust_on_first_use=router.trust_on_first_use,
-        legacy_algorithms=getattr(router, "legacy_algorithms", False),
+        legacy_algorithms=router.legacy_algorithms,
         timeouts=RouterTimeouts(connect=t.connect, command=t.step, running_config=max(t.step, 60.0)),
     )
 

@@ -111,7 +111,7 @@ def default_wait(server: ServerConfig, confirmations: int) -> float:
 def is_confirmed(outcome: ServerOutcome, confirmations: int) -> bool:
     """Every verified chain the server sends was seen often enough to be acted on."""
     verified = [a for a in outcome.addresses if a.verified and a.pinned and a.chain]
-    return bool(verified) and all(a.times_seen >= confirmations for a in verified)
+    return bool(verified) and all(a.is_confirmed(confirmations) for a in verified)
 
 
 @dataclass
@@ -285,7 +285,7 @@ class Onboarder:
         log.info("server %s: chain not confirmed yet (policy.confirmations %d, sightings at least %gs apart); "
                  "waiting up to %.0fs", server.name, confirmations, spacing.total_seconds(), limit)
         while not is_confirmed(outcome, confirmations) and not self.reconciler.stopping:
-            due = self._next_sighting(server, outcome, spacing)
+            due = await self._next_sighting(server, outcome, spacing)
             delay = max((due - self._clock()).total_seconds(), 0.0) + _SPACING_MARGIN
             if loop.time() + delay - started > limit:
                 beyond = delay
@@ -312,17 +312,17 @@ class Onboarder:
                 "--no-wait to configure EEM now and leave trust and the test mail to apply or the daemon")
         return outcome
 
-    def _next_sighting(self, server: ServerConfig, outcome: ServerOutcome, spacing: timedelta) -> datetime:
+    async def _next_sighting(self, server: ServerConfig, outcome: ServerOutcome, spacing: timedelta) -> datetime:
         """When the next fetch of ``server`` can count for every chain still short of its confirmations; a fetch
         that brought no verified chain (the server down meanwhile) is tried again a spacing later, not at once."""
         confirmations = self.config.policy.confirmations
         now = self._clock()
         due: datetime | None = None
         for address in outcome.addresses:
-            if not (address.verified and address.pinned and address.chain) or address.times_seen >= confirmations:
+            if not (address.verified and address.pinned and address.chain) or address.is_confirmed(confirmations):
                 continue
-            seen = self.store.observations(servers=[server.name], address=address.address,
-                                           chain=",".join(address.chain))
+            seen = await self.reconciler.io.call(self.store.observations, servers=[server.name],
+                                                 address=address.address, chain=",".join(address.chain))
             if seen:
                 due = max(due or now, seen[0].last_seen + spacing)
         return due if due is not None else now + spacing

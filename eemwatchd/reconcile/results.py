@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from eemwatchd.adapters.alerts import Alert
 from eemwatchd.core.certificate import Certificate
+from eemwatchd.core.desired import is_confirmed
 from eemwatchd.core.lint import Finding
 from eemwatchd.core.plan import RouterPlan
 from eemwatchd.core.reason import Reason
@@ -52,6 +53,12 @@ class Interrupted(ApplyFailed):
         super().__init__(message, reason=reason)
 
 
+def without_router(error: str, router: str) -> str:
+    """``error`` without the ``router NAME: `` a RouterError's text starts with: for lines that name the router
+    already (the one place that strips it)."""
+    return error.removeprefix(f"router {router}: ")
+
+
 def reason_for(exc: BaseException) -> Reason:
     """The reason code of an error that ended a router's job (order: most specific first)."""
     if isinstance(exc, ApplyFailed):
@@ -80,6 +87,11 @@ class AddressOutcome:
     pinned: bool = True  # False: verified, but no certificate matches the server's pins (a security event)
     changed_from: tuple[str, ...] = ()  # the last verified chain before this one, when this one is new here
     certificates: tuple[Certificate, ...] = ()  # the chain as sent (for status pages and metrics)
+
+    def is_confirmed(self, confirmations: int) -> bool:
+        """This address's chain is acted on (core.desired.is_confirmed)."""
+        return is_confirmed(verified=self.verified, pinned=self.pinned, times_seen=self.times_seen,
+                            confirmations=confirmations)
 
 
 @dataclass(frozen=True)
@@ -167,10 +179,7 @@ class RouterResult:
     @property
     def error_text(self) -> str | None:
         """The error without the leading ``router NAME: `` our errors carry (for lines that name the router)."""
-        if self.error is None:
-            return None
-        prefix = f"router {self.name}: "
-        return self.error[len(prefix):] if self.error.startswith(prefix) else self.error
+        return None if self.error is None else without_router(self.error, self.name)
 
     @property
     def applied(self) -> bool:

@@ -404,7 +404,7 @@ class Reconciler:
             except EemwatchdError as exc:
                 log.warning("router %s: outcome not stored: %s", router.name, exc)
         if result.error:
-            log.info("router %s: %s", router.name, _without_prefix(result.error, router.name))
+            log.info("router %s: %s", router.name, result.error_text)
         if progress is not None:
             progress.router_finished(result)
         return result
@@ -547,7 +547,3 @@ def unprovable_reason(snapshot: RouterSnapshot, applet_name: str) -> str | None:
         return f"applet {applet_name} has no mail action; running it proves nothing about mail"
     return None
 
-
-def _without_prefix(error: str, name: str) -> str:
-    prefix = f"router {name}: "
-    return error[len(prefix):] if error.startswith(prefix) else error

@@ -7,7 +7,7 @@ import string
 # Length limits. Where a public Cisco source states one, it is cited; otherwise the limit is a
 # conservative choice (shorter than any source we found) and says so.
 # - Trustpoint names: 32. The ASA CLI reference gives `crypto ca enroll <trustpoint-name: WORD (<65 char)>`;
-#   no IOS XE document states a limit. 32 is what eemwatchd.core.plan already uses (MAX_TRUSTPOINT_NAME)
+#   no IOS XE document states a limit. 32 is the one limit eemwatchd uses for every trustpoint name it makes
 #   and leaves room for prefix + 16 hex characters of the fingerprint. Conservative.
 # - EEM applet names: 64. Cisco-IOS-XE-eem.yang (YangModels/yang vendor/cisco/xe/17121) types the applet
 #   name as an unbounded string; NX-OS's DME model (evms:Applet) allows 1-29. We only name applets that
