@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from eemwatchd_lab.router import Fleet
+    from eemwatchd_lab.wan import Wan
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +28,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "falls back to 'admin')")
     parser.add_argument("--lenient", action="store_true",
                         help="accept a chain the way OpenSSL would, not the strict IOS way")
+    add_wan_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def add_wan_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--rtt MS [--jitter MS]`: a WAN in front of every lab router (shared with `eemwatchd lab`)."""
+    parser.add_argument("--rtt", type=float, default=0.0, metavar="MS",
+                        help="put a WAN in front of every router: each byte is delayed by half this round-trip "
+                             "time each way (order kept) and a TCP connect costs a round trip (default 0: none)")
+    parser.add_argument("--jitter", type=float, default=0.0, metavar="MS",
+                        help="with --rtt: up to this much extra delay per direction, uniform (order still kept)")
+
+
+def wan_from_arguments(args: argparse.Namespace, command: str) -> tuple[Wan | None, str | None]:
+    """The Wan for --rtt/--jitter, or None; a problem names the option and the fix."""
+    from eemwatchd_lab.wan import Wan
+
+    if args.jitter and not args.rtt:
+        return None, f"eemwatchd {command}: --jitter needs --rtt"
+    if not args.rtt:
+        return None, None
+    if not 0 < args.rtt <= 10000 or not 0 <= args.jitter <= 10000:
+        return None, f"eemwatchd {command}: --rtt must be 0-10000 ms and --jitter 0-10000 ms"
+    return Wan.from_ms(args.rtt, args.jitter), None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,11 +61,15 @@ def run(args: argparse.Namespace) -> int:
     if args.base_port and not 1024 <= args.base_port <= 65535 - args.count:
         print("eemwatchd lab-router: --base-port must leave room for --count ports above 1024", file=sys.stderr)
         return 2
+    wan, problem = wan_from_arguments(args, "lab-router")
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 2
     from eemwatchd_lab.router import Fleet, User  # asyncssh: not needed for `--help`
 
     password = os.environ.get(args.password_env, "admin")
     fleet = Fleet.numbered(args.count, args.state_dir, base_port=args.base_port,
-                           users=(User(args.username, password),), lenient=args.lenient)
+                           users=(User(args.username, password),), lenient=args.lenient, wan=wan)
     return asyncio.run(_serve(fleet))
 
 
@@ -54,6 +82,9 @@ async def _serve(fleet: Fleet) -> int:
     async with fleet:
         for lab in fleet:
             print(f"{lab.name}\t127.0.0.1:{lab.port}\t{lab.spec.state_dir}", flush=True)
+        if fleet.devices and (wan := next(iter(fleet)).wan) is not None:
+            print(f"every router behind a WAN link: round trip {wan.rtt * 1000:g} ms, jitter up to "
+                  f"{wan.jitter * 1000:g} ms each way", flush=True)
         print("lab routers running; Ctrl-C stops them (unsaved config is lost, like a reload)", flush=True)
         await stop.wait()
     return 0

@@ -16,6 +16,7 @@ import asyncssh
 
 from eemwatchd_lab.router.cli import EXEC_AUTHORIZATION_FAILED, Session
 from eemwatchd_lab.router.device import HOST_KEY_FILE, Device, DeviceSpec, User
+from eemwatchd_lab.wan import LinkSession, Wan, WanLink
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +67,20 @@ class _SshServer(asyncssh.SSHServer):
 
 
 class LabDevice:
-    """One simulated router listening on 127.0.0.1. ``port`` is the bound port once started."""
+    """One simulated router listening on 127.0.0.1. ``port`` is the bound port once started: the port clients
+    connect to (with a WAN, the relay's; the SSH server itself then listens on ``ssh_port``)."""
 
     def __init__(self, spec: DeviceSpec) -> None:
         self.spec = spec
         self.port = spec.port
+        self.ssh_port = 0 if spec.wan is not None else spec.port
         self.device: Device | None = None
         self._server: asyncssh.SSHAcceptor | None = None
+        self._link: WanLink | None = None
         self._connections: set[asyncssh.SSHServerConnection] = set()
         self._vtys: set[int] = set()
         self.refused_logins = 0  # connections closed because every vty line was busy
+        self._link_sessions: list[LinkSession] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.host_key: asyncssh.SSHKey | None = None
 
@@ -133,7 +138,7 @@ class LabDevice:
         self._server = await asyncssh.create_server(
             lambda: _SshServer(self),
             self.spec.host,
-            self.port,
+            self.ssh_port,
             server_host_keys=[self.host_key],
             process_factory=self._serve,
             encoding=None,
@@ -146,10 +151,29 @@ class LabDevice:
             **self.spec.ssh_algorithms,
         )
         sockets = self._server.sockets
-        self.port = sockets[0].getsockname()[1]
+        self.ssh_port = sockets[0].getsockname()[1]
+        if self.spec.wan is None:
+            self.port = self.ssh_port
+            return
+        self._link = WanLink(self.spec.wan, self.ssh_port, host=self.spec.host, port=self.port)
+        self._link.sessions = self._link_sessions  # kept across a restart
+        await self._link.start()
+        self.port = self._link.port
+
+    @property
+    def wan(self) -> Wan | None:
+        return self.spec.wan
+
+    @property
+    def link_sessions(self) -> list[LinkSession]:
+        """One entry per connection through the device's WAN link (empty without a WAN)."""
+        return self._link_sessions
 
     async def stop(self) -> None:
         """Close the listener and every session; unsaved config is lost (like a reload)."""
+        link, self._link = self._link, None
+        if link is not None:
+            await link.stop()
         server, self._server = self._server, None
         if server is not None:
             server.close()
@@ -281,8 +305,10 @@ class Fleet:
         enable_secret: str | None = None,
         lenient: bool = False,
         prefix: str = "lab-rtr",
+        wan: Wan | None = None,
     ) -> Fleet:
-        """``count`` devices named PREFIX-01.. in STATE_DIR/<name>, ports base_port+i (0: any free port)."""
+        """``count`` devices named PREFIX-01.. in STATE_DIR/<name>, ports base_port+i (0: any free port);
+        with ``wan``, each behind its own WAN link (base_port+i is then the link's port)."""
         specs = [
             DeviceSpec(
                 name=f"{prefix}-{i + 1:02d}",
@@ -291,6 +317,7 @@ class Fleet:
                 enable_secret=enable_secret,
                 lenient=lenient,
                 port=base_port + i if base_port else 0,
+                wan=wan,
             )
             for i in range(count)
         ]
@@ -304,6 +331,14 @@ class Fleet:
 
     def __len__(self) -> int:
         return len(self.devices)
+
+    def link_sessions(self) -> list[LinkSession]:
+        """Every connection through the devices' WAN links so far (see eemwatchd_lab.wan)."""
+        return [s for d in self for s in d.link_sessions]
+
+    def clear_link_sessions(self) -> None:
+        for device in self:
+            device.link_sessions.clear()
 
     async def start(self) -> None:
         results = await asyncio.gather(*(d.start() for d in self), return_exceptions=True)
