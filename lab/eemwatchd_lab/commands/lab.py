@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eemwatchd_lab.commands.lab_router import add_wan_arguments, wan_from_arguments
+from eemwatchd_lab.commands import add_wan_arguments, wan_from_arguments
 
 if TYPE_CHECKING:
     from eemwatchd_lab.wan import Wan
