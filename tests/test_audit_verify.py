@@ -6,6 +6,8 @@ import json
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -280,3 +282,55 @@ def test_an_unwritable_sidecar_does_not_lose_the_row(state: Path, capsys: pytest
         blocker.rmdir()
     assert "cannot update the audit head file" in caplog.text
     assert _verify(state, capsys)[1].startswith("audit log verified: 6 rows")
+
+
+# --- issue 18: the head file written once per router job (Store.audit_batch) -------------------------------
+
+
+def _head_file(state: Path) -> dict[str, object]:
+    data: dict[str, object] = json.loads(Path(f"{state}.audit-head").read_text())
+    return data
+
+
+def test_the_head_file_is_written_once_when_a_batch_ends(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with Store.open(state) as store:
+        before = _head_file(state)
+        inode = os.stat(f"{state}.audit-head").st_ino
+        with store.audit_batch():
+            for n in range(6, 11):
+                store.append_audit(_entry(n))
+            # rows are committed one by one, the file still names the head before the batch
+            assert store.verify_audit().rows == 10
+            assert _head_file(state) == before
+            assert os.stat(f"{state}.audit-head").st_ino == inode  # not rewritten
+            with store.audit_batch():  # an overlapping batch (another router's job) ends first
+                store.append_audit(_entry(11))
+            assert _head_file(state)["rows"] == 11
+        assert _head_file(state)["rows"] == 11
+        assert store.verify_audit().ok
+    assert _verify(state, capsys)[0] == 0
+
+
+def test_a_batch_cut_short_leaves_a_lagging_head_file_that_verify_accepts(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a process dies inside a router job: the block never ends
+    script = (
+        "import os, sys\n"
+        "from tests.test_audit_verify import _entry\n"
+        "from eemwatchd.adapters.store import Store\n"
+        "store = Store.open(sys.argv[1])\n"
+        "with store.audit_batch():\n"
+        "    for n in range(6, 9):\n"
+        "        store.append_audit(_entry(n))\n"
+        "    os._exit(0)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", script, str(state)], check=True, timeout=30, cwd=root,
+                   env={**os.environ, "PYTHONPATH": str(root)})
+    assert _head_file(state)["rows"] == 5
+    code, out = _verify(state, capsys)
+    assert code == 0, out
+    # the rows after the file's head are still protected by the head table: deleting them is seen
+    _sql(state, "DROP TRIGGER audit_no_delete", "DELETE FROM audit WHERE id > 6")
+    assert _verify(state, capsys)[0] != 0

@@ -54,6 +54,7 @@ from eemwatchd.errors import (
     RouterError,
     RouterTimeout,
     RouterUnreachable,
+    SessionRefused,
 )
 
 logger = logging.getLogger("eemwatchd.router")
@@ -238,7 +239,7 @@ class RouterChannel:
         ):
             # IOS drops the TCP connection before the SSH banner when every vty line is taken
             # (docs/lab-router.md cites the sources); eemwatchd itself uses one session per router.
-            return RouterUnreachable(
+            return SessionRefused(
                 self.name,
                 f"{t.host}:{t.port}: the router closed the connection before the SSH banner (all vty lines "
                 "busy? `line vty 0 4` allows five sessions; check `show users`)",

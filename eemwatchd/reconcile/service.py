@@ -28,6 +28,7 @@ from eemwatchd.core.desired import (
 )
 from eemwatchd.core.ios.trust import validate_as_ios
 from eemwatchd.core.lint import KnownServer, lint_router
+from eemwatchd.core.pacing import PacingPolicy
 from eemwatchd.core.plan import ChainValidator, is_managed, managed_trust, plan_router
 from eemwatchd.core.reason import Reason
 from eemwatchd.core.router_state import DEFAULT_MAXRUN, RouterSnapshot
@@ -43,6 +44,7 @@ from eemwatchd.reconcile.connect import (
     default_fetcher,
 )
 from eemwatchd.reconcile.observe import judge_results
+from eemwatchd.reconcile.pacing import SessionPacing
 from eemwatchd.reconcile.results import (
     AddressOutcome,
     AppliedStep,
@@ -103,7 +105,9 @@ class Reconciler:
         self._router_secrets: set[str] = set()  # mail passwords read from routers, kept out of alerts
         self.store = store
         self.policy = trust_policy(config)
-        self._connect = connect or default_connector
+        # sessions paced per router and fleet-wide (back-off when routers refuse sessions or time out)
+        self.pacing = SessionPacing(PacingPolicy(max_parallel=config.policy.max_parallel_routers))
+        self._connect = self.pacing.connector(connect or default_connector)
         self._fetch = fetch or default_fetcher
         self._clock = clock
         self._extra: list[Certificate] = []  # issuers fetched via AIA (twin candidates)
@@ -318,7 +322,8 @@ class Reconciler:
             if self._stop_reason is not None:
                 result.error, result.error_reason = f"not started: {self._stop_reason}", Reason.INTERRUPTED
             else:
-                await self._guarded(router, result, apply=apply)
+                with self.store.audit_batch():  # the audit head file is written once per job, not per row
+                    await self._guarded(router, result, apply=apply)
         if apply:
             result.result = summarize(result)
             try:
