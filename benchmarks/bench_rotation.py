@@ -1,11 +1,14 @@
 """Rotation under the daemon: N lab routers in sync, the provider rotates its chain, time until all are in sync again.
 
 Run: .venv/bin/python benchmarks/bench_rotation.py [--routers 100] [--interval 10] [--confirmations 2]
-                                                   [--soak 120] [--deadline 900]
+                                                   [--soak 120] [--deadline 900] [--rtt MS]
+                                                   [--concurrency N] [--router-interval 1m|default]
 
 The lab SMTP server and N lab routers (fresh: no trustpoints yet; the tech note's EEM mail applet) run in one
-process of their own; `eemwatchd run` runs as another process on a config with `servers[].interval` =
---interval, `policy.confirmations` = --confirmations and `routers[].interval` 1m. This script only reads the
+process of their own (with --rtt, each router behind a WAN link of that round trip: eemwatchd_lab.wan);
+`eemwatchd run` runs as another process on a config with `servers[].interval` = --interval,
+`policy.confirmations` = --confirmations, `routers[].interval` 1m (--router-interval; `default`: not set) and
+`policy.max_parallel_routers` = --concurrency (not set when omitted: the default). This script only reads the
 daemon's /metrics, at most every 0.5 s:
 
 1. initial sync: until every router has `eemwatchd_router_in_sync` 1;
@@ -55,7 +58,7 @@ _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 def _serve_lab(count: int, state: str, ready: Queue[Any], commands: Queue[Any], answers: Queue[Any],
-               stop: Any) -> None:
+               stop: Any, rtt_ms: float = 0.0) -> None:
     import asyncio
     import logging
 
@@ -63,13 +66,15 @@ def _serve_lab(count: int, state: str, ready: Queue[Any], commands: Queue[Any], 
     from eemwatchd_lab.pki import GmailShapedPki
     from eemwatchd_lab.router import Fleet, User
     from eemwatchd_lab.smtp import LabSmtpServer
+    from eemwatchd_lab.wan import Wan
 
     async def main() -> None:
         pki = GmailShapedPki.create()
         async with LabSmtpServer(mode="starttls", certs=pki.served, key=pki.leaf.key,
                                  username=bench_fleet.MAIL_USER, password=bench_fleet.MAIL_PASSWORD) as smtp:
             fleet = Fleet.numbered(count, Path(state) / "routers",
-                                   users=(User(bench_fleet.USER, bench_fleet.PASSWORD),))
+                                   users=(User(bench_fleet.USER, bench_fleet.PASSWORD),),
+                                   wan=Wan.from_ms(rtt_ms) if rtt_ms else None)
             async with fleet:
                 for device in fleet:
                     device.state.apply_config(bench_fleet._router_config(smtp.port))
@@ -82,7 +87,12 @@ def _serve_lab(count: int, state: str, ready: Queue[Any], commands: Queue[Any], 
                     await asyncio.sleep(0.05)
                     if commands.empty():
                         continue
-                    commands.get()
+                    if commands.get() == "stats":
+                        sessions = fleet.link_sessions()
+                        turns = sorted(x.turns for x in sessions) or [0]
+                        answers.put({"refused": sum(d.refused_logins for d in fleet), "sessions": len(sessions),
+                                     "turns_median": turns[len(turns) // 2], "turns_max": turns[-1]})
+                        continue
                     number += 1
                     # what `eemwatchd lab` does on an odd rotation (eemwatchd/lab/live.py rotate())
                     pki.rotate_intermediate(f"Lab WR{number}")
@@ -102,8 +112,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _write_config(spec: dict[str, Any], state: Path, *, interval: int, confirmations: int, concurrency: int,
-                  metrics_port: int) -> Path:
+def _write_config(spec: dict[str, Any], state: Path, *, interval: int, confirmations: int, concurrency: int | None,
+                  metrics_port: int, router_interval: str | None = "1m") -> Path:
     import yaml
 
     (state / "router.password").write_text(bench_fleet.PASSWORD + "\n")
@@ -115,11 +125,12 @@ def _write_config(spec: dict[str, Any], state: Path, *, interval: int, confirmat
                      "interval": f"{interval}s", "servername": "smtp.lab.example"}],
         "defaults": {"routers": {"username": bench_fleet.USER, "password_file": "router.password",
                                  "known_hosts": spec["known_hosts"], "applet": bench_fleet.APPLET,
-                                 "servers": ["lab-smtp"], "interval": "1m",
+                                 "servers": ["lab-smtp"],
+                                 **({"interval": router_interval} if router_interval else {}),
                                  "timeouts": {"connect": "30s", "step": "60s", "total": "10m"}}},
         "routers": [{"name": name, "host": "127.0.0.1", "port": port} for name, port, _l in spec["routers"]],
         "policy": {"trust_store": "anchors.pem", "confirmations": confirmations, "aia": False,
-                   "recent": "1h", "max_parallel_routers": concurrency},
+                   "recent": "1h", **({"max_parallel_routers": concurrency} if concurrency else {})},
         "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
         "alerts": [],
     }
@@ -228,15 +239,18 @@ def wait_for(label: str, url: str, sampler: Sampler, deadline: float, check: Any
 def orchestrate(args: argparse.Namespace) -> int:
     started = time.monotonic()
     deadline = started + args.deadline
-    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}; {args.routers} routers, "
-          f"server interval {args.interval}s, confirmations {args.confirmations}, concurrency {args.concurrency}")
+    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, load {os.getloadavg()[0]:.2f}; "
+          f"{args.routers} routers, server interval {args.interval}s, confirmations {args.confirmations}, "
+          f"concurrency {args.concurrency or 'default'}, router interval {args.router_interval}, "
+          f"WAN round trip {args.rtt:g} ms")
     with tempfile.TemporaryDirectory(prefix="bench-rotation-") as tmp:
         state = Path(tmp)
         ready: Queue[Any] = mp.Queue()
         commands: Queue[Any] = mp.Queue()
         answers: Queue[Any] = mp.Queue()
         stop = mp.Event()
-        lab = mp.Process(target=_serve_lab, args=(args.routers, tmp, ready, commands, answers, stop), daemon=True)
+        lab = mp.Process(target=_serve_lab, args=(args.routers, tmp, ready, commands, answers, stop, args.rtt),
+                         daemon=True)
         lab.start()
         daemon: subprocess.Popen[bytes] | None = None
         stack = contextlib.ExitStack()
@@ -247,7 +261,8 @@ def orchestrate(args: argparse.Namespace) -> int:
             spec["known_hosts"] = str(known_hosts)
             port = _free_port()
             config = _write_config(spec, state, interval=args.interval, confirmations=args.confirmations,
-                                   concurrency=args.concurrency, metrics_port=port)
+                                   concurrency=args.concurrency, metrics_port=port,
+                                   router_interval=None if args.router_interval == "default" else args.router_interval)
             routers = [name for name, _p, _l in spec["routers"]]
             url = f"http://127.0.0.1:{port}/metrics"
             log = stack.enter_context((state / "daemon.log").open("wb"))
@@ -292,6 +307,17 @@ def orchestrate(args: argparse.Namespace) -> int:
                   f"{'within' if total <= bound_wait * 1.1 + apply_pass + 1 else 'OVER'}")
             print(f"    lab process CPU: initial sync {lab_cpu1 - lab_cpu0:.1f} s, "
                   f"rotation {lab_cpu2 - lab_cpu1:.1f} s")
+            commands.put("stats")
+            stats = answers.get(timeout=60)
+            log_text = (state / "daemon.log").read_text(errors="replace")
+            timeouts = sum(1 for line in log_text.splitlines() if "timed out during" in line)
+            refusals = sum(1 for line in log_text.splitlines() if "vty lines" in line)
+            print(f"    sessions refused by the lab routers (vty lines): {stats['refused']}; the daemon's log: "
+                  f"{refusals} refused, {timeouts} timed out; daemon peak RSS "
+                  f"{bench_fleet._peak_rss_mib(daemon.pid):.1f} MiB")
+            if args.rtt:
+                print(f"    WAN sessions so far {stats['sessions']}, turns per session median "
+                      f"{stats['turns_median']} (max {stats['turns_max']})")
             soak_end = min(deadline, time.monotonic() + args.soak)
             while time.monotonic() < soak_end:
                 sampler.take("soak")
@@ -301,8 +327,10 @@ def orchestrate(args: argparse.Namespace) -> int:
                   f"{in_sync(page, routers)}/{len(routers)} in sync")
             sampler.report()
             print(json.dumps({"routers": args.routers, "interval": args.interval, "confirmations": args.confirmations,
+                              "rtt_ms": args.rtt, "concurrency": args.concurrency or None,
                               "initial_sync_s": round(synced - t0, 2), "rotation_s": round(total, 2),
-                              "to_confirm_s": round(to_confirm, 2), "apply_pass_s": round(apply_pass, 2)}))
+                              "to_confirm_s": round(to_confirm, 2), "apply_pass_s": round(apply_pass, 2),
+                              "refused": stats["refused"], "timed_out": timeouts}))
             return 0
         finally:
             if daemon is not None:
@@ -327,7 +355,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--routers", type=int, default=100)
     parser.add_argument("--interval", type=int, default=10, help="servers[].interval in seconds (at least 10)")
     parser.add_argument("--confirmations", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=8, help="policy.max_parallel_routers")
+    parser.add_argument("--concurrency", type=int, default=0,
+                        help="policy.max_parallel_routers (default: not set, the policy default)")
+    parser.add_argument("--rtt", type=float, default=0.0, metavar="MS",
+                        help="each lab router behind a WAN link of this round trip (default 0: none)")
+    parser.add_argument("--router-interval", default="1m",
+                        help="routers[].interval (default 1m; `default`: not set, the default 1h)")
     parser.add_argument("--soak", type=float, default=120.0, help="seconds of sampling after the re-sync")
     parser.add_argument("--deadline", type=float, default=900.0, help="seconds for the whole run")
     args = parser.parse_args(argv)

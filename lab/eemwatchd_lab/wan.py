@@ -210,12 +210,15 @@ class _Pipe(asyncio.Protocol):
         if server is None:
             self._maybe_done()
             return
-        if reset:
+        try:
+            if reset:
+                server.abort()
+            elif server.can_write_eof():
+                server.write_eof()
+            else:
+                server.close()
+        except OSError:  # the router's side is gone already
             server.abort()
-        elif server.can_write_eof():
-            server.write_eof()
-        else:
-            server.close()
         self._maybe_done()
 
     def _end_client(self, reset: bool) -> None:

@@ -164,6 +164,14 @@ class LabDevice:
     def wan(self) -> Wan | None:
         return self.spec.wan
 
+    def set_wan(self, wan: Wan) -> None:
+        """Change the round trip and jitter of this device's WAN link (it must have one); for new connections."""
+        if self.spec.wan is None:
+            raise RuntimeError(f"lab device {self.name} has no WAN link (start it with DeviceSpec.wan)")
+        self.spec.wan = wan
+        if self._link is not None:
+            self._link.wan = wan
+
     @property
     def link_sessions(self) -> list[LinkSession]:
         """One entry per connection through the device's WAN link (empty without a WAN)."""
@@ -339,6 +347,11 @@ class Fleet:
     def clear_link_sessions(self) -> None:
         for device in self:
             device.link_sessions.clear()
+
+    def set_wan(self, wan: Wan) -> None:
+        """Change the links' round trip and jitter (devices started with a WAN); new connections use it."""
+        for device in self:
+            device.set_wan(wan)
 
     async def start(self) -> None:
         results = await asyncio.gather(*(d.start() for d in self), return_exceptions=True)
