@@ -290,12 +290,14 @@ def orchestrate(args: argparse.Namespace) -> int:
                                  lambda p: int(confirmed_chain_holds(p, rotation["intermediate"])), total=1)
             if confirmed is None:
                 return 1
+            daemon_cpu1 = bench_fleet._cpu_seconds(daemon.pid)
             resynced = wait_for("re-synced", url, sampler, deadline,
                                 lambda p: proven_after(p, routers, since=t_rot, holds=rotation["intermediate"]),
                                 total=len(routers))
             if resynced is None:
                 return 1
             lab_cpu2 = bench_fleet._cpu_seconds(lab.pid or 0)
+            daemon_cpu2 = bench_fleet._cpu_seconds(daemon.pid)
             total, to_confirm, apply_pass = resynced - t_rot, confirmed - t_rot, resynced - confirmed
             bound_wait = args.confirmations * args.interval
             print(f"  rotation -> every router re-synced with a proven test-fire: {total:.1f} s")
@@ -307,6 +309,15 @@ def orchestrate(args: argparse.Namespace) -> int:
                   f"{'within' if total <= bound_wait * 1.1 + apply_pass + 1 else 'OVER'}")
             print(f"    lab process CPU: initial sync {lab_cpu1 - lab_cpu0:.1f} s, "
                   f"rotation {lab_cpu2 - lab_cpu1:.1f} s")
+            print(f"    daemon CPU in the apply pass: {daemon_cpu2 - daemon_cpu1:.1f} s "
+                  f"({1000 * (daemon_cpu2 - daemon_cpu1) / len(routers):.1f} ms/router)")
+            page = scrape(url)
+            sums = {labels["operation"]: v for labels, v in
+                    page.get("eemwatchd_router_operation_duration_seconds_sum", [])}
+            counts = {labels["operation"]: v for labels, v in
+                      page.get("eemwatchd_router_operation_duration_seconds_count", [])}
+            print("    router operations, mean over the run: " + ", ".join(
+                f"{op} {1000 * sums[op] / counts[op]:.0f} ms (x{counts[op]:.0f})" for op in sums if counts.get(op)))
             commands.put("stats")
             stats = answers.get(timeout=60)
             log_text = (state / "daemon.log").read_text(errors="replace")

@@ -139,7 +139,6 @@ class RouterChannel:
             "password": t.password,
             **ssh_algorithms(legacy=t.legacy_algorithms),
         }
-        longest = max(t.timeouts.command, t.timeouts.running_config, t.timeouts.change)
         return _Driver(
             host=t.host,
             port=t.port,
@@ -151,7 +150,9 @@ class RouterChannel:
             transport="asyncssh",
             transport_options={"asyncssh": asyncssh_options},
             timeout_socket=t.timeouts.connect,
-            timeout_transport=longest + 5.0,
+            # 0: scrapli wraps no read in a wait_for of its own; every read here is bounded by its step's
+            # deadline (one asyncio.timeout per exchange), and open() by connect + command.
+            timeout_transport=0,
             timeout_ops=t.timeouts.command,
             failed_when_contains=list(_FAILED_WHEN_CONTAINS),
             on_open=self._on_open,
@@ -317,17 +318,6 @@ class RouterChannel:
 
     # --- low-level steps -------------------------------------------------------------------------
 
-    async def _guard(self, step: str, awaitable: Any, timeout: float) -> Any:
-        """Run one scrapli step; map its errors to ours and abandon the session on any of them."""
-        try:
-            return await asyncio.wait_for(awaitable, timeout=timeout)
-        except (TimeoutError, ScrapliTimeout) as exc:
-            self._abandon(f"timeout during {step}")
-            raise RouterTimeout(self.name, step) from exc
-        except (ScrapliException, OSError, asyncssh.Error) as exc:
-            self._abandon(f"{type(exc).__name__} during {step}")
-            raise RouterUnreachable(self.name, f"connection lost during {step}: {exc}") from exc
-
     async def _command(self, command: str, *, timeout: float | None = None) -> str:
         """One command, one write, one read to the prompt; its output, checked for refusals and errors."""
         return (await self._commands([command], timeout=timeout))[0]
@@ -365,27 +355,26 @@ class RouterChannel:
         self._write("".join(f"{c}\n" for c in commands))
         self.exchanges += 1
         buffer = ""
-        while True:
-            if ends_with_prompt(buffer, self._hostname) or (question is not None and question.search(buffer)):
-                read = split_replies(buffer, commands, hostname=self._hostname, question=question)
-                if read.complete:
-                    break
-                if read.echo_missing is not None and ends_with_prompt(buffer, self._hostname):
-                    self._abandon(f"out of step at {read.echo_missing}")
-                    raise CommandFailed(self.name, read.echo_missing, "% the router did not echo this command; "
-                                        f"the session is out of step:\n{device_text(buffer, '')}")
-            remaining = started + timeout - loop.time()
-            try:
-                chunk = await asyncio.wait_for(conn.channel.read(), max(remaining, 0.0))
-            except (TimeoutError, ScrapliTimeout) as exc:
-                awaited = self._awaited(buffer, commands, question)
-                self._abandon(f"timeout during {awaited}")
-                raise RouterTimeout(self.name, awaited) from exc
-            except (ScrapliException, OSError, asyncssh.Error) as exc:
-                awaited = self._awaited(buffer, commands, question)
-                self._abandon(f"{type(exc).__name__} during {awaited}")
-                raise RouterUnreachable(self.name, f"connection lost during {awaited}: {exc}") from exc
-            buffer += chunk.decode("utf-8", "replace")
+        try:
+            async with asyncio.timeout_at(started + timeout):
+                while True:
+                    if ends_with_prompt(buffer, self._hostname) or (question is not None and question.search(buffer)):
+                        read = split_replies(buffer, commands, hostname=self._hostname, question=question)
+                        if read.complete:
+                            break
+                        if read.echo_missing is not None and ends_with_prompt(buffer, self._hostname):
+                            self._abandon(f"out of step at {read.echo_missing}")
+                            raise CommandFailed(self.name, read.echo_missing, "% the router did not echo this "
+                                                f"command; the session is out of step:\n{device_text(buffer, '')}")
+                    buffer += (await conn.channel.read()).decode("utf-8", "replace")
+        except TimeoutError as exc:
+            awaited = self._awaited(buffer, commands, question)
+            self._abandon(f"timeout during {awaited}")
+            raise RouterTimeout(self.name, awaited) from exc
+        except (ScrapliException, OSError, asyncssh.Error) as exc:
+            awaited = self._awaited(buffer, commands, question)
+            self._abandon(f"{type(exc).__name__} during {awaited}")
+            raise RouterUnreachable(self.name, f"connection lost during {awaited}: {exc}") from exc
         elapsed = loop.time() - started
         self.round_trip = elapsed if self.round_trip is None else min(self.round_trip, elapsed)
         if read.replies[-1].prompt:
@@ -442,22 +431,23 @@ class RouterChannel:
         dialogue's answers (one thing written, one thing awaited); a prompt seen sets the mode."""
         conn = self._live()
         buffer = ""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         self.exchanges += 1
-        while True:
-            for key, pattern in patterns:
-                if pattern.search(buffer):
-                    prompt = _ANY_PROMPT_END.search(buffer)
-                    if prompt is not None:
-                        self._mode = "config" if prompt.group("prompt").endswith(")#") else "exec"
-                    return key, buffer
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                self._abandon(f"timeout during {step}")
-                raise RouterTimeout(self.name, step)
-            chunk = await self._guard(step, conn.channel.read(), remaining)
-            buffer += chunk.decode("utf-8", "replace")
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    for key, pattern in patterns:
+                        if pattern.search(buffer):
+                            prompt = _ANY_PROMPT_END.search(buffer)
+                            if prompt is not None:
+                                self._mode = "config" if prompt.group("prompt").endswith(")#") else "exec"
+                            return key, buffer
+                    buffer += (await conn.channel.read()).decode("utf-8", "replace")
+        except TimeoutError as exc:
+            self._abandon(f"timeout during {step}")
+            raise RouterTimeout(self.name, step) from exc
+        except (ScrapliException, OSError, asyncssh.Error) as exc:
+            self._abandon(f"{type(exc).__name__} during {step}")
+            raise RouterUnreachable(self.name, f"connection lost during {step}: {exc}") from exc
 
     def poll_pause(self, gap: float) -> float:
         """How long to wait before the next look when looks should be ``gap`` apart: a look itself takes a

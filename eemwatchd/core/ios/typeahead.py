@@ -16,6 +16,7 @@ Text comes in with CR removed (scrapli's channel does that).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -75,9 +76,35 @@ def output_of(segment: str) -> str:
     return "\n".join(line.rstrip() for line in lines).lstrip("\n").rstrip()
 
 
+@dataclass(frozen=True)
+class _Prompts:
+    line: re.Pattern[str]  # a whole prompt (fullmatch on the text between a line start and an echo)
+    last: re.Pattern[str]  # a prompt at the end of the text, after a newline
+
+
+@functools.lru_cache(maxsize=4096)
+def _prompts(hostname: str | None) -> _Prompts:
+    """Compiled once per hostname: compiling per read was a quarter of a fleet apply's CPU (BENCHMARKS.md)."""
+    prompt = prompt_pattern(hostname)
+    return _Prompts(re.compile(prompt), re.compile(rf"\n(?P<prompt>{prompt})[ \t]*$"))
+
+
 def ends_with_prompt(text: str, hostname: str | None = None) -> bool:
     """Cheap test on the tail of what was read: does it end with a prompt (a reply may be complete)?"""
-    return re.search(rf"(?:^|\n){prompt_pattern(hostname)}[ \t]*$", text[-200:]) is not None
+    return _prompts(hostname).last.search("\n" + text[-200:]) is not None
+
+
+def _boundary(text: str, start: int, echo: str, line: re.Pattern[str]) -> tuple[int, int] | None:
+    """The first prompt at a line start, at or after ``start``, followed on its line by ``echo`` and then the
+    line's end: (where the prompt starts, where the echo starts)."""
+    at = start
+    while (found := text.find(echo, at)) >= 0:
+        at = found + 1
+        line_start = text.rfind("\n", 0, found) + 1
+        after = text[found + len(echo):found + len(echo) + 64].lstrip(" \t")
+        if line_start > start and (not after or after[0] == "\n") and line.fullmatch(text, line_start, found):
+            return line_start, found
+    return None
 
 
 def split_replies(
@@ -85,29 +112,30 @@ def split_replies(
     question: re.Pattern[str] | None = None,
 ) -> ReadBack:
     """Split what came back for ``commands`` (written at once, in order) into one Reply per command."""
-    prompt = prompt_pattern(hostname)
+    prompts = _prompts(hostname)
     replies: list[Reply] = []
-    pos = len(text) - len(text.lstrip("\n"))  # a blank line before the first echo is not a reply
+    start = len(text) - len(text.lstrip("\n"))  # a blank line before the first echo is not a reply
     for index, command in enumerate(commands):
-        line_end = text.find("\n", pos)
+        line_end = text.find("\n", start)
         if line_end < 0:
             return ReadBack(tuple(replies), False)
-        if text[pos:line_end].strip() != command.strip():
+        if text[start:line_end].strip() != command.strip():
             return ReadBack(tuple(replies), False, echo_missing=command)
         if index + 1 < len(commands):
-            boundary = re.compile(rf"\n(?P<prompt>{prompt}){re.escape(commands[index + 1])}[ \t]*(?:\n|$)")
-            found = boundary.search(text, line_end)
+            found = _boundary(text, line_end, commands[index + 1], prompts.line)
             if found is None:
                 return ReadBack(tuple(replies), False)
-            replies.append(Reply(command, output_of(text[pos:found.start("prompt")]), found.group("prompt")))
-            pos = found.end("prompt")
+            prompt_start, next_start = found
+            replies.append(Reply(command, output_of(text[start:prompt_start]), text[prompt_start:next_start]))
+            start = next_start
             continue
         tail = text[line_end:]
-        last = re.search(rf"\n(?P<prompt>{prompt})[ \t]*$", tail)
+        last = prompts.last.search(tail)
         if last is not None:
-            replies.append(Reply(command, output_of(text[pos:line_end + last.start("prompt")]), last.group("prompt")))
+            replies.append(Reply(command, output_of(text[start:line_end + last.start("prompt")]),
+                                 last.group("prompt")))
             return ReadBack(tuple(replies), True)
         if question is not None and question.search(tail):
-            replies.append(Reply(command, output_of(text[pos:]), ""))
+            replies.append(Reply(command, output_of(text[start:]), ""))
             return ReadBack(tuple(replies), True, asked=True)
     return ReadBack(tuple(replies), False)
