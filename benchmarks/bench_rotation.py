@@ -18,7 +18,11 @@ daemon's /metrics, at most every 0.5 s:
    `eemwatchd_router_testfire_last_success_timestamp_seconds` after the rotation, and the new intermediate among
    its certificates (`eemwatchd_router_cert_not_after_timestamp_seconds{sha256=...}`). Reported against the
    bound confirmations x interval + one apply pass, with the time the new chain became confirmed
-   (`eemwatchd_server_chain_confirmed` 1 for the new chain) and the apply pass after it measured apart;
+   (`eemwatchd_server_chain_confirmed` 1 for the new chain) and the apply pass after it measured apart.
+   During the apply pass (--watch store, the default) the same condition is read from the daemon's state file
+   (read-only: the job's in-sync outcome and a successful test-fire after the rotation whose trust holds the
+   new intermediate), then confirmed once on /metrics: rendering /metrics for 1000 routers twice a second
+   cost the daemon more CPU than the pass it measured;
 3. soak: the daemon's RSS and open file descriptors (from /proc) sampled through every phase and --soak
    seconds more (router jobs every 1m, server fetches every --interval): flat or not.
 
@@ -36,6 +40,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -174,6 +179,29 @@ def proven_after(page: dict[str, list[tuple[dict[str, str], float]]], routers: S
                and proven.get(r, 0) > since and r in holding)
 
 
+def proven_in_store(db: Path, routers: Sequence[str], *, since: float, holds: str) -> int:
+    """What proven_after checks, read from the daemon's state file (read-only) instead of /metrics: routers
+    whose last job after ``since`` ended in sync and that have a successful test-fire after ``since`` with
+    certificate ``holds`` among the trust it ran with. Rendering /metrics for 1000 routers twice a second
+    cost the daemon more CPU than the apply pass it measured (BENCHMARKS.md)."""
+    from datetime import UTC, datetime
+
+    stamp = datetime.fromtimestamp(since, UTC).isoformat()
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = conn.execute(
+                "SELECT DISTINCT p.router FROM proofs p JOIN router_outcomes o ON o.router = p.router "
+                "WHERE p.ok = 1 AND p.at > ? AND instr(p.trust, ?) > 0 AND o.ok = 1 AND o.at > ?",
+                (stamp, holds, stamp)).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+    wanted = set(routers)
+    return sum(1 for (router,) in rows if router in wanted)
+
+
 def confirmed_chain_holds(page: dict[str, list[tuple[dict[str, str], float]]], sha256: str) -> bool:
     """The server's confirmed chain (every address) holds certificate ``sha256``."""
     confirmed = {labels["address"] for labels, v in page.get("eemwatchd_server_chain_confirmed", []) if v == 1.0}
@@ -215,15 +243,21 @@ class Sampler:
                   f"{max(s[3] for s in first)} -> {max(s[3] for s in second)}")
 
 
-def wait_for(label: str, url: str, sampler: Sampler, deadline: float, check: Any, *, total: int) -> float | None:
+SCRAPES: list[float] = []  # seconds per /metrics scrape (the daemon renders every router's metrics)
+
+
+def wait_for(label: str, url: str, sampler: Sampler, deadline: float, check: Any, *, total: int,
+             every: float = 0.5) -> float | None:
     """Poll /metrics until ``check(page)`` reaches ``total``; the time it did, or None at the deadline."""
     last = -1
     while time.monotonic() < deadline:
         sampler.take(label)
         try:
+            before = time.perf_counter()
             page = scrape(url)
+            SCRAPES.append(time.perf_counter() - before)
         except OSError:
-            time.sleep(0.5)
+            time.sleep(every)
             continue
         done = check(page)
         if done != last:
@@ -231,7 +265,24 @@ def wait_for(label: str, url: str, sampler: Sampler, deadline: float, check: Any
             last = done
         if done >= total:
             return time.time()
-        time.sleep(0.5)
+        time.sleep(every)
+    print(f"  {label}: NOT reached before the deadline ({last}/{total})")
+    return None
+
+
+def wait_for_store(label: str, db: Path, sampler: Sampler, deadline: float, check: Any, *,
+                   total: int) -> float | None:
+    """Poll the daemon's state file until ``check(db)`` reaches ``total``; the time it did, or None."""
+    last = -1
+    while time.monotonic() < deadline:
+        sampler.take(label)
+        done = check(db)
+        if done != last:
+            print(f"    {label}: {done}/{total} at {time.strftime('%H:%M:%S')}", flush=True)
+            last = done
+        if done >= total:
+            return time.time()
+        time.sleep(0.2)
     print(f"  {label}: NOT reached before the deadline ({last}/{total})")
     return None
 
@@ -266,9 +317,12 @@ def orchestrate(args: argparse.Namespace) -> int:
             routers = [name for name, _p, _l in spec["routers"]]
             url = f"http://127.0.0.1:{port}/metrics"
             log = stack.enter_context((state / "daemon.log").open("wb"))
+            run = "import sys; from eemwatchd.cli import main; sys.exit(main())"
+            if args.profile:  # the daemon under cProfile; the stats are written when it exits (SIGTERM)
+                run = (f"import cProfile, sys; from eemwatchd.cli import main; "
+                       f"cProfile.run('code = main()', {str(args.profile)!r}); sys.exit(0)")
             daemon = subprocess.Popen(
-                [sys.executable, "-c", "import sys; from eemwatchd.cli import main; sys.exit(main())",
-                 "run", "-c", str(config)],
+                [sys.executable, "-c", run, "run", "-c", str(config)],
                 stdout=log, stderr=log, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp)
             sampler = Sampler(daemon.pid)
             lab_cpu0 = bench_fleet._cpu_seconds(lab.pid or 0)
@@ -291,9 +345,21 @@ def orchestrate(args: argparse.Namespace) -> int:
             if confirmed is None:
                 return 1
             daemon_cpu1 = bench_fleet._cpu_seconds(daemon.pid)
-            resynced = wait_for("re-synced", url, sampler, deadline,
-                                lambda p: proven_after(p, routers, since=t_rot, holds=rotation["intermediate"]),
-                                total=len(routers))
+            if args.watch == "store":
+                resynced = wait_for_store("re-synced", state / "state.db", sampler, deadline,
+                                          lambda db: proven_in_store(db, routers, since=t_rot,
+                                                                     holds=rotation["intermediate"]),
+                                          total=len(routers))
+                # the same, as /metrics shows it (read once the state file says so)
+                if resynced is not None and wait_for(
+                        "re-synced (metrics)", url, sampler, deadline,
+                        lambda p: proven_after(p, routers, since=t_rot, holds=rotation["intermediate"]),
+                        total=len(routers)) is None:
+                    return 1
+            else:
+                resynced = wait_for("re-synced", url, sampler, deadline,
+                                    lambda p: proven_after(p, routers, since=t_rot, holds=rotation["intermediate"]),
+                                    total=len(routers), every=args.scrape_every)
             if resynced is None:
                 return 1
             lab_cpu2 = bench_fleet._cpu_seconds(lab.pid or 0)
@@ -310,7 +376,8 @@ def orchestrate(args: argparse.Namespace) -> int:
             print(f"    lab process CPU: initial sync {lab_cpu1 - lab_cpu0:.1f} s, "
                   f"rotation {lab_cpu2 - lab_cpu1:.1f} s")
             print(f"    daemon CPU in the apply pass: {daemon_cpu2 - daemon_cpu1:.1f} s "
-                  f"({1000 * (daemon_cpu2 - daemon_cpu1) / len(routers):.1f} ms/router)")
+                  f"({1000 * (daemon_cpu2 - daemon_cpu1) / len(routers):.1f} ms/router); this script's /metrics "
+                  f"scrapes took {1000 * sum(SCRAPES) / max(len(SCRAPES), 1):.0f} ms each (x{len(SCRAPES)})")
             page = scrape(url)
             sums = {labels["operation"]: v for labels, v in
                     page.get("eemwatchd_router_operation_duration_seconds_sum", [])}
@@ -370,6 +437,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="policy.max_parallel_routers (default: not set, the policy default)")
     parser.add_argument("--rtt", type=float, default=0.0, metavar="MS",
                         help="each lab router behind a WAN link of this round trip (default 0: none)")
+    parser.add_argument("--watch", choices=("store", "metrics"), default="store",
+                        help="how the re-sync is watched: the daemon's state file, read-only (default), or "
+                             "/metrics (which the daemon renders for every router on each read)")
+    parser.add_argument("--scrape-every", type=float, default=0.5, metavar="SECONDS",
+                        help="with --watch metrics: how often /metrics is read (default 0.5)")
+    parser.add_argument("--profile", type=Path, metavar="FILE", help="run the daemon under cProfile (slower)")
     parser.add_argument("--router-interval", default="1m",
                         help="routers[].interval (default 1m; `default`: not set, the default 1h)")
     parser.add_argument("--soak", type=float, default=120.0, help="seconds of sampling after the re-sync")
