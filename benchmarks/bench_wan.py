@@ -4,6 +4,7 @@ the same delay, with the turns per session beside the wall time.
 Run: .venv/bin/python benchmarks/bench_wan.py [--rtts 0 50 150] [--sizes 100 1000] [--concurrency N]
                                               [--kinds floor plan floor-apply apply] [--deadline 3600]
      .venv/bin/python benchmarks/bench_wan.py --scaling 8 16 32 64 128 256 --rtts 150 --sizes 1000 --kinds plan
+     .venv/bin/python benchmarks/bench_wan.py --client-root DIR ...   (an earlier eemwatchd against the same lab)
 
 The lab routers (each behind its own WAN link: every byte delayed by RTT/2 each way, a connect costing a round
 trip) and the lab SMTP server run in one process of their own for the whole run; the links' round trip is
@@ -252,8 +253,9 @@ def run_pass(kind: str, spec_path: Path, count: int, concurrency: int) -> None:
 
 class Bench:
     def __init__(self, spec_path: Path, lab_pid: int, commands: Queue[Any], answers: Queue[Any],
-                 pass_timeout: float, deadline: float) -> None:
+                 pass_timeout: float, deadline: float, client_root: Path | None = None) -> None:
         self.spec_path, self.lab_pid = spec_path, lab_pid
+        self.client_root = client_root
         self.commands, self.answers = commands, answers
         self.pass_timeout, self.deadline = pass_timeout, deadline
 
@@ -274,7 +276,8 @@ class Bench:
             [sys.executable, __file__, "--pass", kind, "--spec", str(self.spec_path), "--count", str(count),
              "--concurrency", str(concurrency)],
             capture_output=True, text=True, timeout=min(self.pass_timeout, remaining), check=False,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                [*([str(self.client_root)] if self.client_root else []), str(ROOT)])},
         )
         lab_cpu = bench_fleet._cpu_seconds(self.lab_pid) - lab_before
         stats = self.ask("stats")
@@ -332,7 +335,8 @@ def orchestrate(args: argparse.Namespace) -> int:
             spec_path = Path(tmp) / "spec.json"
             spec_path.write_text(json.dumps(spec))
             assert lab.pid is not None
-            bench = Bench(spec_path, lab.pid, commands, answers, args.pass_timeout, started + args.deadline)
+            bench = Bench(spec_path, lab.pid, commands, answers, args.pass_timeout, started + args.deadline,
+                          args.client_root)
             for rtt in args.rtts:
                 bench.ask("wan", rtt)
                 for size in sorted(args.sizes):
@@ -387,6 +391,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pass-timeout", type=float, default=1200.0)
     parser.add_argument("--deadline", type=float, default=3600.0, help="seconds for the whole run")
     parser.add_argument("--json", type=Path, help="also write every pass's figures to this file")
+    parser.add_argument("--client-root", type=Path, metavar="DIR",
+                        help="run plan and apply with the eemwatchd package found in DIR (e.g. an earlier "
+                             "version: git archive REV eemwatchd | tar -x -C DIR); the lab stays this one")
     parser.add_argument("--pass", dest="pass_kind", help=argparse.SUPPRESS)
     parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
