@@ -66,6 +66,9 @@ async def test_a_plan_sessions_reads_are_one_turn_after_the_terminal_set_up(lab:
     async with RouterSession(target):
         pass
     bare = await _turns(lab)  # SSH (key exchange, login, shell), the terminal set-up, logging out
+    # SSH up to the shell 7 (key exchange, the `password` login: asking for keyboard-interactive first costs
+    # one more, the channel, its pty, the shell), the terminal set-up 1, `exit` with the close 1
+    assert bare == 9
     async with RouterSession(target) as session:
         snapshot = await session.read_snapshot()
         saved = await session.read_saved_trustpoints()  # read with the snapshot: no turn of its own

@@ -137,6 +137,9 @@ class RouterChannel:
             # password attempt when no password is configured (a failed login in the router's log).
             "client_keys": [client_key] if client_key is not None else None,
             "password": t.password,
+            # scrapli asks for keyboard-interactive before password: a round trip more wherever the router
+            # allows both (IOS does by default); keyboard-interactive stays the fallback.
+            "preferred_auth": ("publickey", "password", "keyboard-interactive"),
             **ssh_algorithms(legacy=t.legacy_algorithms),
         }
         return _Driver(
