@@ -82,6 +82,10 @@ def _when(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+# Up to this many subjects are read with one `IN (...)` (SQLite allows 32766 parameters); more: every state.
+_MAX_SUBJECTS = 1000
+
+
 class Store:
     """The one SQLite connection of this process. Text written is scrubbed of the given secrets."""
 
@@ -352,11 +356,18 @@ class Store:
 
     # --- alert state ---------------------------------------------------------------------------------
 
-    def alert_states(self) -> dict[tuple[str, str], AlertState]:
-        """Every stored alert state, keyed by (subject, event); resolved ones stay until they fire again."""
+    def alert_states(self, *, subjects: Collection[str] | None = None) -> dict[tuple[str, str], AlertState]:
+        """Every stored alert state (of ``subjects`` only, when given), keyed by (subject, event); resolved ones
+        stay until they fire again. The daemon alerts after every router job: reading every router's states
+        each time made a fleet pass quadratic (BENCHMARKS.md, "Over a WAN")."""
+        query = "SELECT subject, event, opened_at, last_sent_at, resolved_at, summary FROM alert_states"
         with self._errors("reading alert states"):
-            rows = self._db.execute("SELECT subject, event, opened_at, last_sent_at, resolved_at, summary "
-                                    "FROM alert_states").fetchall()
+            if subjects is None or len(subjects) > _MAX_SUBJECTS:
+                rows = self._db.execute(query).fetchall()
+            else:
+                wanted = sorted(set(subjects))
+                rows = self._db.execute(f"{query} WHERE subject IN ({', '.join('?' * len(wanted))})",
+                                        wanted).fetchall() if wanted else []
         return {(subject, event): AlertState(subject, event, _when(opened), _when(sent),
                                              None if resolved is None else _when(resolved), summary)
                 for subject, event, opened, sent, resolved, summary in rows}

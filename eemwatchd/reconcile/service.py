@@ -34,7 +34,7 @@ from eemwatchd.core.reason import Reason
 from eemwatchd.core.router_state import DEFAULT_MAXRUN, RouterSnapshot
 from eemwatchd.core.secrets import mail_passwords, scrub_text
 from eemwatchd.errors import EemwatchdError, ResolveError
-from eemwatchd.reconcile.alerting import build_alerts, gate_alerts
+from eemwatchd.reconcile.alerting import build_alerts, gate_alerts, report_subjects
 from eemwatchd.reconcile.applier import Applier, StoreAudit
 from eemwatchd.reconcile.connect import (
     RouterConnector,
@@ -303,7 +303,8 @@ class Reconciler:
         built = build_alerts(report, at=now)
         if self.readonly:
             return  # a reader (another process holds the writer lock) sends nothing: the writer does
-        alerts, states = gate_alerts(built, report, self.store.alert_states(), now=now,
+        stored = self.store.alert_states(subjects=report_subjects(report))  # gate_alerts needs no others
+        alerts, states = gate_alerts(built, report, stored, now=now,
                                      remind_after=timedelta(seconds=self.config.policy.alert_reminder))
         secrets = set(self._router_secrets)
         report.alerts = self.alerter.prepare(alerts, secrets=secrets)
