@@ -266,8 +266,9 @@ def run_pass(kind: str, spec_path: Path, count: int, concurrency: int, profile: 
 
 class Bench:
     def __init__(self, spec_path: Path, lab_pid: int, concurrency: int, pass_timeout: float, deadline: float,
-                 profile: Path | None) -> None:
+                 profile: Path | None, client_root: Path | None = None) -> None:
         self.spec_path = spec_path
+        self.client_root = client_root
         self.profile = profile
         self.lab_pid = lab_pid
         self.concurrency = concurrency
@@ -285,7 +286,8 @@ class Bench:
              "--concurrency", str(self.concurrency),
              *(["--profile", str(self.profile)] if self.profile is not None else [])],
             capture_output=True, text=True, timeout=min(self.pass_timeout, remaining), check=False,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                [*([str(self.client_root)] if self.client_root else []), str(ROOT)])},
         )
         lab_cpu = _cpu_seconds(self.lab_pid) - lab_before
         if proc.returncode != 0 or not proc.stdout.strip():
@@ -331,7 +333,7 @@ def orchestrate(args: argparse.Namespace) -> int:
             spec_path.write_text(json.dumps(spec))
             assert lab.pid is not None
             bench = Bench(spec_path, lab.pid, args.concurrency, args.pass_timeout, started + args.deadline,
-                          args.profile)
+                          args.profile, args.client_root)
             table: dict[tuple[str, int], dict[str, Any] | None] = {}
             for size in sizes:
                 print(f"{size} routers")
@@ -385,6 +387,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--deadline", type=float, default=1800.0, help="seconds for the whole run")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="run every pass under cProfile, stats to DIR/<pass>-<count>.prof (slower)")
+    parser.add_argument("--client-root", type=Path, metavar="DIR",
+                        help="run plan and apply with the eemwatchd package in DIR (an earlier version: "
+                             "git archive REV eemwatchd | tar -x -C DIR); the lab and the floor stay the same")
     parser.add_argument("--pass", dest="pass_kind", help=argparse.SUPPRESS)
     parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)

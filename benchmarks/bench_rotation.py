@@ -1,11 +1,14 @@
 """Rotation under the daemon: N lab routers in sync, the provider rotates its chain, time until all are in sync again.
 
 Run: .venv/bin/python benchmarks/bench_rotation.py [--routers 100] [--interval 10] [--confirmations 2]
-                                                   [--soak 120] [--deadline 900]
+                                                   [--soak 120] [--deadline 900] [--rtt MS]
+                                                   [--concurrency N] [--router-interval 1m|default]
 
 The lab SMTP server and N lab routers (fresh: no trustpoints yet; the tech note's EEM mail applet) run in one
-process of their own; `eemwatchd run` runs as another process on a config with `servers[].interval` =
---interval, `policy.confirmations` = --confirmations and `routers[].interval` 1m. This script only reads the
+process of their own (with --rtt, each router behind a WAN link of that round trip: eemwatchd_lab.wan);
+`eemwatchd run` runs as another process on a config with `servers[].interval` = --interval,
+`policy.confirmations` = --confirmations, `routers[].interval` 1m (--router-interval; `default`: not set) and
+`policy.max_parallel_routers` = --concurrency (not set when omitted: the default). This script only reads the
 daemon's /metrics, at most every 0.5 s:
 
 1. initial sync: until every router has `eemwatchd_router_in_sync` 1;
@@ -15,7 +18,11 @@ daemon's /metrics, at most every 0.5 s:
    `eemwatchd_router_testfire_last_success_timestamp_seconds` after the rotation, and the new intermediate among
    its certificates (`eemwatchd_router_cert_not_after_timestamp_seconds{sha256=...}`). Reported against the
    bound confirmations x interval + one apply pass, with the time the new chain became confirmed
-   (`eemwatchd_server_chain_confirmed` 1 for the new chain) and the apply pass after it measured apart;
+   (`eemwatchd_server_chain_confirmed` 1 for the new chain) and the apply pass after it measured apart.
+   During the apply pass (--watch store, the default) the same condition is read from the daemon's state file
+   (read-only: the job's in-sync outcome and a successful test-fire after the rotation whose trust holds the
+   new intermediate), then confirmed once on /metrics: rendering /metrics for 1000 routers twice a second
+   cost the daemon more CPU than the pass it measured;
 3. soak: the daemon's RSS and open file descriptors (from /proc) sampled through every phase and --soak
    seconds more (router jobs every 1m, server fetches every --interval): flat or not.
 
@@ -33,6 +40,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -55,7 +63,7 @@ _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 def _serve_lab(count: int, state: str, ready: Queue[Any], commands: Queue[Any], answers: Queue[Any],
-               stop: Any) -> None:
+               stop: Any, rtt_ms: float = 0.0) -> None:
     import asyncio
     import logging
 
@@ -63,13 +71,15 @@ def _serve_lab(count: int, state: str, ready: Queue[Any], commands: Queue[Any], 
     from eemwatchd_lab.pki import GmailShapedPki
     from eemwatchd_lab.router import Fleet, User
     from eemwatchd_lab.smtp import LabSmtpServer
+    from eemwatchd_lab.wan import Wan
 
     async def main() -> None:
         pki = GmailShapedPki.create()
         async with LabSmtpServer(mode="starttls", certs=pki.served, key=pki.leaf.key,
                                  username=bench_fleet.MAIL_USER, password=bench_fleet.MAIL_PASSWORD) as smtp:
             fleet = Fleet.numbered(count, Path(state) / "routers",
-                                   users=(User(bench_fleet.USER, bench_fleet.PASSWORD),))
+                                   users=(User(bench_fleet.USER, bench_fleet.PASSWORD),),
+                                   wan=Wan.from_ms(rtt_ms) if rtt_ms else None)
             async with fleet:
                 for device in fleet:
                     device.state.apply_config(bench_fleet._router_config(smtp.port))
@@ -82,7 +92,12 @@ def _serve_lab(count: int, state: str, ready: Queue[Any], commands: Queue[Any], 
                     await asyncio.sleep(0.05)
                     if commands.empty():
                         continue
-                    commands.get()
+                    if commands.get() == "stats":
+                        sessions = fleet.link_sessions()
+                        turns = sorted(x.turns for x in sessions) or [0]
+                        answers.put({"refused": sum(d.refused_logins for d in fleet), "sessions": len(sessions),
+                                     "turns_median": turns[len(turns) // 2], "turns_max": turns[-1]})
+                        continue
                     number += 1
                     # what `eemwatchd lab` does on an odd rotation (eemwatchd/lab/live.py rotate())
                     pki.rotate_intermediate(f"Lab WR{number}")
@@ -102,8 +117,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _write_config(spec: dict[str, Any], state: Path, *, interval: int, confirmations: int, concurrency: int,
-                  metrics_port: int) -> Path:
+def _write_config(spec: dict[str, Any], state: Path, *, interval: int, confirmations: int, concurrency: int | None,
+                  metrics_port: int, router_interval: str | None = "1m") -> Path:
     import yaml
 
     (state / "router.password").write_text(bench_fleet.PASSWORD + "\n")
@@ -115,11 +130,12 @@ def _write_config(spec: dict[str, Any], state: Path, *, interval: int, confirmat
                      "interval": f"{interval}s", "servername": "smtp.lab.example"}],
         "defaults": {"routers": {"username": bench_fleet.USER, "password_file": "router.password",
                                  "known_hosts": spec["known_hosts"], "applet": bench_fleet.APPLET,
-                                 "servers": ["lab-smtp"], "interval": "1m",
+                                 "servers": ["lab-smtp"],
+                                 **({"interval": router_interval} if router_interval else {}),
                                  "timeouts": {"connect": "30s", "step": "60s", "total": "10m"}}},
         "routers": [{"name": name, "host": "127.0.0.1", "port": port} for name, port, _l in spec["routers"]],
         "policy": {"trust_store": "anchors.pem", "confirmations": confirmations, "aia": False,
-                   "recent": "1h", "max_parallel_routers": concurrency},
+                   "recent": "1h", **({"max_parallel_routers": concurrency} if concurrency else {})},
         "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
         "alerts": [],
     }
@@ -163,6 +179,29 @@ def proven_after(page: dict[str, list[tuple[dict[str, str], float]]], routers: S
                and proven.get(r, 0) > since and r in holding)
 
 
+def proven_in_store(db: Path, routers: Sequence[str], *, since: float, holds: str) -> int:
+    """What proven_after checks, read from the daemon's state file (read-only) instead of /metrics: routers
+    whose last job after ``since`` ended in sync and that have a successful test-fire after ``since`` with
+    certificate ``holds`` among the trust it ran with. Rendering /metrics for 1000 routers twice a second
+    cost the daemon more CPU than the apply pass it measured (BENCHMARKS.md)."""
+    from datetime import UTC, datetime
+
+    stamp = datetime.fromtimestamp(since, UTC).isoformat()
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = conn.execute(
+                "SELECT DISTINCT p.router FROM proofs p JOIN router_outcomes o ON o.router = p.router "
+                "WHERE p.ok = 1 AND p.at > ? AND instr(p.trust, ?) > 0 AND o.ok = 1 AND o.at > ?",
+                (stamp, holds, stamp)).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+    wanted = set(routers)
+    return sum(1 for (router,) in rows if router in wanted)
+
+
 def confirmed_chain_holds(page: dict[str, list[tuple[dict[str, str], float]]], sha256: str) -> bool:
     """The server's confirmed chain (every address) holds certificate ``sha256``."""
     confirmed = {labels["address"] for labels, v in page.get("eemwatchd_server_chain_confirmed", []) if v == 1.0}
@@ -204,15 +243,21 @@ class Sampler:
                   f"{max(s[3] for s in first)} -> {max(s[3] for s in second)}")
 
 
-def wait_for(label: str, url: str, sampler: Sampler, deadline: float, check: Any, *, total: int) -> float | None:
+SCRAPES: list[float] = []  # seconds per /metrics scrape (the daemon renders every router's metrics)
+
+
+def wait_for(label: str, url: str, sampler: Sampler, deadline: float, check: Any, *, total: int,
+             every: float = 0.5) -> float | None:
     """Poll /metrics until ``check(page)`` reaches ``total``; the time it did, or None at the deadline."""
     last = -1
     while time.monotonic() < deadline:
         sampler.take(label)
         try:
+            before = time.perf_counter()
             page = scrape(url)
+            SCRAPES.append(time.perf_counter() - before)
         except OSError:
-            time.sleep(0.5)
+            time.sleep(every)
             continue
         done = check(page)
         if done != last:
@@ -220,7 +265,24 @@ def wait_for(label: str, url: str, sampler: Sampler, deadline: float, check: Any
             last = done
         if done >= total:
             return time.time()
-        time.sleep(0.5)
+        time.sleep(every)
+    print(f"  {label}: NOT reached before the deadline ({last}/{total})")
+    return None
+
+
+def wait_for_store(label: str, db: Path, sampler: Sampler, deadline: float, check: Any, *,
+                   total: int) -> float | None:
+    """Poll the daemon's state file until ``check(db)`` reaches ``total``; the time it did, or None."""
+    last = -1
+    while time.monotonic() < deadline:
+        sampler.take(label)
+        done = check(db)
+        if done != last:
+            print(f"    {label}: {done}/{total} at {time.strftime('%H:%M:%S')}", flush=True)
+            last = done
+        if done >= total:
+            return time.time()
+        time.sleep(0.2)
     print(f"  {label}: NOT reached before the deadline ({last}/{total})")
     return None
 
@@ -228,15 +290,18 @@ def wait_for(label: str, url: str, sampler: Sampler, deadline: float, check: Any
 def orchestrate(args: argparse.Namespace) -> int:
     started = time.monotonic()
     deadline = started + args.deadline
-    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}; {args.routers} routers, "
-          f"server interval {args.interval}s, confirmations {args.confirmations}, concurrency {args.concurrency}")
+    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, load {os.getloadavg()[0]:.2f}; "
+          f"{args.routers} routers, server interval {args.interval}s, confirmations {args.confirmations}, "
+          f"concurrency {args.concurrency or 'default'}, router interval {args.router_interval}, "
+          f"WAN round trip {args.rtt:g} ms")
     with tempfile.TemporaryDirectory(prefix="bench-rotation-") as tmp:
         state = Path(tmp)
         ready: Queue[Any] = mp.Queue()
         commands: Queue[Any] = mp.Queue()
         answers: Queue[Any] = mp.Queue()
         stop = mp.Event()
-        lab = mp.Process(target=_serve_lab, args=(args.routers, tmp, ready, commands, answers, stop), daemon=True)
+        lab = mp.Process(target=_serve_lab, args=(args.routers, tmp, ready, commands, answers, stop, args.rtt),
+                         daemon=True)
         lab.start()
         daemon: subprocess.Popen[bytes] | None = None
         stack = contextlib.ExitStack()
@@ -247,13 +312,17 @@ def orchestrate(args: argparse.Namespace) -> int:
             spec["known_hosts"] = str(known_hosts)
             port = _free_port()
             config = _write_config(spec, state, interval=args.interval, confirmations=args.confirmations,
-                                   concurrency=args.concurrency, metrics_port=port)
+                                   concurrency=args.concurrency, metrics_port=port,
+                                   router_interval=None if args.router_interval == "default" else args.router_interval)
             routers = [name for name, _p, _l in spec["routers"]]
             url = f"http://127.0.0.1:{port}/metrics"
             log = stack.enter_context((state / "daemon.log").open("wb"))
+            run = "import sys; from eemwatchd.cli import main; sys.exit(main())"
+            if args.profile:  # the daemon under cProfile; the stats are written when it exits (SIGTERM)
+                run = (f"import cProfile, sys; from eemwatchd.cli import main; "
+                       f"cProfile.run('code = main()', {str(args.profile)!r}); sys.exit(0)")
             daemon = subprocess.Popen(
-                [sys.executable, "-c", "import sys; from eemwatchd.cli import main; sys.exit(main())",
-                 "run", "-c", str(config)],
+                [sys.executable, "-c", run, "run", "-c", str(config)],
                 stdout=log, stderr=log, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp)
             sampler = Sampler(daemon.pid)
             lab_cpu0 = bench_fleet._cpu_seconds(lab.pid or 0)
@@ -275,12 +344,26 @@ def orchestrate(args: argparse.Namespace) -> int:
                                  lambda p: int(confirmed_chain_holds(p, rotation["intermediate"])), total=1)
             if confirmed is None:
                 return 1
-            resynced = wait_for("re-synced", url, sampler, deadline,
-                                lambda p: proven_after(p, routers, since=t_rot, holds=rotation["intermediate"]),
-                                total=len(routers))
+            daemon_cpu1 = bench_fleet._cpu_seconds(daemon.pid)
+            if args.watch == "store":
+                resynced = wait_for_store("re-synced", state / "state.db", sampler, deadline,
+                                          lambda db: proven_in_store(db, routers, since=t_rot,
+                                                                     holds=rotation["intermediate"]),
+                                          total=len(routers))
+                # the same, as /metrics shows it (read once the state file says so)
+                if resynced is not None and wait_for(
+                        "re-synced (metrics)", url, sampler, deadline,
+                        lambda p: proven_after(p, routers, since=t_rot, holds=rotation["intermediate"]),
+                        total=len(routers)) is None:
+                    return 1
+            else:
+                resynced = wait_for("re-synced", url, sampler, deadline,
+                                    lambda p: proven_after(p, routers, since=t_rot, holds=rotation["intermediate"]),
+                                    total=len(routers), every=args.scrape_every)
             if resynced is None:
                 return 1
             lab_cpu2 = bench_fleet._cpu_seconds(lab.pid or 0)
+            daemon_cpu2 = bench_fleet._cpu_seconds(daemon.pid)
             total, to_confirm, apply_pass = resynced - t_rot, confirmed - t_rot, resynced - confirmed
             bound_wait = args.confirmations * args.interval
             print(f"  rotation -> every router re-synced with a proven test-fire: {total:.1f} s")
@@ -292,6 +375,27 @@ def orchestrate(args: argparse.Namespace) -> int:
                   f"{'within' if total <= bound_wait * 1.1 + apply_pass + 1 else 'OVER'}")
             print(f"    lab process CPU: initial sync {lab_cpu1 - lab_cpu0:.1f} s, "
                   f"rotation {lab_cpu2 - lab_cpu1:.1f} s")
+            print(f"    daemon CPU in the apply pass: {daemon_cpu2 - daemon_cpu1:.1f} s "
+                  f"({1000 * (daemon_cpu2 - daemon_cpu1) / len(routers):.1f} ms/router); this script's /metrics "
+                  f"scrapes took {1000 * sum(SCRAPES) / max(len(SCRAPES), 1):.0f} ms each (x{len(SCRAPES)})")
+            page = scrape(url)
+            sums = {labels["operation"]: v for labels, v in
+                    page.get("eemwatchd_router_operation_duration_seconds_sum", [])}
+            counts = {labels["operation"]: v for labels, v in
+                      page.get("eemwatchd_router_operation_duration_seconds_count", [])}
+            print("    router operations, mean over the run: " + ", ".join(
+                f"{op} {1000 * sums[op] / counts[op]:.0f} ms (x{counts[op]:.0f})" for op in sums if counts.get(op)))
+            commands.put("stats")
+            stats = answers.get(timeout=60)
+            log_text = (state / "daemon.log").read_text(errors="replace")
+            timeouts = sum(1 for line in log_text.splitlines() if "timed out during" in line)
+            refusals = sum(1 for line in log_text.splitlines() if "vty lines" in line)
+            print(f"    sessions refused by the lab routers (vty lines): {stats['refused']}; the daemon's log: "
+                  f"{refusals} refused, {timeouts} timed out; daemon peak RSS "
+                  f"{bench_fleet._peak_rss_mib(daemon.pid):.1f} MiB")
+            if args.rtt:
+                print(f"    WAN sessions so far {stats['sessions']}, turns per session median "
+                      f"{stats['turns_median']} (max {stats['turns_max']})")
             soak_end = min(deadline, time.monotonic() + args.soak)
             while time.monotonic() < soak_end:
                 sampler.take("soak")
@@ -301,8 +405,10 @@ def orchestrate(args: argparse.Namespace) -> int:
                   f"{in_sync(page, routers)}/{len(routers)} in sync")
             sampler.report()
             print(json.dumps({"routers": args.routers, "interval": args.interval, "confirmations": args.confirmations,
+                              "rtt_ms": args.rtt, "concurrency": args.concurrency or None,
                               "initial_sync_s": round(synced - t0, 2), "rotation_s": round(total, 2),
-                              "to_confirm_s": round(to_confirm, 2), "apply_pass_s": round(apply_pass, 2)}))
+                              "to_confirm_s": round(to_confirm, 2), "apply_pass_s": round(apply_pass, 2),
+                              "refused": stats["refused"], "timed_out": timeouts}))
             return 0
         finally:
             if daemon is not None:
@@ -327,7 +433,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--routers", type=int, default=100)
     parser.add_argument("--interval", type=int, default=10, help="servers[].interval in seconds (at least 10)")
     parser.add_argument("--confirmations", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=8, help="policy.max_parallel_routers")
+    parser.add_argument("--concurrency", type=int, default=0,
+                        help="policy.max_parallel_routers (default: not set, the policy default)")
+    parser.add_argument("--rtt", type=float, default=0.0, metavar="MS",
+                        help="each lab router behind a WAN link of this round trip (default 0: none)")
+    parser.add_argument("--watch", choices=("store", "metrics"), default="store",
+                        help="how the re-sync is watched: the daemon's state file, read-only (default), or "
+                             "/metrics (which the daemon renders for every router on each read)")
+    parser.add_argument("--scrape-every", type=float, default=0.5, metavar="SECONDS",
+                        help="with --watch metrics: how often /metrics is read (default 0.5)")
+    parser.add_argument("--profile", type=Path, metavar="FILE", help="run the daemon under cProfile (slower)")
+    parser.add_argument("--router-interval", default="1m",
+                        help="routers[].interval (default 1m; `default`: not set, the default 1h)")
     parser.add_argument("--soak", type=float, default=120.0, help="seconds of sampling after the re-sync")
     parser.add_argument("--deadline", type=float, default=900.0, help="seconds for the whole run")
     args = parser.parse_args(argv)

@@ -115,6 +115,10 @@ class RouterUnreachable(RouterError):
     temporary = True
 
 
+class SessionRefused(RouterUnreachable):
+    """The router closed the connection before the SSH banner: every vty line is taken. Try again later."""
+
+
 class AuthenticationFailed(RouterError):
     pass
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -16,7 +16,13 @@ from eemwatchd.adapters.router_access import (  # re-exported: callers reach a r
     read_known_hosts,
     record_first_host_key,
 )
-from eemwatchd.adapters.router_channel import CONFIG_PROMPT, RouterChannel, device_text
+from eemwatchd.adapters.router_channel import (
+    CONFIG_PROMPT,
+    MIN_POLL_GAP,
+    RouterChannel,
+    check_refused,
+    device_text,
+)
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.ios.parsers import (
     HistoryEvent,
@@ -27,6 +33,7 @@ from eemwatchd.core.ios.parsers import (
     parse_running_config,
     parse_show_clock,
 )
+from eemwatchd.core.ios.typeahead import Reply
 from eemwatchd.core.router_state import RouterSnapshot, Trustpoint
 from eemwatchd.core.secrets import mail_passwords, scrub_text
 from eemwatchd.core.testfire import SHOW_HISTORY, FireResult, job_after, judge, message_pattern
@@ -45,11 +52,19 @@ _SHA1_SHOWN = re.compile(r"Fingerprint SHA1:\s*(?P<fp>(?:[0-9A-Fa-f]{8}\s*){5})"
 _IMPORTED = ("Certificate successfully imported", "Trustpoint CA certificate accepted")
 # `no crypto pki trustpoint` (no_crypto_pki_trustpoint__genielibs_wsim_c9800).
 _REMOVE_QUESTION = re.compile(r"Are you sure you want to do this\? \[yes/no\]:\s*$", re.M)
+_SNAPSHOT_COMMANDS = ("show running-config", "show clock", "show startup-config | section crypto pki")
+# How a trustpoint is defined before `crypto pki authenticate`, and how its running-config shows it.
+_DEFINITION = (("enrollment", "terminal"), ("revocation-check", "none"), ("chain-validation", "stop"))
 
 
 class RouterSession(RouterChannel):
     """One SSH session to one router: read its state, install and retire trustpoints, configure, save,
     test-fire. Every answer is checked before it is believed (read-backs, the router's own words)."""
+
+    def __init__(self, target: RouterTarget, *, clock: Callable[[], datetime] | None = None) -> None:
+        super().__init__(target, clock=clock)
+        self.changes = 0  # configuration changes made in this session (a read before one is stale after it)
+        self._saved: tuple[int, Reply] | None = None  # the startup-config's PKI section read with a snapshot
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -57,9 +72,18 @@ class RouterSession(RouterChannel):
         return await self._command("show running-config", timeout=self.target.timeouts.running_config)
 
     async def read_snapshot(self) -> RouterSnapshot:
-        """Trustpoints (with DER), EEM environment and applets, hostname and clock: two commands."""
-        config = await self.read_running_config()
-        clock_text = await self._command("show clock")
+        """Trustpoints (with DER), EEM environment and applets, hostname and clock.
+
+        One write of three commands: `show running-config`, `show clock` and the startup-config's PKI
+        section, which read_saved_trustpoints then answers from (a reconcile job asks for both at once).
+        """
+        timeouts = self.target.timeouts
+        replies = await self._exec(_SNAPSHOT_COMMANDS, timeout=2 * timeouts.running_config + timeouts.command)
+        running, clock_reply, startup = replies
+        self._check(running)
+        self._check(clock_reply)
+        config, clock_text = running.output, clock_reply.output
+        self._saved = (self.changes, startup)
         parsed = parse_running_config(config)
         clock: datetime | None
         try:
@@ -80,8 +104,13 @@ class RouterSession(RouterChannel):
         Serials, because a startup-config may list `nvram:` file references instead of the certificates
         (show_startup-config_crypto_pki_nvram_refs__gh_ie_switch_17_3). No startup-config: {}.
         """
-        text = await self._command("show startup-config | section crypto pki",
-                                   timeout=self.target.timeouts.running_config)
+        read_with_snapshot, self._saved = self._saved, None
+        if read_with_snapshot is not None and read_with_snapshot[0] == self.changes:
+            reply = read_with_snapshot[1]
+            self._check(reply)
+            text = reply.output
+        else:
+            text = await self._command(_SNAPSHOT_COMMANDS[2], timeout=self.target.timeouts.running_config)
         parsed = parse_running_config(text)
         return {tp.name: tuple(h.serial for h in tp.certificates if h.kind == "ca") for tp in parsed.trustpoints}
 
@@ -91,7 +120,8 @@ class RouterSession(RouterChannel):
 
         The whole `show running-config` grew with every install and was read twice per install: 6 full reads
         and parses per fresh router (BENCHMARKS.md). "Not configured" needs the filter's `hostname` line
-        too, so an empty or truncated answer is never taken for an absent trustpoint.
+        too, so an empty or truncated answer is never taken for an absent trustpoint. After a change, `end`
+        goes out in the same write (see _commands).
         """
         command = _trustpoint_sections_command(name)
         text = await self._command(command, timeout=self.target.timeouts.running_config)
@@ -122,17 +152,7 @@ class RouterSession(RouterChannel):
                 f"crypto pki trustpoint {trustpoint}",
                 f"% trustpoint {trustpoint} already exists; certificates are installed into a new trustpoint",
             )
-        # `fingerprint` makes IOS check the paste itself (and skip the accept question).
-        await self._configure(
-            [
-                f"crypto pki trustpoint {trustpoint}",
-                "enrollment terminal",
-                "revocation-check none",
-                "chain-validation stop",
-                f"fingerprint {cert.sha1_hex}",
-                "exit",
-            ]
-        )
+        await self._define_trustpoint(trustpoint, cert)
         logger.info(
             "router %s: created trustpoint %s for %s",
             self.name,
@@ -153,7 +173,6 @@ class RouterSession(RouterChannel):
                 await self._remove_trustpoint(trustpoint)
                 await self._leave_config()
             raise
-        await self._leave_config()
 
         held = await self._read_trustpoint(trustpoint)
         on_device = held.ca_certificates if held is not None else ()
@@ -164,6 +183,13 @@ class RouterSession(RouterChannel):
                 command,
                 f"% after the import trustpoint {trustpoint} holds {shown}, not {cert.describe()}",
             )
+        assert held is not None
+        wrong = [f"{keyword} {getattr(held, keyword.replace('-', '_')) or '(not set)'}"
+                 for keyword, value in _DEFINITION if getattr(held, keyword.replace("-", "_")) != value]
+        if wrong:
+            raise CommandFailed(self.name, f"crypto pki trustpoint {trustpoint}",
+                                f"% trustpoint {trustpoint} holds the certificate but shows {', '.join(wrong)}, not "
+                                + ", ".join(f"{k} {v}" for k, v in _DEFINITION))
         logger.info(
             "router %s: installed %s into trustpoint %s (sha256 %s)",
             self.name,
@@ -177,6 +203,30 @@ class RouterSession(RouterChannel):
                 "fingerprint": cert.sha256,
             },
         )
+
+    async def _define_trustpoint(self, trustpoint: str, cert: Certificate) -> None:
+        """`crypto pki trustpoint NAME` and its settings in one write (IOS takes type-ahead), in config mode.
+
+        Every line's answer is checked, in order, for every refusal and error form (AAA, `% Invalid input`,
+        ...), and every prompt must show the trustpoint's own mode: a line the router did not take stops the
+        install here, before `crypto pki authenticate` trusts anything. `exit` is not typed ahead: should
+        `configure terminal` itself be refused, every line after it is an invalid exec command, and `exit`
+        would log out. `fingerprint` makes IOS check the paste itself (and skip the accept question).
+        """
+        self.changes += 1
+        lines = [f"crypto pki trustpoint {trustpoint}", *(f"{k} {v}" for k, v in _DEFINITION),
+                 f"fingerprint {cert.sha1_hex}"]
+        commands = (["configure terminal"] if self._mode != "config" else []) + lines
+        replies = await self._exchange(commands, step=commands[0], timeout=self.target.timeouts.command * 2)
+        for reply in replies:
+            self._check(reply)
+            in_trustpoint = reply.command != "configure terminal"
+            if in_trustpoint and not reply.prompt.endswith("(ca-trustpoint)#"):
+                raise CommandFailed(self.name, reply.command,
+                                    f"% the router answered with the prompt {reply.prompt!r}, not the trustpoint's "
+                                    f"(ca-trustpoint)#: {device_text(reply.output, reply.command)}")
+            if not in_trustpoint and reply.mode != "config":
+                raise CommandFailed(self.name, reply.command, reply.output or "(no output)")
 
     async def _authenticate(self, trustpoint: str, cert: Certificate) -> None:
         """The `crypto pki authenticate` dialogue, from (config)# back to (config)#."""
@@ -221,21 +271,26 @@ class RouterSession(RouterChannel):
             raise CommandFailed(self.name, command, device_text(transcript, command))
 
     async def _remove_trustpoint(self, name: str) -> str:
-        """`no crypto pki trustpoint NAME` in config mode, answering its confirmation; the device text."""
+        """`no crypto pki trustpoint NAME` in config mode (`configure terminal` typed ahead when needed: refused,
+        the removal after it is an invalid exec command), answering its confirmation; the device text."""
         command = f"no crypto pki trustpoint {name}"
-        await self._enter_config()
-        self._write(command + "\n")
-        key, output = await self._expect(
-            [("question", _REMOVE_QUESTION), ("prompt", CONFIG_PROMPT)],
-            step=command,
-            timeout=self.target.timeouts.change,
-        )
-        if key == "question":
+        self.changes += 1
+        commands = (["configure terminal"] if self._mode != "config" else []) + [command]
+        replies = await self._exchange(commands, step=commands[0], timeout=self.target.timeouts.change,
+                                       question=_REMOVE_QUESTION)
+        if len(replies) == 2:
+            entered = replies[0]
+            check_refused(self.name, entered.command, entered.output)
+            if entered.mode != "config":
+                raise CommandFailed(self.name, entered.command, entered.output or "(no output)")
+        output = replies[-1].output
+        if not replies[-1].prompt:  # the confirmation question
             self._write("yes\n")
             _key, tail = await self._expect(
                 [("prompt", CONFIG_PROMPT)], step=command, timeout=self.target.timeouts.change
             )
             output += tail
+        check_refused(self.name, command, output)
         if "Can't find policy" in output or "% Invalid" in output or "not known" in output:
             raise CommandFailed(self.name, command, device_text(output, command))
         return output
@@ -244,7 +299,6 @@ class RouterSession(RouterChannel):
         """Remove trustpoint ``name`` and its certificates; verified by reading the config back."""
         self._require_token(name, what="trustpoint name")
         await self._remove_trustpoint(name)
-        await self._leave_config()
         if await self._read_trustpoint(name) is not None:
             raise CommandFailed(
                 self.name, f"no crypto pki trustpoint {name}", f"% trustpoint {name} is still configured"
@@ -264,11 +318,13 @@ class RouterSession(RouterChannel):
             if "\n" in line or "\r" in line or not line.strip():
                 raise CommandFailed(self.name, "(not sent) configuration line",
                                     f"% {line!r} is not one configuration line; nothing was sent to the router")
+        self.changes += 1
         await self._configure(list(lines))
         await self._leave_config()
 
     async def save_config(self) -> None:
         """`write memory`; the device must answer `[OK]`."""
+        self.changes += 1
         output = await self._command("write memory", timeout=self.target.timeouts.change)
         if "[OK]" not in output:
             raise CommandFailed(self.name, "write memory", output)
@@ -292,32 +348,39 @@ class RouterSession(RouterChannel):
         router shows the job ended, not after maxrun.
         """
         self._require_token(applet, what="EEM applet name")
-        baseline = max((e.job_id for e in await self._history()), default=0)
         marker = f"eemwatchd-test-fire-{secrets.token_hex(6)}"
-        await self._command(f"send log 6 {marker}")
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         command = f"event manager run {applet}"
-        try:
-            output = await self._command(command)
-        except CommandFailed as exc:  # refused (AAA) or rejected (% Invalid input): the router's words
-            output = exc.output
-        words = device_text(output, command, empty="")
-        if words:
+        # One write: the history before the run (its newest job is the baseline), the log marker, the run.
+        # IOS runs them in this order; a refused history or marker is an error as before, the run's own
+        # answer (IOS prints nothing when it starts the job) is judged below.
+        loop = asyncio.get_running_loop()
+        history, logged, run = await self._exec([SHOW_HISTORY, f"send log 6 {marker}", command],
+                                                timeout=3 * self.target.timeouts.command)
+        started = loop.time()
+        baseline = max((e.job_id for e in self._parse_history(history)), default=0)
+        self._check(logged)
+        words = device_text(run.output, command, empty="")
+        if words:  # refused (AAA) or rejected (% Invalid input, not event none): the router's words
             lines = tuple(words.splitlines())
             return self._fired(applet, FireResult(False, marker, lines, reason=f"the router refused to run the "
                                                   f"applet: {' / '.join(lines)}", evidence=" / ".join(lines)))
         success = [message_pattern(applet, text) for text in success_messages]
         deadline = started + maxrun + self.target.timeouts.fire_grace
-        pause = min(0.02, self.target.timeouts.poll_interval)  # first look soon: a short job ends in ~50 ms
+        # Looks at the history grow apart from the round trip up (or 20 ms on a LAN) to poll_interval; a look
+        # itself takes a round trip, so over a WAN the first one goes out as soon as the run was answered
+        # (by then the router has run the job for a round trip).
+        gap = max(self.round_trip or 0.0, MIN_POLL_GAP)
+        longest = max(self.target.timeouts.poll_interval, gap)
         while True:
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, self.target.timeouts.poll_interval)
-            job = job_after(await self._history(), applet, baseline)
+            await asyncio.sleep(self.poll_pause(gap))
+            gap = min(gap * 2, longest)
+            look = [SHOW_HISTORY, "show logging"] if success else [SHOW_HISTORY]
+            replies = await self._exec(look, timeout=len(look) * self.target.timeouts.command)
+            job = job_after(self._parse_history(replies[0]), applet, baseline)
             timed_out = loop.time() >= deadline
             if job is None and not success and not timed_out:
                 continue
-            entries = await self._log_after(marker)
+            entries = self._parse_log(replies[1], marker) if success else await self._log_after(marker)
             result = judge(applet, marker, job, entries, success, timed_out=timed_out,
                             waited=loop.time() - started)
             if result is not None:
@@ -337,20 +400,24 @@ class RouterSession(RouterChannel):
         )
         return result
 
-    async def _history(self) -> list[HistoryEvent]:
-        text = await self._command(SHOW_HISTORY)
+    def _parse_history(self, reply: Reply) -> list[HistoryEvent]:
+        self._check(reply)
         try:
-            return parse_event_history(text)
+            return parse_event_history(reply.output)
         except ParseError as exc:
             raise CommandFailed(self.name, SHOW_HISTORY, f"% {exc.reason}") from exc
 
-    async def _log_after(self, marker: str) -> list[LogLine] | None:
+    def _parse_log(self, reply: Reply, marker: str) -> list[LogLine] | None:
         """The log lines after ``marker``; None when the buffer does not hold the marker."""
-        text = await self._command("show logging")
+        self._check(reply)
         try:
-            return parse_log_lines(text, marker=marker)
+            return parse_log_lines(reply.output, marker=marker)
         except ParseError:
             return None
+
+    async def _log_after(self, marker: str) -> list[LogLine] | None:
+        (reply,) = await self._exec(["show logging"], timeout=self.target.timeouts.command)
+        return self._parse_log(reply, marker)
 
 
 def _trustpoint_sections_command(name: str) -> str:

@@ -1,6 +1,13 @@
 """A router SSH session at the level of commands and dialogues (scrapli classic + asyncssh): open with the
-host key pinned, send a command and check the answer for refusals, enter and leave config mode, expect a
-prompt or a question, close; every library error becomes ours."""
+host key pinned, send commands and check each answer for refusals, expect a prompt or a question, close;
+every library error becomes ours.
+
+Round trips are what a session costs over a WAN, so commands go out as IOS takes them from a keyboard: one
+write of `command\n` per command and one read to the prompt, and several commands that cannot depend on each
+other's answer in one write (type-ahead, eemwatchd.core.ios.typeahead splits the answer). scrapli opens the
+session (asyncssh transport, authentication, `enable`) and carries the bytes; its send_command is not used:
+it writes a command, waits for the echo and then sends Enter as a second write (docs/design.md).
+"""
 
 from __future__ import annotations
 
@@ -33,6 +40,13 @@ from eemwatchd.adapters.router_access import (
     ssh_algorithms,
 )
 from eemwatchd.core.ios.tokens import check_ios_token
+from eemwatchd.core.ios.typeahead import (
+    Reply,
+    ends_with_prompt,
+    hostname_of,
+    prompt_pattern,
+    split_replies,
+)
 from eemwatchd.errors import (
     AuthenticationFailed,
     CommandFailed,
@@ -41,6 +55,7 @@ from eemwatchd.errors import (
     RouterError,
     RouterTimeout,
     RouterUnreachable,
+    SessionRefused,
 )
 
 logger = logging.getLogger("eemwatchd.router")
@@ -54,7 +69,12 @@ if logging.getLogger("scrapli").level == logging.NOTSET:
 # Prompts as scrapli's IOS XE driver defines them; `(ca-trustpoint)#` is a configuration prompt.
 CONFIG_PROMPT = re.compile(r"^[\w.\-@/:]{1,63}\([\w.\-@/:+]{0,32}\)#\s*$", re.M)
 EXEC_PROMPT = re.compile(r"^[\w.\-@/:]{1,63}[#>]\s*$", re.M)
-EXEC_PROMPT_END = re.compile(r"(?:^|\n)[\w.\-@/:]{1,63}[#>]\s*$")
+_ANY_PROMPT_END = re.compile(rf"(?:^|\n)(?P<prompt>{prompt_pattern()})[ \t]*$")
+# Set up once per session, in one write: no paging, lines as wide as IOS allows.
+TERMINAL_SETUP = ("terminal length 0", "terminal width 512")
+# A look at the EEM history is never sooner than this after the previous one (on loopback the round trip
+# is ~1 ms; a short mail job ends in ~50 ms).
+MIN_POLL_GAP = 0.02
 # AAA command authorization refusals (tests/transcripts/ and docs/lab-router.md cite their sources): the exec
 # refusal has no `%`. Checked in the output of EVERY command before it is parsed, so a refused
 # `show running-config` is an error naming the command, never an empty router.
@@ -87,6 +107,10 @@ class RouterChannel:
         self._conn: AsyncIOSXEDriver | None = None
         self._closed_reason: str | None = None
         self._secrets: set[str] = set()  # mail passwords read from this router: scrubbed from what we return
+        self._hostname: str | None = None  # from the first prompt: prompts are matched by this exact name
+        self._mode = "exec"  # `exec` or `config` (any configuration mode), from the last prompt seen
+        self.round_trip: float | None = None  # the quickest command answer so far (seconds): about one RTT
+        self.exchanges = 0  # writes that waited for an answer (each costs a round trip)
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -117,9 +141,11 @@ class RouterChannel:
             # Say who we are in the SSH version string (`show ssh` and the router's logs show it; the lab
             # router judges the invariants of these sessions only): SSH-2.0-eemwatchd_<version>.
             "client_version": f"eemwatchd_{__version__}",
+            # scrapli asks for keyboard-interactive before password: a round trip more wherever the router
+            # allows both (IOS does by default); keyboard-interactive stays the fallback.
+            "preferred_auth": ("publickey", "password", "keyboard-interactive"),
             **ssh_algorithms(legacy=t.legacy_algorithms),
         }
-        longest = max(t.timeouts.command, t.timeouts.running_config, t.timeouts.change)
         return _Driver(
             host=t.host,
             port=t.port,
@@ -131,9 +157,13 @@ class RouterChannel:
             transport="asyncssh",
             transport_options={"asyncssh": asyncssh_options},
             timeout_socket=t.timeouts.connect,
-            timeout_transport=longest + 5.0,
+            # 0: scrapli wraps no read in a wait_for of its own; every read here is bounded by its step's
+            # deadline (one asyncio.timeout per exchange), and open() by connect + command.
+            timeout_transport=0,
             timeout_ops=t.timeouts.command,
             failed_when_contains=list(_FAILED_WHEN_CONTAINS),
+            on_open=self._on_open,
+            on_close=_leave_quietly,
         )
 
     async def open(self) -> None:
@@ -169,8 +199,47 @@ class RouterChannel:
         self._conn = conn
         logger.debug("router %s: session open", self.name)
 
+    async def _on_open(self, conn: AsyncIOSXEDriver) -> None:
+        """Called by scrapli once the shell is open: read the prompt IOS prints by itself (no Enter sent for
+        it), `enable` when it is `>`, then set up the terminal in one write."""
+        self._conn = conn
+        try:
+            prompt = await self._first_prompt()
+            if prompt.endswith(">"):
+                # user EXEC: scrapli's `enable` dialogue (the secret, or a fast failure without one)
+                await conn.acquire_priv(desired_priv="privilege_exec")
+            self._hostname = hostname_of(prompt)
+            replies = await self._exchange(TERMINAL_SETUP, step="terminal setup", timeout=self.target.timeouts.command)
+            for reply in replies:  # a router that refuses these still works, as with scrapli's on_open
+                if _failure(reply.output):
+                    logger.debug("router %s: %s: %s", self.name, reply.command, reply.output)
+        finally:
+            self._conn = None
+
+    async def _first_prompt(self) -> str:
+        conn = self._live()
+        buffer = ""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.target.timeouts.command
+        while (found := _ANY_PROMPT_END.search(buffer)) is None:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise RouterTimeout(self.name, "login (no prompt)")
+            try:
+                chunk = await asyncio.wait_for(conn.channel.read(), remaining)
+            except (ScrapliException, OSError, asyncssh.Error) as exc:
+                if any(text in buffer for text in _REFUSALS):  # `aaa authorization exec` refused the session
+                    raise AuthenticationFailed(
+                        self.name, f"user {self.target.username!r} may log in but not start a session "
+                        f"(exec authorization): {device_text(buffer, '')}") from exc
+                raise
+            buffer += chunk.decode("utf-8", "replace")
+        return found.group("prompt")
+
     def _open_error(self, exc: BaseException) -> BaseException:
         t = self.target
+        if isinstance(exc, RouterError):
+            return exc
         if isinstance(exc, asyncssh.HostKeyNotVerifiable):
             return host_key_rejection(t)
         if isinstance(exc, ConnectionResetError | asyncssh.ConnectionLost) or (
@@ -178,7 +247,7 @@ class RouterChannel:
         ):
             # IOS drops the TCP connection before the SSH banner when every vty line is taken
             # (docs/lab-router.md cites the sources); eemwatchd itself uses one session per router.
-            return RouterUnreachable(
+            return SessionRefused(
                 self.name,
                 f"{t.host}:{t.port}: the router closed the connection before the SSH banner (all vty lines "
                 "busy? `line vty 0 4` allows five sessions; check `show users`)",
@@ -226,13 +295,15 @@ class RouterChannel:
         return "tried " + " and ".join(used) if used else "no key file or password configured"
 
     async def close(self) -> None:
-        """Log out politely when the session is sound; otherwise just drop the connection."""
+        """Log out politely when the session is sound (`end` when in config mode, `exit`: written, not
+        waited for); otherwise just drop the connection."""
         conn, self._conn = self._conn, None
         if self._closed_reason is None:
             self._closed_reason = "closed"
         if conn is None:
             return
         try:
+            conn.channel.write(("end\n" if self._mode == "config" else "") + "exit\n")
             await asyncio.wait_for(conn.close(), timeout=self.target.timeouts.command)
         except (ScrapliException, OSError, asyncssh.Error, TimeoutError):
             pass
@@ -254,57 +325,102 @@ class RouterChannel:
 
     # --- low-level steps -------------------------------------------------------------------------
 
-    async def _guard(self, step: str, awaitable: Any, timeout: float) -> Any:
-        """Run one scrapli step; map its errors to ours and abandon the session on any of them."""
-        try:
-            return await asyncio.wait_for(awaitable, timeout=timeout)
-        except (TimeoutError, ScrapliTimeout) as exc:
-            self._abandon(f"timeout during {step}")
-            raise RouterTimeout(self.name, step) from exc
-        except (ScrapliException, OSError, asyncssh.Error) as exc:
-            self._abandon(f"{type(exc).__name__} during {step}")
-            raise RouterUnreachable(self.name, f"connection lost during {step}: {exc}") from exc
-
     async def _command(self, command: str, *, timeout: float | None = None) -> str:
+        """One command, one write, one read to the prompt; its output, checked for refusals and errors."""
+        return (await self._commands([command], timeout=timeout))[0]
+
+    async def _commands(self, commands: Sequence[str], *, timeout: float | None = None) -> list[str]:
+        """Exec commands that do not depend on each other's answers, in one write; each output checked in
+        order (the first refused or failed command raises, naming itself)."""
+        replies = await self._exec(commands, timeout=timeout or self.target.timeouts.command)
+        for reply in replies:
+            self._check(reply)
+        return [reply.output for reply in replies]
+
+    async def _exec(self, commands: Sequence[str], *, timeout: float) -> list[Reply]:
+        """Exec commands in one write, after `end` in the same write when the session is in config mode."""
+        if self._mode == "config":
+            return await self._leave_config(*commands, timeout=timeout)
+        return await self._exchange(commands, step=commands[0], timeout=timeout)
+
+    def _check(self, reply: Reply) -> None:
+        check_refused(self.name, reply.command, reply.output)
+        if _failure(reply.output):
+            raise CommandFailed(self.name, reply.command, reply.output)
+
+    async def _exchange(
+        self, commands: Sequence[str], *, step: str, timeout: float, question: re.Pattern[str] | None = None
+    ) -> list[Reply]:
+        """Write ``commands`` at once and read until every one answered (the last may ask ``question``).
+
+        A lost connection or a timeout names the command whose answer was awaited and abandons the session.
+        """
         conn = self._live()
-        wait = timeout or self.target.timeouts.command
-        response = await self._guard(command, conn.send_command(command, timeout_ops=wait), wait + 1.0)
-        output = str(response.result)
-        _check_refused(self.name, command, output)
-        if response.failed:
-            raise CommandFailed(self.name, command, output)
-        return output
+        commands = tuple(commands)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self._write("".join(f"{c}\n" for c in commands))
+        self.exchanges += 1
+        buffer = ""
+        try:
+            async with asyncio.timeout_at(started + timeout):
+                while True:
+                    if ends_with_prompt(buffer, self._hostname) or (question is not None and question.search(buffer)):
+                        read = split_replies(buffer, commands, hostname=self._hostname, question=question)
+                        if read.complete:
+                            break
+                        if read.echo_missing is not None and ends_with_prompt(buffer, self._hostname):
+                            self._abandon(f"out of step at {read.echo_missing}")
+                            raise CommandFailed(self.name, read.echo_missing, "% the router did not echo this "
+                                                f"command; the session is out of step:\n{device_text(buffer, '')}")
+                    buffer += (await conn.channel.read()).decode("utf-8", "replace")
+        except TimeoutError as exc:
+            awaited = self._awaited(buffer, commands, question)
+            self._abandon(f"timeout during {awaited}")
+            raise RouterTimeout(self.name, awaited) from exc
+        except (ScrapliException, OSError, asyncssh.Error) as exc:
+            awaited = self._awaited(buffer, commands, question)
+            self._abandon(f"{type(exc).__name__} during {awaited}")
+            raise RouterUnreachable(self.name, f"connection lost during {awaited}: {exc}") from exc
+        elapsed = loop.time() - started
+        self.round_trip = elapsed if self.round_trip is None else min(self.round_trip, elapsed)
+        if read.replies[-1].prompt:
+            self._mode = read.replies[-1].mode
+        return list(read.replies)
+
+    def _awaited(self, buffer: str, commands: tuple[str, ...], question: re.Pattern[str] | None) -> str:
+        """The command whose answer has not come back yet (to name it in an error)."""
+        done = split_replies(buffer, commands, hostname=self._hostname, question=question).replies
+        return commands[min(len(done), len(commands) - 1)]
 
     async def _configure(self, lines: Sequence[str]) -> None:
+        """Configuration lines one at a time (one write and one read each), stopping at the first refused or
+        rejected line with the router's words; leaves the session in config mode."""
         await self._enter_config()
-        conn = self._live()
-        wait = self.target.timeouts.command
-        responses = await self._guard(
-            "configure terminal",
-            conn.send_configs(list(lines), stop_on_failed=True, timeout_ops=wait),
-            wait * (len(lines) + 2),
-        )
-        for response in responses:
-            _check_refused(self.name, response.channel_input, str(response.result))
-            if response.failed:
-                raise CommandFailed(self.name, response.channel_input, response.result)
+        for line in lines:
+            (reply,) = await self._exchange([line], step=line, timeout=self.target.timeouts.command)
+            self._check(reply)
 
     async def _enter_config(self) -> None:
-        conn = self._live()
-        if CONFIG_PROMPT.search(await self._guard("prompt", conn.get_prompt(), self.target.timeouts.command)):
+        if self._mode == "config":
             return
-        # Sent by hand (not scrapli's acquire_priv) so a refusal is read, not retried until a timeout.
-        self._write("configure terminal\n")
-        key, output = await self._expect([("config", CONFIG_PROMPT), ("exec", EXEC_PROMPT_END)],
-                                         step="configure terminal", timeout=self.target.timeouts.command)
-        if key != "config":
-            _check_refused(self.name, "configure terminal", output)
-            raise CommandFailed(self.name, "configure terminal", output)
-        conn._current_priv_level = conn.privilege_levels["configuration"]  # keep scrapli's view in step
+        (reply,) = await self._exchange(["configure terminal"], step="configure terminal",
+                                        timeout=self.target.timeouts.command)
+        if reply.mode != "config":
+            check_refused(self.name, "configure terminal", reply.output)
+            raise CommandFailed(self.name, "configure terminal", reply.output or "(no output)")
 
-    async def _leave_config(self) -> None:
-        conn = self._live()
-        await self._guard("end", conn.acquire_priv("privilege_exec"), self.target.timeouts.command)
+    async def _leave_config(self, *then: str, timeout: float | None = None) -> list[Reply]:
+        """`end` (when in config mode) and the exec commands ``then``, in one write; their replies."""
+        commands = (["end"] if self._mode == "config" else []) + list(then)
+        if not commands:
+            return []
+        wait = self.target.timeouts.command + (timeout or self.target.timeouts.running_config * len(then))
+        replies = await self._exchange(commands, step=commands[0], timeout=wait)
+        if self._mode != "exec":
+            raise CommandFailed(self.name, "end", "% the router stayed in configuration mode:\n"
+                                + "\n".join(r.output for r in replies))
+        return replies[len(replies) - len(then):]
 
     def _require_token(self, value: str, *, what: str) -> None:
         """A name read from the router or the config goes into a command only as one IOS token."""
@@ -318,24 +434,43 @@ class RouterChannel:
     async def _expect(
         self, patterns: Sequence[tuple[str, re.Pattern[str]]], *, step: str, timeout: float
     ) -> tuple[str, str]:
-        """Read until one of ``patterns`` matches; (its key, everything read). Checked in order."""
+        """Read until one of ``patterns`` matches; (its key, everything read). Checked in order. For a
+        dialogue's answers (one thing written, one thing awaited); a prompt seen sets the mode."""
         conn = self._live()
         buffer = ""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            for key, pattern in patterns:
-                if pattern.search(buffer):
-                    return key, buffer
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                self._abandon(f"timeout during {step}")
-                raise RouterTimeout(self.name, step)
-            chunk = await self._guard(step, conn.channel.read(), remaining)
-            buffer += chunk.decode("utf-8", "replace")
+        self.exchanges += 1
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    for key, pattern in patterns:
+                        if pattern.search(buffer):
+                            prompt = _ANY_PROMPT_END.search(buffer)
+                            if prompt is not None:
+                                self._mode = "config" if prompt.group("prompt").endswith(")#") else "exec"
+                            return key, buffer
+                    buffer += (await conn.channel.read()).decode("utf-8", "replace")
+        except TimeoutError as exc:
+            self._abandon(f"timeout during {step}")
+            raise RouterTimeout(self.name, step) from exc
+        except (ScrapliException, OSError, asyncssh.Error) as exc:
+            self._abandon(f"{type(exc).__name__} during {step}")
+            raise RouterUnreachable(self.name, f"connection lost during {step}: {exc}") from exc
+
+    def poll_pause(self, gap: float) -> float:
+        """How long to wait before the next look when looks should be ``gap`` apart: a look itself takes a
+        round trip, so over a WAN the pause shrinks (to nothing when the round trip is longer than the gap)."""
+        return max(0.0, gap - (self.round_trip or 0.0))
 
 
-def _check_refused(router: str, command: str, output: str) -> None:
+async def _leave_quietly(conn: AsyncIOSXEDriver) -> None:
+    """scrapli's on_close would ask for the prompt first (a round trip); RouterChannel.close writes `exit`."""
+
+
+def _failure(output: str) -> bool:
+    return any(text in output for text in _FAILED_WHEN_CONTAINS)
+
+
+def check_refused(router: str, command: str, output: str) -> None:
     """AAA refusals are errors wherever they appear; nothing is parsed from a refused command."""
     if any(text in output for text in _REFUSALS):
         raise CommandRefused(router, command, output)

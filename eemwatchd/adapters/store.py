@@ -73,6 +73,10 @@ def _when(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+# Up to this many subjects are read with one `IN (...)` (SQLite allows 32766 parameters); more: every state.
+_MAX_SUBJECTS = 1000
+
+
 class Store:
     """The one SQLite connection of this process. Text written is scrubbed of the given secrets."""
 
@@ -81,6 +85,8 @@ class Store:
         self.path = path
         self._secrets = tuple(s for s in secrets if s)
         self.audit_head_path = store_audit.sidecar_path(path)
+        self._head_file_deferred = 0  # open audit_batch blocks
+        self._head_file_pending: store_audit.Head | None = None  # the newest head not yet in the file
 
     # --- opening -----------------------------------------------------------------------------------
 
@@ -339,11 +345,18 @@ class Store:
 
     # --- alert state ---------------------------------------------------------------------------------
 
-    def alert_states(self) -> dict[tuple[str, str], AlertState]:
-        """Every stored alert state, keyed by (subject, event); resolved ones stay until they fire again."""
+    def alert_states(self, *, subjects: Collection[str] | None = None) -> dict[tuple[str, str], AlertState]:
+        """Every stored alert state (of ``subjects`` only, when given), keyed by (subject, event); resolved ones
+        stay until they fire again. The daemon alerts after every router job: reading every router's states
+        each time made a fleet pass quadratic (BENCHMARKS.md, "Over a WAN")."""
+        query = "SELECT subject, event, opened_at, last_sent_at, resolved_at, summary FROM alert_states"
         with self._errors("reading alert states"):
-            rows = self._db.execute("SELECT subject, event, opened_at, last_sent_at, resolved_at, summary "
-                                    "FROM alert_states").fetchall()
+            if subjects is None or len(subjects) > _MAX_SUBJECTS:
+                rows = self._db.execute(query).fetchall()
+            else:
+                wanted = sorted(set(subjects))
+                rows = self._db.execute(f"{query} WHERE subject IN ({', '.join('?' * len(wanted))})",
+                                        wanted).fetchall() if wanted else []
         return {(subject, event): AlertState(subject, event, _when(opened), _when(sent),
                                              None if resolved is None else _when(resolved), summary)
                 for subject, event, opened, sent, resolved, summary in rows}
@@ -376,8 +389,39 @@ class Store:
         with self._errors("appending to the audit log"):
             with self._transaction():
                 new_id, head = store_audit.append_row(self._db, row)
-            store_audit.update_sidecar(self._db, self.audit_head_path, head)
+            if self._head_file_deferred:
+                self._head_file_pending = head
+            else:
+                self._head_file_pending = None
+                store_audit.update_sidecar(self._db, self.audit_head_path, head)
         return new_id
+
+    @contextlib.contextmanager
+    def audit_batch(self) -> Iterator[None]:
+        """Within the block, audit rows are committed one by one as always, but the audit head file (written
+        and fsync'ed, see ``store_audit``) is brought up to the newest head once, when the block ends: a
+        router job writes up to ~6 rows, and the file's fsync per row was ~9 % of an apply (BENCHMARKS.md).
+        Blocks may overlap (jobs run in parallel); each one's end writes the newest head. Should the process
+        die inside a block, the file lags behind the log by that block's rows: `audit --verify` accepts a head
+        file that names a row of the chain, and the head table (same transaction as each row) counts them all.
+        Code that reaches the store through its worker thread calls begin_audit_batch / end_audit_batch there.
+        """
+        self.begin_audit_batch()
+        try:
+            yield
+        finally:
+            self.end_audit_batch()
+
+    def begin_audit_batch(self) -> None:
+        self._head_file_deferred += 1
+
+    def end_audit_batch(self) -> None:
+        """The end of an audit_batch block: the head file brought up to the newest head once."""
+        self._head_file_deferred -= 1
+        head, self._head_file_pending = self._head_file_pending, None
+        if head is not None:
+            with self._errors("writing the audit head file"):
+                store_audit.update_sidecar(self._db, self.audit_head_path, head)
 
     def audit(self, *, router: str | None = None) -> list[AuditEntry]:
         query = ("SELECT id, at, router, action, trustpoint, sha256_before, sha256_after, test_fire, reason, "

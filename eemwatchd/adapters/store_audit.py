@@ -90,7 +90,7 @@ class AuditVerdict:
 
 
 @dataclass(frozen=True)
-class _Head:
+class Head:
     rows: int
     head: str
     last_id: int
@@ -107,9 +107,9 @@ def row_hash(prev_hash: str, row: dict[str, object]) -> str:
     return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
 
 
-def _head(db: sqlite3.Connection) -> _Head | None:
+def _head(db: sqlite3.Connection) -> Head | None:
     row = db.execute("SELECT rows, head, last_id FROM audit_head WHERE id = 1").fetchone()
-    return None if row is None else _Head(int(row[0]), str(row[1]), int(row[2]))
+    return None if row is None else Head(int(row[0]), str(row[1]), int(row[2]))
 
 
 def _tables(db: sqlite3.Connection) -> set[str]:
@@ -146,7 +146,7 @@ def chain_existing(db: sqlite3.Connection) -> None:
         db.execute(sql)
 
 
-def append_row(db: sqlite3.Connection, row: dict[str, object]) -> tuple[int, _Head]:
+def append_row(db: sqlite3.Connection, row: dict[str, object]) -> tuple[int, Head]:
     """Insert ``row`` (without id/hashes) as the chain's next row; call inside a write transaction.
 
     The next row chains from the head table, not from the table's last row, so a log whose rows were dropped
@@ -171,13 +171,13 @@ def append_row(db: sqlite3.Connection, row: dict[str, object]) -> tuple[int, _He
         f"VALUES ({', '.join('?' * len(_FIELDS))}, ?, ?)",
         (*(full.get(k) for k in _FIELDS), head.head, digest),
     )
-    new_head = _Head(head.rows + 1, digest, new_id)
+    new_head = Head(head.rows + 1, digest, new_id)
     db.execute("UPDATE audit_head SET rows = ?, head = ?, last_id = ? WHERE id = 1",
                (new_head.rows, new_head.head, new_head.last_id))
     return new_id, new_head
 
 
-def read_sidecar(path: Path) -> tuple[_Head | None, str | None]:
+def read_sidecar(path: Path) -> tuple[Head | None, str | None]:
     """The sidecar's head, or None and why not (None, None when the file does not exist)."""
     try:
         raw = path.read_bytes()
@@ -187,13 +187,13 @@ def read_sidecar(path: Path) -> tuple[_Head | None, str | None]:
         return None, f"the audit head file {path} cannot be read ({exc.strerror})"
     try:
         data = json.loads(raw.decode("utf-8"))
-        head = _Head(int(data["rows"]), str(data["head"]), int(data["last_id"]))
+        head = Head(int(data["rows"]), str(data["head"]), int(data["last_id"]))
     except (UnicodeDecodeError, ValueError, KeyError, TypeError):
         return None, f"the audit head file {path} is not readable (edited or damaged)"
     return head, None
 
 
-def _is_prefix(db: sqlite3.Connection, head: _Head) -> bool:
+def _is_prefix(db: sqlite3.Connection, head: Head) -> bool:
     """Does the chain in the table contain ``head`` as its ``head.rows``-th row?"""
     if head.rows == 0:
         return head.head == GENESIS
@@ -201,7 +201,7 @@ def _is_prefix(db: sqlite3.Connection, head: _Head) -> bool:
     return row is not None and int(row[0]) == head.last_id and row[1] == head.head
 
 
-def update_sidecar(db: sqlite3.Connection, path: Path, head: _Head) -> None:
+def update_sidecar(db: sqlite3.Connection, path: Path, head: Head) -> None:
     """Write the new head to the sidecar, unless the sidecar records rows this log no longer has.
 
     A sidecar that disagrees is evidence: it stays as it is (``audit --verify`` reports it) and we log why.

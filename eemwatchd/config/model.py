@@ -267,7 +267,10 @@ class PolicyConfig(_Model):
     expiry_warning: Retention = 30 * DAY
     recent: Window = 14 * DAY
     alert_reminder: Reminder = 24 * HOUR
-    max_parallel_routers: int = Field(default=8, ge=1, le=500)
+    # Sessions spend their time waiting for round trips (BENCHMARKS.md, "Sessions in parallel"): 64 at once
+    # cost ~15 MiB and 64 file descriptors more than 8 and cover a 1000-router rotation at 100 ms RTT in a
+    # minute; session pacing (core/pacing.py) lowers it while routers refuse sessions.
+    max_parallel_routers: int = Field(default=64, ge=1, le=500)
     trust_store: str = "system"
     aia: bool = True
     strict_ios_validation: bool = True

@@ -200,6 +200,12 @@ def gate_alerts(
     return out, save
 
 
+def report_subjects(report: RunReport) -> set[str]:
+    """The subjects ``report``'s alerts can be about (its servers and routers): gate_alerts needs only their
+    stored states."""
+    return {s.name for s in report.servers} | {r.name for r in report.routers}
+
+
 def _judged(report: RunReport) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for server in report.servers:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,12 +31,13 @@ from eemwatchd.core.desired import (
 from eemwatchd.core.ios.parsers import RUNNING_CONFIG
 from eemwatchd.core.ios.trust import validate_as_ios
 from eemwatchd.core.lint import KnownServer, lint_router
+from eemwatchd.core.pacing import PacingPolicy
 from eemwatchd.core.plan import ChainValidator, after_changes, is_managed, managed_trust, plan_router
 from eemwatchd.core.reason import Reason
 from eemwatchd.core.router_state import DEFAULT_MAXRUN, RouterSnapshot
 from eemwatchd.core.secrets import mail_passwords, scrub_text
 from eemwatchd.errors import EemwatchdError, ParseError, ResolveError, StateError
-from eemwatchd.reconcile.alerting import GatedAlerts, build_alerts, gate_alerts
+from eemwatchd.reconcile.alerting import GatedAlerts, build_alerts, gate_alerts, report_subjects
 from eemwatchd.reconcile.applier import Applier, StoreAudit
 from eemwatchd.reconcile.connect import (
     RouterConnector,
@@ -46,6 +47,7 @@ from eemwatchd.reconcile.connect import (
     default_fetcher,
 )
 from eemwatchd.reconcile.observe import judge_results
+from eemwatchd.reconcile.pacing import SessionPacing
 from eemwatchd.reconcile.results import (
     AddressOutcome,
     AppliedStep,
@@ -117,7 +119,9 @@ class Reconciler:
         self.store = store
         self.io = io if io is not None else StoreWorker.of(store)
         self.policy = trust_policy(config)
-        self._connect = connect or default_connector
+        # sessions paced per router and fleet-wide (back-off when routers refuse sessions or time out)
+        self.pacing = SessionPacing(PacingPolicy(max_parallel=config.policy.max_parallel_routers))
+        self._connect = self.pacing.connector(connect or default_connector)
         self._fetch = fetch or default_fetcher
         self._clock = clock
         self._extra: list[Certificate] = []  # issuers fetched via AIA (twin candidates)
@@ -360,7 +364,8 @@ class Reconciler:
         built = build_alerts(report, at=now)
         if self.readonly:
             return None
-        alerts, states = gate_alerts(built, report, await self.io.call(self.store.alert_states), now=now,
+        stored = await self.io.call(self.store.alert_states, subjects=report_subjects(report))  # only these
+        alerts, states = gate_alerts(built, report, stored, now=now,
                                      remind_after=timedelta(seconds=self.config.policy.alert_reminder))
         secrets = frozenset(self._router_secrets)
         return GatedAlerts(self.alerter.prepare(alerts, secrets=secrets), states, secrets)
@@ -395,7 +400,7 @@ class Reconciler:
             else:
                 steps_log.info("router %s: %s", router.name, "applying" if apply else "reading",
                                extra={"event": "router_started", "router": router.name})
-                await self._guarded(router, result, apply=apply)
+                await self._audit_batched(self._guarded(router, result, apply=apply))
         if apply:
             result.result = summarize(result)
             try:
@@ -408,6 +413,23 @@ class Reconciler:
         if progress is not None:
             progress.router_finished(result)
         return result
+
+    async def _audit_batched(self, job: Awaitable[None]) -> None:
+        """Run ``job`` with the audit head file written once at its end, not per row (Store.audit_batch), on the
+        store's own thread like every store call; a store that fails here is the store's alert, not the job's."""
+        try:
+            await self.io.call(self.store.begin_audit_batch)
+        except StateError as exc:  # the job finds out about the store itself, with its own reason
+            log.warning("the audit head file is written per row in this job: %s", exc)
+            await job
+            return
+        try:
+            await job
+        finally:
+            try:
+                await self.io.call(self.store.end_audit_batch)
+            except StateError as exc:
+                log.warning("the audit head file was not brought up to date: %s", exc)
 
     async def _guarded(self, router: RouterConfig, result: RouterResult, *, apply: bool) -> None:
         total = router.timeouts.total

@@ -14,7 +14,8 @@ import logging
 from pathlib import Path
 
 from eemwatchd.daemon.service import Daemon, DaemonOptions
-from eemwatchd_lab.scenario import Lab, Say
+from eemwatchd_lab.scenario import Lab, Say, wan_note
+from eemwatchd_lab.wan import Wan
 
 ROTATE_REQUEST = "rotate.request"
 
@@ -56,13 +57,14 @@ async def _rotations(lab: Lab, say: Say, every: float) -> None:
             + " <- ".join(c.common_name for c in lab.pki.served))
 
 
-async def run_live(state_dir: Path, *, routers: int, rotate_every: float, say: Say, bare: int = 0) -> int:
+async def run_live(state_dir: Path, *, routers: int, rotate_every: float, say: Say, bare: int = 0,
+                   wan: Wan | None = None) -> int:
     """Run the lab and the daemon until SIGINT/SIGTERM; the daemon's exit code."""
-    async with Lab(state_dir, routers=routers, say=say, live=True, bare=bare) as lab:
+    async with Lab(state_dir, routers=routers, say=say, live=True, bare=bare, wan=wan) as lab:
         say(f"lab SMTP server (STARTTLS, AUTH) on 127.0.0.1:{lab.smtp.port}, serving "
             + " <- ".join(c.common_name for c in lab.pki.served))
         for device in lab.fleet:
-            say(f"lab router {device.name} (IOS XE simulator) on 127.0.0.1:{device.port}, "
+            say(f"lab router {device.name} (IOS XE simulator) on 127.0.0.1:{device.port}{wan_note(device.wan)}, "
                 f"password in {state_dir / 'router.password'}")
         say(f"eemwatchd config: {lab.config_path}")
         when = f"every {rotate_every:g}s" if rotate_every > 0 else "never by itself"

@@ -28,6 +28,7 @@ from eemwatchd_lab.pki import GmailShapedPki
 from eemwatchd_lab.router import Fleet, User
 from eemwatchd_lab.router.trust import validate_chain
 from eemwatchd_lab.smtp import LabSmtpServer
+from eemwatchd_lab.wan import Wan
 
 APPLET = "MAIL-ALERT"
 MAIL_USER = "alerts"
@@ -82,7 +83,8 @@ def _router_config(smtp_port: int, mail_password: str) -> list[str]:
 class Lab:
     """The lab's moving parts: PKI, SMTP server, routers, the eemwatchd config that points at them."""
 
-    def __init__(self, state_dir: Path, *, routers: int, say: Say, live: bool = False, bare: int = 0) -> None:
+    def __init__(self, state_dir: Path, *, routers: int, say: Say, live: bool = False, bare: int = 0,
+                 wan: Wan | None = None) -> None:
         self.state_dir = state_dir
         self.bare = bare  # the last `bare` routers start with no EEM setup at all (for `eemwatchd onboard`)
         self.live = live  # the daemon runs on this lab: metrics endpoint, log alerts, a router schedule
@@ -96,7 +98,8 @@ class Lab:
             mode="starttls", certs=self.pki.served, key=self.pki.leaf.key,
             username=MAIL_USER, password=self.mail_password,
         )
-        self.fleet = Fleet.numbered(routers, state_dir / "routers", users=(User("eemwatchd", self.router_password),))
+        self.fleet = Fleet.numbered(routers, state_dir / "routers", users=(User("eemwatchd", self.router_password),),
+                                    wan=wan)
         self.config_path = state_dir / "eemwatchd.yaml"
         self.anchors_path = state_dir / "trust-store.pem"
 
@@ -253,16 +256,24 @@ async def _onboard_bare(lab: Lab, store: Store, run: LabRun) -> None:
         run.onboarded = run.onboarded and result.ok and mailed > 0
 
 
+def wan_note(wan: Wan | None) -> str:
+    """How a router is reached, for the lab's story: ` behind a WAN (RTT 100 ms)` or nothing."""
+    if wan is None:
+        return ""
+    jitter = f", jitter up to {wan.jitter * 1000:g} ms each way" if wan.jitter else ""
+    return f" behind a WAN (round trip {wan.rtt * 1000:g} ms{jitter})"
+
+
 async def run_lab(state_dir: Path, *, routers: int = 3, say: Say = print, serve: asyncio.Event | None = None,
-                  bare: int = 0) -> LabRun:
+                  bare: int = 0, wan: Wan | None = None) -> LabRun:
     """Run the rotation scenario; with ``serve``, keep everything up until the event is set. The last ``bare``
     routers start with no EEM setup: `eemwatchd onboard` sets them up before the rotations."""
     run = LabRun()
-    async with Lab(state_dir, routers=routers, say=say, bare=bare) as lab:
+    async with Lab(state_dir, routers=routers, say=say, bare=bare, wan=wan) as lab:
         say(f"lab SMTP server (STARTTLS, AUTH) on 127.0.0.1:{lab.smtp.port}, serving "
             + " <- ".join(c.common_name for c in lab.pki.served))
         for device in lab.fleet:
-            say(f"lab router {device.name} (IOS XE simulator) on 127.0.0.1:{device.port}")
+            say(f"lab router {device.name} (IOS XE simulator) on 127.0.0.1:{device.port}{wan_note(device.wan)}")
         say(f"eemwatchd config: {lab.config_path}")
         config = lab.config()
         store = Store.open(config.state_path, secrets=[*config.secrets(), lab.mail_password])

@@ -28,10 +28,14 @@ from eemwatchd_lab.router import SilentPeer
 from eemwatchd_lab.router.device import DeviceSpec, User
 from eemwatchd_lab.router.pki import sla_root
 from eemwatchd_lab.router.server import LabDevice
-from eemwatchd_lab.smtp import LabSmtpServer
-from tests.support.router_adapter import FAST, PASSWORD, adapter_router_spec
-
-MAIL_PASSWORD = "mail-pw-0815"
+from tests.support.router_adapter import (
+    FAST,
+    MAIL_PASSWORD,
+    PASSWORD,
+    adapter_applet_config,
+    adapter_mail_server,
+    adapter_router_spec,
+)
 
 
 @pytest.fixture
@@ -39,21 +43,8 @@ def router_spec(tmp_path: Path) -> DeviceSpec:
     return adapter_router_spec(tmp_path)
 
 
-def _applet_config(smtp_port: int, *, event: str = "none maxrun 15") -> list[str]:
-    return [
-        f"event manager environment _email_server alerts:{MAIL_PASSWORD}@127.0.0.1",
-        "event manager environment _email_to noc@example.com",
-        "event manager environment _email_from alerts",
-        "event manager applet MAIL-TEST",
-        f" event {event}",
-        f' action 0010 mail server "$_email_server" to "$_email_to" from "$_email_from" subject "test" '
-        f'body "EEM mail test" secure tls port {smtp_port}',
-        ' action 0020 syslog msg "mail sent to $_email_to"',
-    ]
-
-
 async def test_read_snapshot(router: LabDevice, router_target: RouterTarget) -> None:
-    router.state.apply_config(_applet_config(2525))
+    router.state.apply_config(adapter_applet_config(2525))
     async with RouterSession(router_target) as session:
         snapshot = await session.read_snapshot()
     assert snapshot.hostname == "r1"
@@ -209,20 +200,12 @@ async def test_session_is_used_once(router_target: RouterTarget) -> None:
         await session.open()
 
 
-async def _smtp(pki: GmailShapedPki) -> LabSmtpServer:
-    server = LabSmtpServer(
-        mode="starttls", certs=pki.served, key=pki.leaf.key, username="alerts", password=MAIL_PASSWORD
-    )
-    await server.start()
-    return server
-
-
 async def test_fire_applet_success(
     router: LabDevice, router_target: RouterTarget, wall_clock_pki: GmailShapedPki
 ) -> None:
-    smtp = await _smtp(wall_clock_pki)
+    smtp = await adapter_mail_server(wall_clock_pki)
     try:
-        router.state.apply_config(_applet_config(smtp.port))
+        router.state.apply_config(adapter_applet_config(smtp.port))
         async with RouterSession(router_target) as session:
             # The served top is the new root cross-signed by the old one: IOS needs the OLD root
             # (field notes sec. 1b).
@@ -251,9 +234,9 @@ async def test_fire_applet_success(
 async def test_fire_applet_without_the_ca_fails_with_the_routers_lines(
     router: LabDevice, router_target: RouterTarget, wall_clock_pki: GmailShapedPki
 ) -> None:
-    smtp = await _smtp(wall_clock_pki)
+    smtp = await adapter_mail_server(wall_clock_pki)
     try:
-        router.state.apply_config(_applet_config(smtp.port))
+        router.state.apply_config(adapter_applet_config(smtp.port))
         async with RouterSession(router_target) as session:
             # the self-signed twin alone is not enough under IOS's strict rule
             await session.install_certificate("EEMW-NEW-ROOT", wall_clock_pki.new_root.cert)
@@ -274,7 +257,7 @@ async def test_fire_applet_without_the_ca_fails_with_the_routers_lines(
 
 
 async def test_fire_applet_not_event_none_is_refused(router: LabDevice, router_target: RouterTarget) -> None:
-    router.state.apply_config(_applet_config(2525, event="timer watchdog time 3600"))
+    router.state.apply_config(adapter_applet_config(2525, event="timer watchdog time 3600"))
     async with RouterSession(router_target) as session:
         result = await session.fire_applet("MAIL-TEST", maxrun=5.0)
     assert not result.ok
@@ -342,9 +325,9 @@ async def test_fire_applet_when_the_log_buffer_drops_informational_messages(
     router: LabDevice, router_target: RouterTarget, wall_clock_pki: GmailShapedPki
 ) -> None:
     """The marker and the applet's success line are lost; the history row still proves the run."""
-    smtp = await _smtp(wall_clock_pki)
+    smtp = await adapter_mail_server(wall_clock_pki)
     try:
-        router.state.apply_config([*_applet_config(smtp.port), "logging buffered 8192 warnings"])
+        router.state.apply_config([*adapter_applet_config(smtp.port), "logging buffered 8192 warnings"])
         async with RouterSession(router_target) as session:
             await session.install_certificate("EEMW-OLD-ROOT", wall_clock_pki.old_root.cert)
             result = await session.fire_applet("MAIL-TEST", maxrun=15.0, success_messages=("mail sent to $_email_to",))
@@ -368,7 +351,7 @@ async def test_fire_applet_refused_by_aaa_is_a_failure_in_the_routers_words(
     device = LabDevice(DeviceSpec("aaa", tmp_path / "aaa", users=(User("ro", PASSWORD, allowed_commands=allowed),)))
     await device.start()
     try:
-        device.state.apply_config(_applet_config(2525))
+        device.state.apply_config(adapter_applet_config(2525))
         known_hosts = tmp_path / "known_hosts_aaa"
         known_hosts.write_text(device.known_hosts_line() + "\n")
         target = RouterTarget("aaa", device.host, device.port, "ro", password=PASSWORD, known_hosts=known_hosts,
@@ -469,10 +452,10 @@ async def test_fire_applet_verdict_holds_with_every_log_and_clock_style(
     router: LabDevice, router_target: RouterTarget, wall_clock_pki: GmailShapedPki, settings: list[str],
     offset: timedelta,
 ) -> None:
-    smtp = await _smtp(wall_clock_pki)
+    smtp = await adapter_mail_server(wall_clock_pki)
     try:
         router.spec.clock_offset = offset
-        router.state.apply_config([*settings, *_applet_config(smtp.port)])
+        router.state.apply_config([*settings, *adapter_applet_config(smtp.port)])
         async with RouterSession(router_target) as session:
             await session.install_certificate("EEMW-OLD-ROOT", wall_clock_pki.old_root.cert)
             ok = await session.fire_applet("MAIL-TEST", maxrun=15.0, success_messages=("mail sent to $_email_to",))

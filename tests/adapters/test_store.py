@@ -249,6 +249,17 @@ def test_proofs_order_by_time_not_by_insertion(store: Store) -> None:
     assert proof.evidence == "later"
 
 
+def test_alert_states_of_some_subjects_only(store: Store) -> None:
+    for n in range(5):
+        store.save_alert_state(AlertState(f"r{n}", "router_drift", NOW, NOW, None, f"drift {n}"))
+        store.save_alert_state(AlertState(f"r{n}", "expiry", NOW, NOW, None, f"expiry {n}"))
+    assert set(store.alert_states(subjects={"r1", "r3", "nobody"})) == {
+        ("r1", "router_drift"), ("r1", "expiry"), ("r3", "router_drift"), ("r3", "expiry")}
+    assert store.alert_states(subjects=()) == {}
+    assert len(store.alert_states()) == 10
+    assert len(store.alert_states(subjects=[f"r{n}" for n in range(2000)])) == 10  # many: one read of all
+
+
 def test_alert_states_round_trip_and_replace(store: Store) -> None:
     assert store.alert_states() == {}
     opened = AlertState("router r1", "testfire_failed", NOW, NOW, None, "mail via user:s3cr3t-pass failed")

@@ -6,17 +6,20 @@ import json
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from eemwatchd.adapters.store import AuditEntry, Store
+from eemwatchd.adapters.store import Store
 from eemwatchd.adapters.store_audit import GENESIS, TRIGGERS
 from eemwatchd.cli import main
 from eemwatchd.errors import StateError
 from tests.support.config_texts import STATE_CONFIG
+from tests.support.state_file import audit_entry
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 V2_AUDIT_TABLE = """CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, router TEXT NOT NULL,
@@ -24,17 +27,12 @@ V2_AUDIT_TABLE = """CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at
     reason TEXT NOT NULL, evidence TEXT, prev_hash TEXT, hash TEXT)"""
 
 
-def _entry(n: int) -> AuditEntry:
-    return AuditEntry(at=NOW + timedelta(minutes=n), router=f"r{n % 2}", action="add", trustpoint=f"EEMW-{n:04d}",
-                      sha256_before=None, sha256_after=f"{n:02x}" * 32, test_fire=None, reason=f"change {n}")
-
-
 @pytest.fixture
 def state(tmp_path: Path) -> Path:
     (tmp_path / "eemwatchd.yaml").write_text(STATE_CONFIG)
     with Store.open(tmp_path / "state.db") as store:
         for n in range(1, 6):
-            store.append_audit(_entry(n))
+            store.append_audit(audit_entry(n))
     return tmp_path / "state.db"
 
 
@@ -178,7 +176,7 @@ def test_appending_after_tampering_keeps_the_evidence(state: Path, capsys: pytes
     _sql(state, "DROP TABLE audit", V2_AUDIT_TABLE)
     sidecar = Path(f"{state}.audit-head").read_text()
     with Store.open(state) as store:
-        store.append_audit(_entry(6))  # the next apply: chains from the recorded head, not from genesis
+        store.append_audit(audit_entry(6))  # the next apply: chains from the recorded head, not from genesis
     code, out = _verify(state, capsys)
     assert code == 1
     assert out.startswith("audit log BROKEN at row 6: row 6: its prev_hash does not match the row before it: "
@@ -194,7 +192,7 @@ def test_appending_after_both_tables_dropped_keeps_the_sidecar(state: Path,
          f"INSERT INTO audit_head VALUES (1, 0, '{GENESIS}', 0)")
     sidecar = Path(f"{state}.audit-head").read_text()
     with Store.open(state) as store:
-        store.append_audit(_entry(6))
+        store.append_audit(audit_entry(6))
     assert Path(f"{state}.audit-head").read_text() == sidecar
     code, out = _verify(state, capsys)
     assert (code, out.split(":")[0]) == (1, "audit log BROKEN at row 2")
@@ -203,7 +201,7 @@ def test_appending_after_both_tables_dropped_keeps_the_sidecar(state: Path,
 def test_a_dropped_audit_table_stops_writers_with_a_fix(state: Path) -> None:
     _sql(state, "DROP TABLE audit")
     with Store.open(state) as store, pytest.raises(StateError, match=r"audit table is missing.*audit --verify"):
-        store.append_audit(_entry(6))
+        store.append_audit(audit_entry(6))
 
 
 def test_sidecar_is_private_and_follows_the_head(state: Path) -> None:
@@ -219,11 +217,11 @@ def test_a_sidecar_one_row_behind_is_an_interrupted_write_not_tampering(
     sidecar = Path(f"{state}.audit-head")
     behind = sidecar.read_text()
     with Store.open(state) as store:
-        store.append_audit(_entry(6))
+        store.append_audit(audit_entry(6))
     sidecar.write_text(behind)  # as if the process died between the commit and the sidecar's replacement
     assert _verify(state, capsys)[0] == 0
     with Store.open(state) as store:
-        store.append_audit(_entry(7))
+        store.append_audit(audit_entry(7))
     assert json.loads(sidecar.read_text())["rows"] == 7
 
 
@@ -253,7 +251,7 @@ def test_a_version_1_log_is_chained_once(tmp_path: Path, capsys: pytest.CaptureF
     with Store.open(state) as store:
         entries = store.audit()
         assert [(e.reason, e.evidence) for e in entries] == [(f"old change {n}", None) for n in (1, 2, 3)]
-        store.append_audit(_entry(4))
+        store.append_audit(audit_entry(4))
     assert stat.S_IMODE(Path(f"{state}.audit-head").stat().st_mode) == 0o600
     assert _verify(state, capsys)[1].startswith("audit log verified: 4 rows")
     _sql(state, "DROP TRIGGER audit_no_update", "UPDATE audit SET reason = 'rewritten' WHERE id = 2",
@@ -268,9 +266,61 @@ def test_an_unwritable_sidecar_does_not_lose_the_row(state: Path, capsys: pytest
     blocker.mkdir()  # the atomic replacement's temp file cannot be created
     try:
         with Store.open(state) as store:
-            store.append_audit(_entry(6))
+            store.append_audit(audit_entry(6))
             assert len(store.audit()) == 6
     finally:
         blocker.rmdir()
     assert "cannot update the audit head file" in caplog.text
     assert _verify(state, capsys)[1].startswith("audit log verified: 6 rows")
+
+
+# --- issue 18: the head file written once per router job (Store.audit_batch) -------------------------------
+
+
+def _head_file(state: Path) -> dict[str, object]:
+    data: dict[str, object] = json.loads(Path(f"{state}.audit-head").read_text())
+    return data
+
+
+def test_the_head_file_is_written_once_when_a_batch_ends(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with Store.open(state) as store:
+        before = _head_file(state)
+        inode = os.stat(f"{state}.audit-head").st_ino
+        with store.audit_batch():
+            for n in range(6, 11):
+                store.append_audit(audit_entry(n))
+            # rows are committed one by one, the file still names the head before the batch
+            assert store.verify_audit().rows == 10
+            assert _head_file(state) == before
+            assert os.stat(f"{state}.audit-head").st_ino == inode  # not rewritten
+            with store.audit_batch():  # an overlapping batch (another router's job) ends first
+                store.append_audit(audit_entry(11))
+            assert _head_file(state)["rows"] == 11
+        assert _head_file(state)["rows"] == 11
+        assert store.verify_audit().ok
+    assert _verify(state, capsys)[0] == 0
+
+
+def test_a_batch_cut_short_leaves_a_lagging_head_file_that_verify_accepts(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a process dies inside a router job: the block never ends
+    script = (
+        "import os, sys\n"
+        "from tests.support.state_file import audit_entry\n"
+        "from eemwatchd.adapters.store import Store\n"
+        "store = Store.open(sys.argv[1])\n"
+        "with store.audit_batch():\n"
+        "    for n in range(6, 9):\n"
+        "        store.append_audit(audit_entry(n))\n"
+        "    os._exit(0)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", script, str(state)], check=True, timeout=30, cwd=root,
+                   env={**os.environ, "PYTHONPATH": str(root)})
+    assert _head_file(state)["rows"] == 5
+    code, out = _verify(state, capsys)
+    assert code == 0, out
+    # the rows after the file's head are still protected by the head table: deleting them is seen
+    _sql(state, "DROP TRIGGER audit_no_delete", "DELETE FROM audit WHERE id > 6")
+    assert _verify(state, capsys)[0] != 0

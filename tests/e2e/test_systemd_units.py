@@ -100,6 +100,8 @@ HARDENING = {
     "StateDirectory": "eemwatchd",
     "StateDirectoryMode": "0700",
     "User": "eemwatchd",
+    # a socket per router session: policy.max_parallel_routers (at most 500) plus the store, HTTP and fetches
+    "LimitNOFILE": "65536",
 }
 
 DAEMON = {
@@ -250,3 +252,16 @@ if __name__ == "__main__":  # pragma: no cover - the child of the sandbox test
     from eemwatchd.cli import main
 
     sys.exit(main(sys.argv[2:]))
+
+
+@pytest.mark.parametrize("unit", ["eemwatchd.service", "eemwatchd-apply.service", "eemwatchd@.service"])
+def test_the_open_file_limit_holds_the_largest_number_of_routers_in_parallel(unit: str) -> None:
+    from annotated_types import Le
+
+    from eemwatchd.config.model import PolicyConfig
+
+    field = PolicyConfig.model_fields["max_parallel_routers"]
+    largest = next(m.le for m in field.metadata if isinstance(m, Le))
+    (limit,) = directives(UNITS / unit)["Service"]["LimitNOFILE"]  # one line per unit
+    # one socket per session, ~20 for the store, the HTTP endpoint and the event loop, fetches under way
+    assert int(limit) >= int(largest) + 100

@@ -10,6 +10,12 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from eemwatchd_lab.commands import add_wan_arguments, wan_from_arguments
+
+if TYPE_CHECKING:
+    from eemwatchd_lab.wan import Wan
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the scripted rotation story and exit (for tests and CI)")
     parser.add_argument("--serve", action="store_true",
                         help="with --once: afterwards keep the SMTP server and routers up for SSH until Ctrl-C")
+    add_wan_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -48,8 +55,12 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.bare <= args.routers:
         print(f"eemwatchd lab: --bare must be 0-{args.routers} (the number of routers)", file=sys.stderr)
         return 2
+    wan, problem = wan_from_arguments(args, "lab")
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 2
     if args.once:
-        return _once(args)
+        return _once(args, wan)
     from eemwatchd.logformat import configure_logging
     from eemwatchd_lab.live import run_live
 
@@ -58,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"lab directory: {state_dir} (kept)", flush=True)
     configure_logging(verbosity=max(args.verbose, 0), fmt="text")
     return asyncio.run(run_live(state_dir, routers=args.routers, rotate_every=args.rotate_every,
-                                say=lambda text: print(text, flush=True), bare=args.bare))
+                                say=lambda text: print(text, flush=True), bare=args.bare, wan=wan))
 
 
 def _rotate(state_dir: Path | None) -> int:
@@ -71,7 +82,7 @@ def _rotate(state_dir: Path | None) -> int:
     return 0
 
 
-def _once(args: argparse.Namespace) -> int:
+def _once(args: argparse.Namespace, wan: Wan | None) -> int:
     from eemwatchd_lab.scenario import LabRun, run_lab
 
     temporary = args.state_dir is None
@@ -86,7 +97,7 @@ def _once(args: argparse.Namespace) -> int:
                 with contextlib.suppress(NotImplementedError):
                     loop.add_signal_handler(sig, stop.set)
         return await run_lab(state_dir, routers=args.routers, say=lambda text: print(text, flush=True), serve=stop,
-                             bare=args.bare)
+                             bare=args.bare, wan=wan)
 
     try:
         result = asyncio.run(main())

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from eemwatchd_lab.commands import add_wan_arguments, wan_from_arguments
+
 if TYPE_CHECKING:
     from eemwatchd_lab.router import Fleet
 
@@ -27,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "falls back to 'admin')")
     parser.add_argument("--lenient", action="store_true",
                         help="accept a chain the way OpenSSL would, not the strict IOS way")
+    add_wan_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -37,11 +40,15 @@ def run(args: argparse.Namespace) -> int:
     if args.base_port and not 1024 <= args.base_port <= 65535 - args.count:
         print("eemwatchd lab-router: --base-port must leave room for --count ports above 1024", file=sys.stderr)
         return 2
+    wan, problem = wan_from_arguments(args, "lab-router")
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 2
     from eemwatchd_lab.router import Fleet, User  # asyncssh: not needed for `--help`
 
     password = os.environ.get(args.password_env, "admin")
     fleet = Fleet.numbered(args.count, args.state_dir, base_port=args.base_port,
-                           users=(User(args.username, password),), lenient=args.lenient)
+                           users=(User(args.username, password),), lenient=args.lenient, wan=wan)
     return asyncio.run(_serve(fleet))
 
 
@@ -54,6 +61,9 @@ async def _serve(fleet: Fleet) -> int:
     async with fleet:
         for lab in fleet:
             print(f"{lab.name}\t127.0.0.1:{lab.port}\t{lab.spec.state_dir}", flush=True)
+        if fleet.devices and (wan := next(iter(fleet)).wan) is not None:
+            print(f"every router behind a WAN link: round trip {wan.rtt * 1000:g} ms, jitter up to "
+                  f"{wan.jitter * 1000:g} ms each way", flush=True)
         print("lab routers running; Ctrl-C stops them (unsaved config is lost, like a reload)", flush=True)
         await stop.wait()
     return 0

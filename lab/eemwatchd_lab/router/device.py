@@ -27,6 +27,7 @@ from eemwatchd_lab.router.pki import (
     default_sla_trustpoint,
 )
 from eemwatchd_lab.router.settings import replay_setting
+from eemwatchd_lab.wan import Wan
 
 STARTUP_FILE = "startup-config"
 HOST_KEY_FILE = "ssh_host_ed25519_key"
@@ -72,6 +73,8 @@ class DeviceSpec:
     everything it shows or checks (log, `show clock`, EEM, config headers, the mailer's validity check).
     Tests pin it (clock.ticking_clock) so no output depends on today's date.
     ``vty_lines``: concurrent SSH connections (`line vty 0 4` = 5); one more is closed unanswered.
+    ``wan``: put a WAN (eemwatchd_lab.wan) in front of the device: clients reach it through a relay on ``port``
+    that delays every byte by half the round trip each way.
     """
 
     name: str
@@ -90,6 +93,7 @@ class DeviceSpec:
     # SSH algorithms the device offers, as asyncssh server options (e.g. {"kex_algs": [...]}): an old IOS image
     # that knows only SHA-1 key exchange, MACs and host-key signatures.
     ssh_algorithms: dict[str, list[str]] = field(default_factory=dict)
+    wan: Wan | None = None
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)

@@ -17,6 +17,7 @@ import asyncssh
 from eemwatchd_lab.router.device import HOST_KEY_FILE, Device, DeviceSpec, User
 from eemwatchd_lab.router.grammar import EXEC_AUTHORIZATION_FAILED
 from eemwatchd_lab.router.session import Session
+from eemwatchd_lab.wan import LinkSession, Wan, WanLink
 
 log = logging.getLogger(__name__)
 
@@ -68,17 +69,21 @@ class _SshServer(asyncssh.SSHServer):
 
 
 class LabDevice:
-    """One simulated router listening on 127.0.0.1. ``port`` is the bound port once started."""
+    """One simulated router listening on 127.0.0.1. ``port`` is the bound port once started: the port clients
+    connect to (with a WAN, the relay's; the SSH server itself then listens on ``ssh_port``)."""
 
     def __init__(self, spec: DeviceSpec) -> None:
         self.spec = spec
         self.port = spec.port
+        self.ssh_port = 0 if spec.wan is not None else spec.port
         self.device: Device | None = None
         self._server: asyncssh.SSHAcceptor | None = None
+        self._link: WanLink | None = None
         self._connections: set[asyncssh.SSHServerConnection] = set()
         self._vtys: set[int] = set()
         self.refused_logins = 0  # connections closed because every vty line was busy
         self.peak_connections = 0  # the most SSH connections open at once (one writer per router: 1)
+        self._link_sessions: list[LinkSession] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.host_key: asyncssh.SSHKey | None = None
 
@@ -136,7 +141,7 @@ class LabDevice:
         self._server = await asyncssh.create_server(
             lambda: _SshServer(self),
             self.spec.host,
-            self.port,
+            self.ssh_port,
             server_host_keys=[self.host_key],
             process_factory=self._serve,
             encoding=None,
@@ -149,10 +154,37 @@ class LabDevice:
             **self.spec.ssh_algorithms,
         )
         sockets = self._server.sockets
-        self.port = sockets[0].getsockname()[1]
+        self.ssh_port = sockets[0].getsockname()[1]
+        if self.spec.wan is None:
+            self.port = self.ssh_port
+            return
+        self._link = WanLink(self.spec.wan, self.ssh_port, host=self.spec.host, port=self.port)
+        self._link.sessions = self._link_sessions  # kept across a restart
+        await self._link.start()
+        self.port = self._link.port
+
+    @property
+    def wan(self) -> Wan | None:
+        return self.spec.wan
+
+    def set_wan(self, wan: Wan) -> None:
+        """Change the round trip and jitter of this device's WAN link (it must have one); for new connections."""
+        if self.spec.wan is None:
+            raise RuntimeError(f"lab device {self.name} has no WAN link (start it with DeviceSpec.wan)")
+        self.spec.wan = wan
+        if self._link is not None:
+            self._link.wan = wan
+
+    @property
+    def link_sessions(self) -> list[LinkSession]:
+        """One entry per connection through the device's WAN link (empty without a WAN)."""
+        return self._link_sessions
 
     async def stop(self) -> None:
         """Close the listener and every session; unsaved config is lost (like a reload)."""
+        link, self._link = self._link, None
+        if link is not None:
+            await link.stop()
         server, self._server = self._server, None
         if server is not None:
             server.close()
@@ -296,8 +328,10 @@ class Fleet:
         enable_secret: str | None = None,
         lenient: bool = False,
         prefix: str = "lab-rtr",
+        wan: Wan | None = None,
     ) -> Fleet:
-        """``count`` devices named PREFIX-01.. in STATE_DIR/<name>, ports base_port+i (0: any free port)."""
+        """``count`` devices named PREFIX-01.. in STATE_DIR/<name>, ports base_port+i (0: any free port);
+        with ``wan``, each behind its own WAN link (base_port+i is then the link's port)."""
         specs = [
             DeviceSpec(
                 name=f"{prefix}-{i + 1:02d}",
@@ -306,6 +340,7 @@ class Fleet:
                 enable_secret=enable_secret,
                 lenient=lenient,
                 port=base_port + i if base_port else 0,
+                wan=wan,
             )
             for i in range(count)
         ]
@@ -319,6 +354,19 @@ class Fleet:
 
     def __len__(self) -> int:
         return len(self.devices)
+
+    def link_sessions(self) -> list[LinkSession]:
+        """Every connection through the devices' WAN links so far (see eemwatchd_lab.wan)."""
+        return [s for d in self for s in d.link_sessions]
+
+    def clear_link_sessions(self) -> None:
+        for device in self:
+            device.link_sessions.clear()
+
+    def set_wan(self, wan: Wan) -> None:
+        """Change the links' round trip and jitter (devices started with a WAN); new connections use it."""
+        for device in self:
+            device.set_wan(wan)
 
     async def start(self) -> None:
         results = await asyncio.gather(*(d.start() for d in self), return_exceptions=True)
