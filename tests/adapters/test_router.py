@@ -223,7 +223,7 @@ async def test_fire_applet_success(
         # a look between the two sees the line (both are this run's, after our marker).
         if result.reason == "the applet ran to its end after its mail action":
             assert re.match(r"show event manager history events: job \d+ success .+ none applet: MAIL-TEST; "
-                            r".*%HA_EM-6-LOG: MAIL-TEST: mail sent to noc@example.com", result.evidence), result.evidence
+                            r".*%HA_EM-6-LOG: MAIL-TEST: mail sent to noc@example.com", result.evidence), result
         else:
             assert result.reason == "the applet logged its success line", result
             assert "%HA_EM-6-LOG: MAIL-TEST: mail sent to noc@example.com" in result.evidence
