@@ -87,11 +87,11 @@ def _reachable(path: Path) -> Iterator[str]:
 
 
 class Host(Protocol):
-    """What the control socket needs of the daemon (eemwatchd.daemon.service.Daemon fits)."""
+    """What the control socket needs of the daemon (eemwatchd.daemon.service.RunningDaemon fits)."""
 
-    config: Config | None
-    store: Store | None
-    reconciler: Reconciler | None
+    config: Config
+    store: Store
+    reconciler: Reconciler
 
 
 class ControlServer:
@@ -172,8 +172,6 @@ class ControlServer:
         host = self._host
         if self._plan_only:
             return "the daemon runs with --plan-only: it changes no router; stop it to onboard, or run it without"
-        if host.config is None or host.store is None or host.reconciler is None:
-            return "the daemon is starting; try again in a moment"
         names = [r.name for r in host.config.routers]
         if router not in names:
             shard = f" (shard {host.config.shard})" if host.config.shard else ""
@@ -185,9 +183,6 @@ class ControlServer:
         from eemwatchd.reconcile.onboard import Onboarder
 
         host = self._host
-        assert host.config is not None
-        assert host.store is not None
-        assert host.reconciler is not None
         reconciler = host.reconciler.fork()  # the daemon's router locks; a stop of its own
 
         def on_wait(status: WaitStatus) -> None:

@@ -25,13 +25,13 @@ say = logging.getLogger("eemwatchd.narrative")
 
 
 class Publisher:
-    """Fills ``status`` from job results; reads the store through ``io`` (set once the store is open)."""
+    """Fills ``status`` from job results; reads the store through ``io``."""
 
-    def __init__(self, status: FleetStatus, *, clock: Callable[[], datetime], alerts: AlertQueue,
+    def __init__(self, status: FleetStatus, io: StoreWorker, *, clock: Callable[[], datetime], alerts: AlertQueue,
                  config_path: str = "FILE") -> None:
         self.status = status
         self._config_path = config_path  # named in the onboard command a not-onboarded router is told to run
-        self.io: StoreWorker | None = None
+        self.io = io
         self._clock = clock
         self._alerts = alerts
         self._store_alerted = False  # a state_store alert is open
@@ -45,7 +45,6 @@ class Publisher:
         self.status.set_server(server_status(server, outcome, confirmations=confirmations, at=self._clock()))
 
     async def router(self, router: RouterConfig, result: RouterResult) -> None:
-        assert self.io is not None
         for line in narrate_router(result, previous=self.status.routers.get(router.name), config=self._config_path):
             say.info("%s", line)
         if result.result is not None and result.plan is not None and result.plan.needs_test_fire:
@@ -67,7 +66,6 @@ class Publisher:
                 self.status.add_changes(audit_lines(entries[-len(changes):]))
 
     async def recent_changes(self) -> None:
-        assert self.io is not None
         try:
             entries = await self.io.call(self.io.store.audit)
         except EemwatchdError as exc:
@@ -80,11 +78,9 @@ class Publisher:
         synced = sum(1 for r in routers if r.in_sync)
         return f"{synced}/{len(self.status.routers)} routers in sync"
 
-    def store_health(self, reconciler: Reconciler | None) -> None:
+    def store_health(self, reconciler: Reconciler) -> None:
         """The store's health into the status (metrics, /readyz); each turn as one alert (through
         ``reconciler``'s sinks) and one log line."""
-        if self.io is None:
-            return
         health = self.io.health
         was = self.status.store_writable
         writable = health.writable and not self.io.stuck

@@ -36,7 +36,6 @@ from eemwatchd.adapters.store import Store
 from eemwatchd.adapters.store_worker import StoreWorker
 from eemwatchd.adapters.systemd import SystemdNotifier
 from eemwatchd.config import Config
-from eemwatchd.core.shard import Claim
 from eemwatchd.daemon.alert_queue import AlertQueue
 from eemwatchd.daemon.control import ControlServer, control_path_for
 from eemwatchd.daemon.http_endpoint import HttpEndpoint, start_http
@@ -47,7 +46,7 @@ from eemwatchd.daemon.reload import Reloads, config_changes, load_instance
 from eemwatchd.daemon.schedule import Schedule, WallClockWatch
 from eemwatchd.daemon.status import FleetStatus
 from eemwatchd.daemon.timed_session import timed_connector
-from eemwatchd.errors import AlertError, ConfigError, EemwatchdError
+from eemwatchd.errors import EXIT_USAGE, AlertError, ConfigError, EemwatchdError
 from eemwatchd.reconcile import (
     Reconciler,
     RouterConnector,
@@ -94,76 +93,80 @@ _SLACK = 60.0
 
 
 class Daemon:
+    """`eemwatchd run`: load the config, take the writer lock with this instance's claim, open the store, then
+    serve (RunningDaemon) until a signal stops it; exit codes as the README says."""
+
     def __init__(self, options: DaemonOptions) -> None:
         self.options = options
-        self.notifier = SystemdNotifier.from_environment()
-        self.status = FleetStatus(version=__version__, started_at=options.clock())
-        self.registry = CollectorRegistry()
-        self.metrics: Metrics | None = None  # built once the shard is known (it labels every series)
-        self._jobs = _Jobs()
-        self._stop = asyncio.Event()
-        self._stop_reason: str | None = None
-        self._beat: float | None = None
-        self._confirmed: dict[str, frozenset[tuple[str, ...]]] = {}
-        self._served: dict[str, frozenset[tuple[str, tuple[str, ...]]]] = {}  # (address, chain) per server
-        self.config: Config | None = None
-        self._claim: Claim | None = None
-        self._base_state_path: Path | None = None
-        self.store: Store | None = None
-        self.io: StoreWorker | None = None  # the store's own thread: no store call blocks the event loop
-        self.reconciler: Reconciler | None = None
-        # Every reconciler with jobs that may still run (a reload builds a new one): a stop reaches them all.
-        self._reconcilers: weakref.WeakSet[Reconciler] = weakref.WeakSet()
-        # One job per router across reloads: the locks and the bound on routers at once outlive each reconciler.
-        self._router_locks: dict[str, asyncio.Lock] = {}
-        self._gate: asyncio.Semaphore | None = None
-        self._gate_size = 0
-        self.schedule = Schedule(spawn=self._track, on_start=self._job_started)
-        self.reloads = Reloads(self.reload)
-        self._budget = LogBudget(logging.getLogger("eemwatchd.daemon"))
-        self.alerts = AlertQueue(budget=self._budget, on_result=self._count_delivery)
-        self.publish = Publisher(self.status, clock=options.clock, alerts=self.alerts,
-                                 config_path=str(options.config_path))
-        self.http: HttpEndpoint | None = None
-        self.control: ControlServer | None = None  # `eemwatchd onboard` hands this daemon a router (control.py)
-
-    # --- life ------------------------------------------------------------------------------------
 
     async def run(self) -> int:
         try:
-            self.config, self._claim, self._base_state_path = load_instance(
+            config, claim, base_state_path = load_instance(
                 self.options.config_path, shard=self.options.shard, listen=self.options.listen)
         except ConfigError as exc:
             log.error("%s", exc)  # noqa: TRY400 - our error says it all; no traceback
-            return 2
-        self.status.shard = self.config.shard
-        self.metrics = Metrics(self.registry, status=self.status, now=self.options.clock)
+            return exc.exit_code
         # One writer per router: this instance's claim (its shard of the whole fleet) is checked against every
         # live writer's, whatever shard it runs, before the lock is taken (and held for the daemon's life).
-        lock = StateLock(self.config.state_path, purpose="daemon", claim=self._claim,
-                         base_state_path=self._base_state_path)
+        lock = StateLock(config.state_path, purpose="daemon", claim=claim, base_state_path=base_state_path)
         try:
             lock.acquire()
         except EemwatchdError as exc:
             log.error("%s", exc)  # noqa: TRY400 - our error says it all; no traceback
             return exc.exit_code
         try:
-            store = Store.open(self.config.state_path, secrets=config_secrets(self.config))
+            store = Store.open(config.state_path, secrets=config_secrets(config))
         except EemwatchdError as exc:
             lock.release()
             log.error("%s", exc)  # noqa: TRY400 - our error says it all; no traceback
-            return 2
-        self.store = store
-        self.io = self.publish.io = StoreWorker.of(store)
+            return EXIT_USAGE
+        running = RunningDaemon(self.options, config, store)
         try:
-            return await self._serve()
+            return await running.serve()
         finally:
-            self._close_store()
+            running.close_store()
             lock.release()
 
-    def _close_store(self) -> None:
-        assert self.store is not None
-        assert self.io is not None
+
+class RunningDaemon:
+    """The daemon once its config is loaded and its store open: the schedule, the jobs, signals, reloads, the
+    status and its HTTP side. Everything here exists for its whole life (a reload replaces config and reconciler)."""
+
+    def __init__(self, options: DaemonOptions, config: Config, store: Store) -> None:
+        self.options = options
+        self.config = config
+        self.store = store
+        self.io = StoreWorker.of(store)  # the store's own thread: no store call blocks the event loop
+        self.notifier = SystemdNotifier.from_environment()
+        self.status = FleetStatus(version=__version__, started_at=options.clock())
+        self.status.shard = config.shard
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(self.registry, status=self.status, now=options.clock)  # labelled by the shard
+        self._jobs = _Jobs()
+        self._stop = asyncio.Event()
+        self._stop_reason: str | None = None
+        self._beat: float | None = None
+        self._confirmed: dict[str, frozenset[tuple[str, ...]]] = {}
+        self._served: dict[str, frozenset[tuple[str, tuple[str, ...]]]] = {}  # (address, chain) per server
+        # Every reconciler with jobs that may still run (a reload builds a new one): a stop reaches them all.
+        self._reconcilers: weakref.WeakSet[Reconciler] = weakref.WeakSet()
+        # One job per router across reloads: the locks and the bound on routers at once outlive each reconciler.
+        self._router_locks: dict[str, asyncio.Lock] = {}
+        self._gate = asyncio.Semaphore(config.policy.max_parallel_routers)
+        self._gate_size = config.policy.max_parallel_routers
+        self.schedule = Schedule(spawn=self._track, on_start=self._job_started)
+        self.reloads = Reloads(self.reload)
+        self._budget = LogBudget(logging.getLogger("eemwatchd.daemon"))
+        self.alerts = AlertQueue(budget=self._budget, on_result=self._count_delivery)
+        self.publish = Publisher(self.status, self.io, clock=options.clock, alerts=self.alerts,
+                                 config_path=str(options.config_path))
+        self.reconciler = self._reconciler(config)
+        self.http: HttpEndpoint | None = None  # serving once serve() started it
+        self.control: ControlServer | None = None  # `eemwatchd onboard` hands this daemon a router (control.py)
+
+    # --- life ------------------------------------------------------------------------------------
+
+    def close_store(self) -> None:
         if self.io.stuck:
             # closing would wait for the stuck write, i.e. for the disk to come back; SQLite's journal keeps the
             # store consistent without it
@@ -171,11 +174,9 @@ class Daemon:
             return
         self.store.close()
 
-    async def _serve(self) -> int:
-        assert self.config is not None
+    async def serve(self) -> int:
         loop = asyncio.get_running_loop()
         self.status.record_reload(ok=True, at=self.options.clock())
-        self.reconciler = self._reconciler(self.config)
         budget = LogBudget(logging.getLogger("eemwatchd.http"))
         try:
             self.http = await start_http(self.config.metrics.listen, status=self.status, registry=self.registry,
@@ -278,10 +279,9 @@ class Daemon:
     async def reload(self) -> bool:
         """Load the config again; a bad one is reported and the running one kept. Waits for no job: the jobs of
         the old config finish with it (holding the same router locks), what changed gets work at once."""
-        assert self.config is not None
         self.notifier.reloading(status="reloading the configuration")
         try:
-            config, claim, base = await asyncio.to_thread(
+            config, _claim, _base = await asyncio.to_thread(
                 load_instance, self.options.config_path, shard=self.options.shard, listen=self.options.listen,
                 running=self.config)
         except ConfigError as exc:
@@ -289,8 +289,8 @@ class Daemon:
             self.status.record_reload(ok=False, at=self.options.clock())
             self.notifier.ready(status="reload FAILED; running configuration kept")
             return False
-        old, self.config, self._claim, self._base_state_path = self.config, config, claim, base
-        assert self.store is not None
+        # (the claim and the state file cannot change without a restart: load_instance refuses such a reload)
+        old, self.config = self.config, config
         self.store.add_secrets(config_secrets(config))
         self.reconciler = self._reconciler(config)
         self.status.retain(servers={s.name for s in config.servers}, routers={r.name for r in config.routers})
@@ -308,10 +308,8 @@ class Daemon:
     # --- jobs ------------------------------------------------------------------------------------
 
     def _reconciler(self, config: Config) -> Reconciler:
-        assert self.store is not None
-        assert self.metrics is not None
         size = config.policy.max_parallel_routers
-        if self._gate is None or size != self._gate_size:
+        if size != self._gate_size:
             self._gate, self._gate_size = asyncio.Semaphore(size), size
         connect = timed_connector(self.options.connect or default_connector, self.metrics.observe_router_operation)
         reconciler = Reconciler(config, self.store, connect=connect, fetch=self.options.fetch,
@@ -336,8 +334,7 @@ class Daemon:
         self.schedule.keep_only(wanted)
 
     def _job_started(self, job_id: str, delay: float) -> None:
-        if self.metrics is not None:
-            self.metrics.observe_job_delay(job_id.split(":", 1)[0], delay)
+        self.metrics.observe_job_delay(job_id.split(":", 1)[0], delay)
         if delay > 10.0:
             self._budget.warn("late-job", "job %s started %.0f s after it was due: the event loop was blocked or the "
                               "machine is overloaded", job_id, delay)
@@ -349,7 +346,6 @@ class Daemon:
         return task
 
     async def _first_pass(self) -> None:
-        assert self.config is not None
         say.info("first pass: observing %d server(s), then checking %d router(s)", len(self.config.servers),
                  len(self.config.routers))
         observed = [self._track(self._observe(s.name, trigger=False)) for s in self.config.servers]
@@ -377,7 +373,7 @@ class Daemon:
         self._track(job())
 
     async def _observe(self, name: str, *, trigger: bool) -> ServerOutcome | None:
-        if self._stop.is_set() or self.config is None or self.reconciler is None:
+        if self._stop.is_set():
             return None
         config = self.config
         try:
@@ -428,7 +424,7 @@ class Daemon:
         self._track(job())
 
     async def _reconcile(self, name: str) -> RouterResult | None:
-        if self._stop.is_set() or self.config is None or self.reconciler is None:
+        if self._stop.is_set():
             return None
         try:
             router = self.config.router(name)

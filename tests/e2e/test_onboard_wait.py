@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from eemwatchd.adapters.store import Store
+from eemwatchd.config import parse_config
 from eemwatchd.daemon.control import ControlServer, control_path_for, onboard_through
 from eemwatchd.daemon.status import RouterStatus
 from eemwatchd.daemon.status_view import narrate_router
@@ -25,6 +26,7 @@ from eemwatchd.errors import EemwatchdError
 from eemwatchd.reconcile.onboard import OnboardRequest
 from eemwatchd.reconcile.results import RouterResult
 from tests.support import onboarding_lab as ob
+from tests.support.config_texts import STATE_CONFIG
 from tests.support.terminal import ANSI, drain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,8 +162,8 @@ async def test_the_live_labs_onboarding_demo_works_as_printed(tmp_path: Path) ->
 
 
 async def test_the_control_socket_refuses_what_it_cannot_do(tmp_path: Path) -> None:
-    class Host:
-        config = None
+    class Host:  # a daemon whose only router is r1 (what _refusal reads of it)
+        config = parse_config(STATE_CONFIG, base=tmp_path).config
         store = None
         reconciler = None
 
@@ -170,7 +172,7 @@ async def test_the_control_socket_refuses_what_it_cannot_do(tmp_path: Path) -> N
     server = await ControlServer.start(path, Host(), after=lambda _name: None)
     try:
         assert path.stat().st_mode & 0o777 == 0o600
-        with pytest.raises(EemwatchdError, match="the daemon refused: the daemon is starting"):
+        with pytest.raises(EemwatchdError, match="the daemon refused: router 'r1' is not one of this daemon's routers"):
             await onboard_through(path, OnboardRequest(router="r1"), show_secrets=False, on_wait=lambda _s: None)
         reader, writer = await asyncio.open_unix_connection(f"/proc/self/fd/{os.open(path.parent, os.O_RDONLY)}"
                                                             f"/{path.name}")
