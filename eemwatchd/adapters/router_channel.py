@@ -66,6 +66,22 @@ _FAILED_WHEN_CONTAINS = ["% Ambiguous command", "% Incomplete command", "% Inval
 # --- the session -----------------------------------------------------------------------------------
 
 
+async def _on_open(conn: AsyncIOSXEDriver) -> None:
+    """scrapli's IOS XE on_open, with paging checked: when AAA refuses `terminal length 0` paging stays on, and every
+    long output (`show running-config`) stops at ` --More-- ` and waits for a prompt until the job's timeout. A
+    refused `terminal width 512` is harmless (IOS does not wrap show output) and only logged."""
+    await conn.acquire_priv(desired_priv=conn.default_desired_privilege_level)
+    for command, required in (("terminal length 0", True), ("terminal width 512", False)):
+        response = await conn.send_command(command)
+        output = str(response.result)
+        if not (response.failed or any(text in output for text in _REFUSALS)):
+            continue
+        if required:
+            raise CommandRefused(str(conn.host), command, output) if any(text in output for text in _REFUSALS) \
+                else CommandFailed(str(conn.host), command, output)
+        logger.info("router %s: %r not accepted (%s); going on", conn.host, command, output.strip()[:200])
+
+
 class _Driver(AsyncIOSXEDriver):
     """scrapli's IOS XE driver, failing fast when `enable` needs a secret we do not have."""
 
@@ -134,6 +150,7 @@ class RouterChannel:
             timeout_transport=longest + 5.0,
             timeout_ops=t.timeouts.command,
             failed_when_contains=list(_FAILED_WHEN_CONTAINS),
+            on_open=_on_open,
         )
 
     async def open(self) -> None:
@@ -171,6 +188,8 @@ class RouterChannel:
 
     def _open_error(self, exc: BaseException) -> BaseException:
         t = self.target
+        if isinstance(exc, CommandFailed):  # on_open: `terminal length 0` refused; it knew the host, not the name
+            return type(exc)(self.name, exc.command, exc.output)
         if isinstance(exc, asyncssh.HostKeyNotVerifiable):
             return host_key_rejection(t)
         if isinstance(exc, ConnectionResetError | asyncssh.ConnectionLost) or (
