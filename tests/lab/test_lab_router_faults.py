@@ -38,7 +38,8 @@ async def test_a_hung_vty_reads_and_never_answers_until_the_client_goes(router: 
 
 async def test_aaa_refuses_the_numbered_lines_and_nothing_runs(router: LabDevice) -> None:
     seen: list[tuple[int, str]] = []
-    router.spec.faults = Faults(refuse_commands=frozenset({2, 4}), before_command=lambda n, line: seen.append((n, line)))
+    router.spec.faults = Faults(refuse_commands=frozenset({2, 4}),
+                                before_command=lambda n, line: seen.append((n, line)))
     c = await login(router)
     assert await c.cmd("terminal length 0") == "terminal length 0\r\nR1#"
     assert await c.cmd("configure terminal") == "configure terminal\r\nCommand authorization failed.\r\n\r\nR1#"
@@ -118,5 +119,5 @@ async def test_the_mail_faults_are_the_smtp_server_refusing_hanging_or_greeting_
 
 
 def test_an_unknown_mail_fault_is_refused() -> None:
-    with pytest.raises(ValueError, match="Faults.mail"):
+    with pytest.raises(ValueError, match=r"Faults\.mail"):
         Faults(mail="slow")
