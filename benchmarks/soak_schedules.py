@@ -55,6 +55,7 @@ class SoakResult:
         for kind, count in sorted(t.faults.items()):
             took = t.hit.get(kind)
             out.append(("faults injected", kind, f"{count}" + (f" (took effect {took})" if took is not None else "")))
+        out += [("checks", what, str(n)) for what, n in sorted(t.checks.items())]
         out += [("end of schedule", f"converged after {runs} apply run(s)", str(n))
                 for runs, n in sorted(t.convergence_runs.items())]
         out += [("known open issues tolerated", issue, str(n)) for issue, n in sorted(t.known.items())]
