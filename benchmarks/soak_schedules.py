@@ -23,8 +23,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.fault_harness import Harness
 from tests.support.fault_schedule import STEPS_PER_SCHEDULE, ScheduleRun, run_schedules
-from tests.support.fault_steps import Harness, Tally
+from tests.support.fault_steps import Tally
 
 Row = tuple[str, str, str]  # (section, name, value)
 

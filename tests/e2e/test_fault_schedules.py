@@ -13,19 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.fault_harness import Harness, run_schedule
 from tests.support.fault_schedule import run_schedules
-from tests.support.fault_steps import (
-    Apply,
-    Concurrent,
-    Fault,
-    Harness,
-    Plan,
-    Rotate,
-    ScheduleFailed,
-    Skew,
-    Stop,
-    run_schedule,
-)
+from tests.support.fault_steps import Apply, Concurrent, Fault, Plan, Rotate, ScheduleFailed, Skew, Stop
 
 CI_SEEDS = (1, 2, 3)
 SCHEDULES_PER_SEED = 80

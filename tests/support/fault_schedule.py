@@ -1,5 +1,6 @@
 """Seeded random fault schedules as a Hypothesis stateful test: each example is one schedule (a fresh lab state, a few
-random steps, the end with every fault off), each rule call one step (tests/support/fault_steps.py).
+random steps, the end with every fault off), each rule call one step (tests/support/fault_steps.py, run by
+tests/support/fault_harness.py).
 
 A failure is shrunk by Hypothesis to a short schedule and reported with its seed and the steps as Python
 (`state = FaultSchedule()`, `state.step(step=Apply(...))`, ...): paste them into `run_schedule(harness, [...])`
@@ -21,6 +22,7 @@ from hypothesis.internal.conjecture import engine
 from hypothesis.reporting import with_reporter
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
+from tests.support.fault_harness import Harness
 from tests.support.fault_lab import ROUTERS
 from tests.support.fault_steps import (
     Advance,
@@ -28,7 +30,6 @@ from tests.support.fault_steps import (
     Concurrent,
     Daemon,
     Fault,
-    Harness,
     Plan,
     Reload,
     Rotate,
