@@ -10,9 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from eemwatchd.adapters.lock import StateLock
+from eemwatchd.reconcile.applier import StoreAudit
+from eemwatchd.reconcile.results import RouterResult
 from tests.support.fault_harness import Harness, run_schedule
 from tests.support.fault_schedule import run_schedules
 from tests.support.fault_steps import Apply, Concurrent, Fault, Plan, Rotate, ScheduleFailed, Skew, Stop
@@ -109,3 +113,38 @@ def test_a_refused_terminal_length_ends_the_job_at_once(harness: Harness) -> Non
     started = time.monotonic()
     run_schedule(harness, [Apply(), Apply(process=True, faults=(Fault("refuse", "r1", 1),))])
     assert time.monotonic() - started < 15
+
+
+# --- the harness can fail: each check catches the broken promise it is for -----------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_the_harness_catches_an_apply_that_writes_no_audit_row_for_an_add(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    change = StoreAudit.change
+
+    def forget_adds(self: StoreAudit, action: str, **kwargs: Any) -> None:
+        if action != "add":
+            change(self, action, **kwargs)
+
+    monkeypatch.setattr(StoreAudit, "change", forget_adds)
+    with pytest.raises(ScheduleFailed, match="AUDIT broken: router r1: the audit says nothing, the router holds EEMW-"):
+        run_schedule(harness, [Apply(), Apply()])
+
+
+@pytest.mark.timeout(60)
+def test_the_harness_catches_an_in_sync_that_the_lab_refutes(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(RouterResult, "in_sync", property(lambda self: True))
+    with pytest.raises(ScheduleFailed, match=r"IN SYNC MEANS MAIL WORKS broken: apply .* router r1, but it rejects"):
+        run_schedule(harness, [Apply()])
+
+
+@pytest.mark.timeout(60)
+def test_the_harness_catches_a_second_writer_that_is_not_refused(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(StateLock, "acquire", lambda self, wait=0.0: None)  # the first apply "holds" no lock
+    monkeypatch.setattr(StateLock, "release", lambda self: None)
+    with pytest.raises(ScheduleFailed, match="ONE WRITER broken: `eemwatchd apply` started beside a running apply"):
+        run_schedule(harness, [Apply(), Apply(), Concurrent(second="apply")])

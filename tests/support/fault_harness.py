@@ -287,7 +287,7 @@ class Harness:
         self.faults.quiet()
         problems = self.state.problems
         problems += [str(v) for v in invariants.take_violations()]
-        self.tally.checks["lab invariant checks (steps)"] += 1
+        self.tally.checks["lab invariant checks (steps and ends)"] += 1
         for name in ROUTERS:
             difference = self._audit_difference(name)
             self.tally.checks["audit replays against a router"] += 1

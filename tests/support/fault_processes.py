@@ -13,14 +13,12 @@ import json
 import os
 import signal
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.daemon import free_port
+from tests.support.daemon import free_port, get
 from tests.support.fault_lab import ROUTER_PASSWORD, ROUTERS, SMTP_PASSWORD, FaultLab, LabLoop, LabTime
 from tests.support.fault_steps import StepState, Tally
 from tests.support.pinned_clock import Zygote
@@ -119,8 +117,8 @@ class Processes:
             code = self.zygote.wait(pid, 0.05)
             if code is not None:
                 return code
-            if _get(f"{base}/readyz")[0] == 200:
-                status, text = _get(f"{base}/metrics")
+            if get(f"{base}/readyz")[0] == 200:
+                status, text = get(f"{base}/metrics")
                 if status == 200:
                     claimed = [name for name, value in _router_series(text, "eemwatchd_router_in_sync").items()
                                if value == 1.0]
@@ -171,16 +169,6 @@ def no_secret(state: StepState, tally: Tally, where: str, text: str) -> None:
 def _signal(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
-    except OSError:
-        return 0, ""
 
 
 def _router_series(text: str, name: str) -> dict[str, float]:
