@@ -210,9 +210,17 @@ class RouterChannel:
                 await conn.acquire_priv(desired_priv="privilege_exec")
             self._hostname = hostname_of(prompt)
             replies = await self._exchange(TERMINAL_SETUP, step="terminal setup", timeout=self.target.timeouts.command)
-            for reply in replies:  # a router that refuses these still works, as with scrapli's on_open
-                if _failure(reply.output):
-                    logger.debug("router %s: %s: %s", self.name, reply.command, reply.output)
+            for reply in replies:
+                if not _failure(reply.output):
+                    continue
+                if reply.command == TERMINAL_SETUP[0]:
+                    # AAA refusing `terminal length 0` leaves paging on: every long output (`show running-config`)
+                    # would stop at ` --More-- ` and wait until the job's timeout. An error now, naming it.
+                    check_refused(self.name, reply.command, reply.output)
+                    raise CommandFailed(self.name, reply.command, reply.output)
+                # a refused `terminal width 512` is harmless (IOS does not wrap show output)
+                logger.info("router %s: %r not accepted (%s); going on", self.name, reply.command,
+                            reply.output.strip()[:200])
         finally:
             self._conn = None
 

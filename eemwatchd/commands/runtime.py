@@ -115,6 +115,7 @@ class StopSignals:
         self._on_stop = on_stop
         self._announce = announce
         self.received: signal.Signals | None = None
+        self.late: signal.Signals | None = None  # received after the run finished
         self._task: asyncio.Task[object] | None = None
 
     def install(self, task: asyncio.Task[object] | None = None) -> None:
@@ -124,9 +125,16 @@ class StopSignals:
             loop.add_signal_handler(sig, self._handle, sig)
 
     def remove(self) -> None:
+        """The run is over. A signal from now on (while the command prints its report and exits) must neither kill the
+        process nor lose the report: it is noted in ``late`` and otherwise ignored, since the run it would have
+        stopped has finished."""
         loop = asyncio.get_running_loop()
         for sig in EXIT_SIGNAL:
             loop.remove_signal_handler(sig)
+            signal.signal(sig, self._late)
+
+    def _late(self, signum: int, _frame: object) -> None:
+        self.late = signal.Signals(signum)
 
     def _handle(self, sig: signal.Signals) -> None:
         if self.received is not None:

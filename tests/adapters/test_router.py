@@ -18,6 +18,7 @@ from eemwatchd.core.ios.formats import render_certificate_block
 from eemwatchd.errors import (
     AuthenticationFailed,
     CommandFailed,
+    CommandRefused,
     HostKeyRejected,
     RouterError,
     RouterTimeout,
@@ -368,6 +369,22 @@ async def test_fire_applet_refused_by_aaa_is_a_failure_in_the_routers_words(
     assert not result.ok
     assert result.evidence == words
     assert result.reason == f"the router refused to run the applet: {words}"
+
+
+async def test_a_refused_terminal_length_is_a_refusal_at_login_not_a_timeout_at_the_pager(
+    router: LabDevice, router_target: RouterTarget
+) -> None:
+    """AAA refusing `terminal length 0` leaves paging on: every long output would stop at ` --More-- ` and the job
+    wait for a prompt until its timeout, reported as `timeout` (found by the fault schedules: a refusal of the
+    session's first line cost timeouts.total). It is a refusal naming the command, at once."""
+    router.spec.faults.refuse_commands = frozenset({1})  # the first line of the session: `terminal length 0`
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(CommandRefused) as info:
+        async with RouterSession(router_target) as session:
+            await session.read_snapshot()
+    assert (info.value.router, info.value.command) == ("r1", "terminal length 0")
+    assert "Command authorization failed." in str(info.value)
+    assert asyncio.get_running_loop().time() - started < FAST.command
 
 
 async def test_device_error_during_paste_is_command_failed_and_cleaned_up(

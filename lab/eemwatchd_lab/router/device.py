@@ -15,7 +15,7 @@ from eemwatchd.core.ios.formats import parse_hex_lines
 from eemwatchd.errors import CertificateError, StateError
 from eemwatchd_lab.router import eem
 from eemwatchd_lab.router.clock import UTC_ZONE, Clock, Zone, config_time, wall_clock
-from eemwatchd_lab.router.faults import Faults
+from eemwatchd_lab.router.faults import NOISE, NOISE_APPLET_SUFFIX, Faults
 from eemwatchd_lab.router.invariants import Invariants, SessionWatch
 from eemwatchd_lab.router.logbuffer import LogBuffer
 from eemwatchd_lab.router.mailer import MailOutcome
@@ -141,6 +141,7 @@ class Device:
         self.zone: Zone = UTC_ZONE
         self._jobs: set[asyncio.Task[None]] = set()
         self._next_job = 1
+        self._noise = 0
         self._reset_running()
         self.load_startup()
 
@@ -160,6 +161,19 @@ class Device:
 
     def log(self, message: str) -> None:
         self.logbuf.add(self.now(), self.zone, message)
+
+    def log_noise(self, count: int) -> None:
+        """``count`` lines of what a busy router logs beside our work (faults.NOISE); every third one is also a job
+        of a look-alike applet (the first applet's name plus a suffix) in the EEM history."""
+        look_alike = f"{min(self.applets, default='MAILALERT')}{NOISE_APPLET_SUFFIX}"
+        for _ in range(count):
+            line = NOISE[self._noise % len(NOISE)].format(applet=look_alike)
+            self.log(line)
+            if self._noise % 3 == 2:
+                job_id, self._next_job = self._next_job, self._next_job + 1
+                status = "success" if self._noise % 2 else "abort"
+                self.add_history(eem.HistoryEntry(job_id, status, self.now(), "none", look_alike))
+            self._noise += 1
 
     # --- config ---------------------------------------------------------------------------------------
 
@@ -375,7 +389,7 @@ class Device:
         ctx = eem.RunContext(
             env=dict(self.env), hostname=self.hostname, log=self.log, trustpoints=self.trustpoint_certs,
             now=self.now, lenient=self.spec.lenient, mail_outcomes=self.mail_outcomes,
-            crl_check=self.checks_crl,
+            crl_check=self.checks_crl, mail_fault=lambda: (self.spec.faults.mail, self.spec.faults.mail_delay),
         )
 
         async def job() -> None:

@@ -316,6 +316,8 @@ class RunContext:
     lenient: bool
     mail_outcomes: list[tuple[str, MailOutcome]]
     crl_check: Callable[[str], bool] | None = None
+    # the device's Faults.mail and Faults.mail_delay when a mail action starts (None: no faults)
+    mail_fault: Callable[[], tuple[str | None, float]] | None = None
 
 
 async def run_applet(applet: Applet, ctx: RunContext) -> str:
@@ -380,9 +382,10 @@ async def _mail(applet: Applet, action: Action, fields: dict[str, str], ctx: Run
         body=fields["body"],
         helo=ctx.hostname,
     )
+    fault, delay = ctx.mail_fault() if ctx.mail_fault is not None else (None, 0.0)
     outcome = await send_mail(
         request, trustpoints=ctx.trustpoints, now=ctx.now, lenient=ctx.lenient, crl_check=ctx.crl_check,
-        timeout=min(applet.effective_maxrun, 30.0),
+        timeout=min(applet.effective_maxrun, 30.0), fault=fault, delay=delay,
     )
     ctx.mail_outcomes.append((applet.name, outcome))
     if outcome.ok:

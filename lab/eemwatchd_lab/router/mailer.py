@@ -14,6 +14,7 @@ from datetime import datetime
 from email.utils import formatdate, make_msgid
 
 from eemwatchd.core.certificate import Certificate
+from eemwatchd_lab.router.faults import MAIL_REFUSED, MAIL_SILENT
 from eemwatchd_lab.router.trust import ChainVerdict, validate_chain
 
 # Reasons IOS prints after "<server> : " in %HA_EM-3-FMPD_SMTP.
@@ -213,14 +214,19 @@ async def send_mail(
     lenient: bool = False,
     timeout: float = 20.0,
     crl_check: Callable[[str], bool] | None = None,
+    fault: str | None = None,
+    delay: float = 0.0,
 ) -> MailOutcome:
     """Deliver one mail like IOS's smtp_lib; never raises, never puts the password in a reason.
 
-    ``crl_check(trustpoint)`` says whether that trustpoint checks revocation by CRL (no `none`).
+    ``crl_check(trustpoint)`` says whether that trustpoint checks revocation by CRL (no `none`). ``fault`` and
+    ``delay`` are the device's Faults.mail and Faults.mail_delay: the server refuses the connection, never
+    answers, or greets late.
     """
     state = _State()
     try:
         async with asyncio.timeout(timeout):
+            await _server_faults(req, fault, delay)
             await _converse(req, state, trustpoints, now, lenient, crl_check)
     except TimeoutError:
         return MailOutcome(False, TIMEOUT_ERROR, f"no answer within {timeout:.1f} s", state.validation, state.chain)
@@ -237,6 +243,16 @@ async def send_mail(
             with contextlib.suppress(Exception):
                 state.writer.transport.abort()
     return MailOutcome(True, "", "delivered", state.validation, state.chain)
+
+
+async def _server_faults(req: MailRequest, fault: str | None, delay: float) -> None:
+    """What the device's mail faults make of the server: a late greeting, a refused or a silent connection."""
+    if delay > 0:
+        await asyncio.sleep(delay)
+    if fault == MAIL_REFUSED:
+        raise _SmtpFailure(CONNECT_ERROR, f"connect to {req.host}:{req.port} failed: connection refused (Faults.mail)")
+    if fault == MAIL_SILENT:
+        await asyncio.Event().wait()  # connected, and the server never says a word: the caller's timeout ends it
 
 
 async def _login(

@@ -95,6 +95,16 @@ class LabDevice:
     def host(self) -> str:
         return self.spec.host
 
+    @property
+    def connections(self) -> int:
+        """SSH connections open now, logged in or not (a client that died is gone once its socket closed)."""
+        return len(self._connections)
+
+    @property
+    def sessions(self) -> int:
+        """Shell sessions not yet ended (each holds a vty line until its end-of-session checks ran)."""
+        return len(self._vtys)
+
     def user(self, name: str) -> User | None:
         return next((u for u in self.spec.users if u.name == name), None)
 

@@ -133,6 +133,13 @@ class Session:
                 echo_out.append(ch)
         return False
 
+    async def _hang(self) -> None:
+        """A stuck vty (Faults.hang_after_commands): whatever comes is read and dropped, nothing is answered,
+        until the client goes."""
+        while await self._has_input():
+            self._inbuf = ""
+            self._data.clear()
+
     async def read_key(self) -> str | None:
         if not await self._has_input():
             return None
@@ -195,9 +202,19 @@ class Session:
             if line is None:
                 break
             ctrl_z = self._ctrl_z
-            if line.strip() and self.device.spec.faults.should_drop(line, self.executed):
-                self._close(True)
-                return
+            if line.strip():
+                faults = self.device.spec.faults
+                if faults.before_command is not None:
+                    faults.before_command(self.executed + 1, line)
+                if faults.log_noise:
+                    self.device.log_noise(faults.log_noise)
+                if faults.should_drop(line, self.executed):
+                    self._close(True)
+                    return
+                if faults.should_hang(self.executed):
+                    await self._hang()
+                    self._close(True)
+                    return
             keep = await self.execute(line)
             if keep is False:
                 self._close(False)
@@ -212,6 +229,9 @@ class Session:
         if not line.strip():
             return True
         self.executed += 1
+        if self.device.spec.faults.is_refused(line, self.executed):
+            await self.write_lines([AUTHORIZATION_FAILED, ""])
+            return True
         error = self.device.spec.faults.error_for(line)
         if error is not None:
             await self.write_lines([*error.splitlines(), ""])
