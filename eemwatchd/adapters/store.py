@@ -14,7 +14,7 @@ from types import TracebackType
 from eemwatchd.adapters import store_audit
 from eemwatchd.adapters.private_files import PRIVATE_MODE, private_umask, tighten
 from eemwatchd.adapters.store_audit import AuditVerdict
-from eemwatchd.adapters.store_schema import MIGRATE_1_TO_2, SCHEMA, SCHEMA_VERSION, fix_for, split_sql
+from eemwatchd.adapters.store_schema import MIGRATE_1_TO_2, MIGRATE_2_TO_3, SCHEMA, SCHEMA_VERSION, fix_for, split_sql
 from eemwatchd.core.alert_state import AlertState
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.desired import SeenChain
@@ -149,6 +149,11 @@ class Store:
                                  "state_path to another place")
             if version == SCHEMA_VERSION:
                 return  # another process migrated it meanwhile
+            if version == 2:
+                for statement in MIGRATE_2_TO_3:
+                    self._db.execute(statement)
+                self._db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+                return
             if version == 1:
                 for statement in MIGRATE_1_TO_2:
                     self._db.execute(statement)
@@ -324,12 +329,27 @@ class Store:
     # --- proofs --------------------------------------------------------------------------------------
 
     def record_proof(self, router: str, *, at: datetime, ok: bool, evidence: str, trust: Collection[str]) -> None:
-        """Record a test-fire's verdict and its evidence (scrubbed), with the managed trust it ran with."""
+        """Record a test-fire's verdict and its evidence (scrubbed), with the managed trust it ran with; the
+        test-fire is no longer under way."""
         with self._errors("recording a test-fire proof"), self._transaction():
             self._db.execute(
                 "INSERT INTO proofs (router, at, ok, evidence, trust) VALUES (?, ?, ?, ?, ?)",
                 (router, _iso(at), int(ok), self._scrub(evidence) or "", ",".join(sorted(set(trust)))),
             )
+            self._db.execute("DELETE FROM test_fires WHERE router = ?", (router,))
+
+    def begin_test_fire(self, router: str, *, at: datetime) -> None:
+        """A test-fire starts: until its verdict is recorded (record_proof), its job may run on the router. A
+        session cut meanwhile leaves the row: the next one waits the job out (test_fire_under_way)."""
+        with self._errors("recording a test-fire under way"), self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO test_fires (router, started_at) VALUES (?, ?)",
+                             (router, _iso(at)))
+
+    def test_fire_under_way(self, router: str) -> datetime | None:
+        """When a test-fire on ``router`` started whose verdict was never recorded (None: there is none)."""
+        with self._errors("reading test-fires under way"):
+            row = self._db.execute("SELECT started_at FROM test_fires WHERE router = ?", (router,)).fetchone()
+        return None if row is None else _when(row[0])
 
     def last_proof(self, router: str, *, ok_only: bool = False) -> Proof | None:
         """The router's latest test-fire verdict (only successful ones with ``ok_only``); None before any."""

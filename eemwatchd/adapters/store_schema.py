@@ -5,8 +5,9 @@ from __future__ import annotations
 import sqlite3
 
 # 1: the first release. 2: the audit log is hash-chained (prev_hash, hash, audit_head, the .audit-head
-# sidecar) and gains ``evidence``; proofs and alert_states tables. Opening a 1 migrates it once.
-SCHEMA_VERSION = 2
+# sidecar) and gains ``evidence``; proofs and alert_states tables. 3: test_fires (a test-fire under way).
+# Opening an older one migrates it once.
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -63,6 +64,10 @@ CREATE TABLE IF NOT EXISTS proofs (
     trust TEXT NOT NULL             -- sha256 of each managed certificate held at the test-fire, sorted
 );
 CREATE INDEX IF NOT EXISTS proofs_by_router ON proofs (router, at);
+CREATE TABLE IF NOT EXISTS test_fires (
+    router TEXT PRIMARY KEY,        -- a test-fire started and not yet judged: its job may still run on the router
+    started_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS alert_states (
     subject TEXT NOT NULL,
     event TEXT NOT NULL,
@@ -73,6 +78,11 @@ CREATE TABLE IF NOT EXISTS alert_states (
     PRIMARY KEY (subject, event)
 );
 """
+
+# Schema 2 -> 3: the one new table (a current store's missing tables and triggers are never re-created).
+MIGRATE_2_TO_3 = (
+    "CREATE TABLE IF NOT EXISTS test_fires (router TEXT PRIMARY KEY, started_at TEXT NOT NULL)",
+)
 
 # Schema 1 -> 2 before the tables above are created (those that exist are left as they are).
 MIGRATE_1_TO_2 = (

@@ -28,7 +28,7 @@ T = TypeVar("T")
 # The Store methods that write; a failure of one of them (or any call that does not answer) makes the store
 # "not writable" until the next write succeeds.
 WRITES = frozenset({"record_observation", "set_unneeded", "record_outcome", "record_proof", "save_alert_state",
-                    "append_audit"})
+                    "append_audit", "begin_test_fire"})
 
 
 @dataclass

@@ -8,6 +8,7 @@ running-config only, and the next run sees them as "unproven"/"unsaved", test-fi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from eemwatchd.reconcile.connect import RouterSessionLike
 from eemwatchd.reconcile.results import AppliedStep, ApplyFailed, RouterResult
 
 log = logging.getLogger("eemwatchd.reconcile")
+# How long after its maxrun an applet job surely ended (the router's history row and log follow its end).
+FIRE_GRACE = 5.0  # as the router adapter's own wait for evidence after maxrun (RouterTimeouts.fire_grace)
 
 
 class AuditWriter:
@@ -35,6 +38,14 @@ class AuditWriter:
 
     async def test_fire(self, ok: bool, *, detail: str, evidence: str | None, reason: str,
                         trust: frozenset[str]) -> None:
+        raise NotImplementedError
+
+    async def fire_started(self) -> None:
+        """A test-fire starts (until its verdict is recorded it counts as under way)."""
+        raise NotImplementedError
+
+    async def earlier_fire_unjudged(self) -> bool:
+        """An earlier session's test-fire was never judged (the session was cut): its job may still run."""
         raise NotImplementedError
 
 
@@ -58,6 +69,12 @@ class StoreAudit(AuditWriter):
             test_fire="ok" if ok else f"failed: {detail}", reason=reason, evidence=evidence))
         await self.io.call(self.io.store.record_proof, self.router, at=at, ok=ok, evidence=evidence or detail,
                            trust=trust)
+
+    async def fire_started(self) -> None:
+        await self.io.call(self.io.store.begin_test_fire, self.router, at=self.clock())
+
+    async def earlier_fire_unjudged(self) -> bool:
+        return await self.io.call(self.io.store.test_fire_under_way, self.router) is not None
 
 
 @dataclass
@@ -129,10 +146,29 @@ class Applier:
                     "not saved: no successful test-fire proved the running-config; the changes stay in the "
                     "running-config only (the next run test-fires and saves them)"))
 
+    async def _wait_out_an_earlier_fire(self) -> None:
+        """A session cut during its test-fire (kill -9, a dropped connection) may have left its applet job running:
+        when that job ends, its history row is newer than our baseline and would be taken for our own test-fire's
+        (a success that proves nothing, or a failure that is not ours). Before firing, wait until such a job has
+        surely ended: its maxrun plus the grace, measured here (monotonic: neither our clock nor the router's can
+        say how long it has run). Once per cut session; checkpoints in between."""
+        if not await self.audit.earlier_fire_unjudged():
+            return
+        wait = self.maxrun + FIRE_GRACE
+        log.info("router %s: an interrupted session's test-fire was never judged; waiting %.0f s (maxrun + grace) "
+                 "for its job to end before firing", self.router.name, wait)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while (remaining := deadline - loop.time()) > 0:
+            self.checkpoint("test-fire (an interrupted session's test-fire may still run)")
+            await asyncio.sleep(min(remaining, 1.0))
+
     async def _fire(self, why: str) -> bool:
         if self.unprovable is not None:
             outcome = FireResult(False, "", (), reason=f"could not prove mail works: {self.unprovable}")
         else:
+            await self._wait_out_an_earlier_fire()
+            await self.audit.fire_started()
             try:
                 outcome = await self.session.fire_applet(
                     self.router.applet, maxrun=self.maxrun, success_messages=self.success_messages)
@@ -142,6 +178,8 @@ class Applier:
                 self.result.add_step(AppliedStep("test-fire", None, None, False, detail, detail))
                 await self.audit.test_fire(False, detail=detail, evidence=detail, reason=why,
                                            trust=frozenset(self.held))
+                # the session broke, not the job: it may still run, and the next session must wait it out
+                await self.audit.fire_started()
                 raise
         detail = fire_detail(outcome)
         evidence = outcome.evidence or None

@@ -89,14 +89,11 @@ def test_in_sync_is_claimed_while_the_router_clock_rejects_the_chain(strict: Har
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, raises=ScheduleFailed, reason=(
-    "product bug, fix needs a design choice (found by a hand-made schedule after the harness showed kill -9 during "
-    "a test-fire): a test-fire takes the first history row of the applet newer than the newest row before it "
-    "(core/testfire.job_after), but a job started by an earlier session that was killed mid-fire is still running "
-    "and ends later with a higher id than that baseline. Here the killed session's job (slow server, 1 s) succeeds "
-    "while this session's own job hangs on a silent server: apply takes the other job's `success` row as its proof "
-    "and saves (lab: `write memory` while the last test-fire was still running), and records a false proof."))
-def test_a_test_fire_takes_an_earlier_killed_session_job_for_its_own(strict: Harness) -> None:
+def test_a_test_fire_never_takes_an_earlier_killed_session_job_for_its_own(strict: Harness) -> None:
+    """Found by a hand-made schedule after the harness showed kill -9 during a test-fire: a job of a session killed
+    mid-fire still ran and ended after the next session's run started, and its `success` row was taken for the next
+    session's proof (core/testfire.job_after takes the first newer row). Now a test-fire is recorded as under way
+    until its verdict, and the next session waits such a job out (at most maxrun + grace) before firing its own."""
     run_schedule(strict, [
         Apply(router="r1"),
         Apply(router="r1", faults=(Fault("mail-refused", "r1"),)),  # trust added, its test-fire failed: unproven
@@ -124,9 +121,9 @@ def test_the_harness_catches_an_apply_that_writes_no_audit_row_for_an_add(
 ) -> None:
     change = StoreAudit.change
 
-    def forget_adds(self: StoreAudit, action: str, **kwargs: Any) -> None:
+    async def forget_adds(self: StoreAudit, action: str, **kwargs: Any) -> None:
         if action != "add":
-            change(self, action, **kwargs)
+            await change(self, action, **kwargs)
 
     monkeypatch.setattr(StoreAudit, "change", forget_adds)
     with pytest.raises(ScheduleFailed, match="AUDIT broken: router r1: the audit says nothing, the router holds EEMW-"):

@@ -58,13 +58,16 @@ class Processes:
             return
         # SIGTERM: 143 when it stopped the run; a signal that came once the run was over (the router ran the
         # session's `exit`) leaves the exit code of the finished run.
-        expected = {0, 1, 143} if fired else {0, 1}
+        # 3: not in sync, nothing wrong (a chain awaits its confirmations)
+        expected = {0, 1, 3, 143} if fired else {0, 1, 3}
         if code not in expected:
             problems.append(f"`eemwatchd {command}` exited {code}, expected one of {sorted(expected)}:\n{err[-2000:]}")
         if not out.strip():
             problems.append(f"`eemwatchd {command} --json` printed nothing (exit {code}):\n{err[-2000:]}")
             return
         routers = json.loads(out)["routers"]
+        for r in routers:  # apply's reason code is its `result`, plan's its `reason` (README, "Exit codes")
+            r["reason"] = r.get("result") or r["reason"]
         if any(r["reason"] == "interrupted" for r in routers) and code != 143:
             problems.append(f"`eemwatchd {command}` was interrupted by SIGTERM but exited {code}, not 143")
         if code == 0 and not all(r["in_sync"] for r in routers):
