@@ -45,6 +45,7 @@ class Action:
     sha256: str
     reason: str
     certificate: Certificate | None = None
+    role: str | None = None  # an add: the desired role of what it installs (core.desired.Role)
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,7 @@ def _plan_adds(
             name = trustpoint_name(cert, prefix=prefix, taken=taken)
         taken.add(name)
         held[cert.sha256] = name
-        actions.append(Action("add", name, cert.sha256, f"{item.role}: {'; '.join(item.reasons)}", cert))
+        actions.append(Action("add", name, cert.sha256, f"{item.role}: {'; '.join(item.reasons)}", cert, item.role))
     return actions
 
 
@@ -262,7 +263,7 @@ def _retire_candidates(
                 (
                     name,
                     certs[0],
-                    f"{first} no longer served; unneeded since "
+                    f"{first} no longer needed (on no chain in use, not pre-staged); unneeded since "
                     f"{since:%Y-%m-%d %H:%M} UTC (retention {retention})",
                 )
             )
