@@ -330,12 +330,16 @@ def plan_router(
             if cert is not None:
                 reports.append(Report("kept", name, f"not retired: {'; '.join(desired.holds)}"))
         candidates = [c for c in candidates if c[1] is None]
+    # Chains served now that the router must keep accepting: the confirmed ones in use, and the new ones awaiting
+    # confirmation (verified and pinned: a router that accepts one already, e.g. through a pre-staged root, keeps
+    # mailing through the confirmation window only while it keeps what that chain needs).
+    protected = [*desired.chains_in_use, *desired.pending_chains]
     for name, cert, reason in candidates:
         if cert is None:
             actions.append(Action("retire", name, "", reason, None))
             continue
         trial = {k: v for k, v in after.items() if k != name}
-        broken = _would_break(validate, desired.chains_in_use, after, trial, now)
+        broken = _would_break(validate, protected, after, trial, now)
         if broken is not None:
             ids = "/".join(c.short_fingerprint for c in broken)
             reports.append(Report("kept", name, f"not retired: the router needs it to accept chain {ids}"))

@@ -243,3 +243,19 @@ def test_removed_from_the_config_it_retires_after_retention_like_any_unneeded_tr
     retire = plan_router(held, desired, policy=POLICY, now=later, unneeded_since=first.unneeded)
     assert [(a.kind, a.certificate) for a in retire.actions] == [("retire", NEXT.cert)]
     assert "no longer needed (on no chain in use, not pre-staged)" in retire.actions[0].reason
+
+
+def test_what_a_pending_chain_the_router_accepts_needs_is_never_retired() -> None:
+    """The provider moves to the pre-staged root and, before the new chain is confirmed, the root leaves the config
+    (the operator pre-stages the next one): retiring it would stop the mail the pre-staging kept going."""
+    held = {**HELD, "EEMW-" + NEXT.cert.short_fingerprint: [NEXT.cert]}
+    observations = [CONFIRMED, seen(MOVED, MOVED, times=1, address="10.0.0.2")]
+    desired = compute_desired(observations, servers=["gmail"], policy=POLICY, anchors=[*STORE, NEXT.cert],
+                              prestaged=[], now=NOW)
+    long_ago = {NEXT.cert.sha256: NOW - timedelta(days=365)}
+    plan = plan_router(held, desired, policy=POLICY, now=NOW, unneeded_since=long_ago,
+                       proven=managed_trust(held, prefix=POLICY.trustpoint_prefix))
+    assert not plan.retires
+    assert any(r.kind == "kept" and "needs it to accept chain" in r.message for r in plan.reports)
+    assert plan.state == "in-sync"
+    assert validate_chain(MOVED, held, NOW).ok
