@@ -54,3 +54,54 @@ def test_the_live_lab_detects_and_repairs_a_rotation_on_request(tmp_path: Path) 
     text = out.read_text()
     assert "eemwatchd stopped" in text
     assert (lab_dir / "eemwatchd.yaml").is_file()  # kept for the person to look at
+
+
+@pytest.mark.timeout(150)
+def test_the_live_lab_with_prestage_keeps_every_probe_mail_through_a_move_to_the_announced_root(
+    tmp_path: Path,
+) -> None:
+    lab_dir = tmp_path / "lab"
+    out = tmp_path / "lab.out"
+
+    def rotate() -> None:
+        done = subprocess.run([sys.executable, "-m", "eemwatchd.cli", "lab", "rotate", "--dir", str(lab_dir)],
+                              capture_output=True, timeout=30, check=False)
+        assert done.returncode == 0, done.stderr
+
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "eemwatchd.cli", "lab", "--routers", "1", "--rotate-every", "0", "--prestage",
+             "--probe-every", "1", "--dir", str(lab_dir)], stdout=sink, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        seen = wait_for(out, "and eemwatchd pre-stages it (next-root.pem in servers[0].prestage)", proc, 60)
+        seen = wait_for(out, "add EEMW-", proc, 60, seen)
+        seen = wait_for(out, "ok: prestaged: pre-staged for lab-smtp", proc, 30, seen)
+        seen = wait_for(out, "probe: lab-rtr-01 mails again", proc, 30, seen)
+        rotate()
+        seen = wait_for(out, "== rotation 1: the provider now serves a new intermediate", proc, 30, seen)
+        seen = wait_for(out, "test-fire PROVED mail works", proc, 30, seen)
+        rotate()
+        seen = wait_for(out, "== rotation 2: the provider now serves a chain under its announced root Lab Next Root "
+                             "N1, sent on top", proc, 30, seen)
+        seen = wait_for(out, "configuration reloaded", proc, 30, seen)
+        seen = wait_for(out, "chain ", proc, 30, seen)
+        seen = wait_for(out, "confirmed", proc, 30, seen)
+        seen = wait_for(out, "ok: intermediate: lab-smtp", proc, 30, seen)
+        seen = wait_for(out, "test-fire PROVED mail works", proc, 30, seen)
+        time.sleep(2.0)  # a few more probe mails after the move
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    text = out.read_text()
+    tail = text[seen:]
+    assert "CANNOT MAIL" not in text[text.index("== rotation 1"):], text[-3000:]
+    assert "probe mails since rotation 1: " in text and "sent, 0 failed" in text
+    summary = next(line for line in tail.splitlines() if line.startswith("probe mails through the rotations:"))
+    sent = int(summary.split(": ", 1)[1].split(" sent", 1)[0])
+    assert sent >= 5 and ", 0 failed (the routers held each announced root before the provider moved to it)" in summary
+    # the next announced root is pre-staged after the move (the lab reloaded the daemon's config)
+    assert "ok: prestaged: pre-staged for lab-smtp" in text[text.index("== rotation 2"):]
