@@ -13,9 +13,12 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import yaml
 
-from eemwatchd.config import parse_config
+from eemwatchd.config import load_config, parse_config
+from eemwatchd.daemon.reload import load_instance
+from eemwatchd.errors import ConfigError
 from eemwatchd.reconcile import RunReport
 from eemwatchd_lab.pki import make_intermediate, make_leaf, make_root
 from tests.support.reconcile_lab import ReconcileLab, cli
@@ -140,6 +143,7 @@ def test_check_config_refuses_what_cannot_be_pre_staged_and_names_key_file_and_r
     (tmp_path / "store.pem").write_text(root.cert.pem)
     for name, cert in {"server.pem": server_cert, "expired.pem": expired, "stranger.pem": stranger}.items():
         (tmp_path / name).write_text(cert.pem)
+    (tmp_path / "unchanged.yaml").write_text("servers: [{name: gmail, host: smtp.gmail.com}]\n")
     config = tmp_path / "eemwatchd.yaml"
     config.write_text(f"""
 servers:
@@ -162,3 +166,8 @@ servers:
     done = subprocess.run([sys.executable, "-m", "eemwatchd.cli", "check-config", "-c", str(config)],
                           capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
+    assert f"  pre-staged for gmail: {stranger.describe()} ({tmp_path / 'stranger.pem'})" in done.stdout
+    # and the daemon's reload reads the files again: a file changed into a server certificate is refused there
+    (tmp_path / "stranger.pem").write_text(server_cert.pem)
+    with pytest.raises(ConfigError, match=r"servers\[0\]\.prestage\[0\]: .*stranger\.pem: .*is not a CA certificate"):
+        load_instance(config, shard=None, listen=None, running=load_config(tmp_path / "unchanged.yaml").config)
