@@ -147,11 +147,6 @@ class Readiness:
     held_in: str | None
     shapes: tuple[ChainShape, ...]
 
-    @property
-    def ready(self) -> bool:
-        """The router accepts every shape whose answer is known."""
-        return all(s.accepted is not False for s in self.shapes)
-
 
 def _same_key(a: Certificate, b: Certificate) -> bool:
     return a.x509.subject == b.x509.subject and a.public_key_der == b.public_key_der
@@ -215,11 +210,3 @@ def prestage_readiness(
         out.append(Readiness(item.server, cert, item.source, holder, tuple(shapes)))
     return out
 
-
-def describe_readiness(item: Readiness) -> str:
-    """One line for people: where it is held and, per shape, whether the router accepts it today."""
-    held = f"held in {item.held_in}" if item.held_in else "not held yet"
-    words = {True: "yes", False: "NO", None: "unknown"}
-    shapes = "; ".join(f"{s.description}: {words[s.accepted]}" + ("" if s.accepted else f" ({s.why})")
-                       for s in item.shapes)
-    return f"{item.certificate.describe()} for {item.server}, {held}; accepted today: {shapes}"
