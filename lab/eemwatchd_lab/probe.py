@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from eemwatchd_lab.router.server import LabDevice
@@ -43,7 +44,7 @@ class ProbeResult:
 class Prober:
     """Fires ``PROBE`` on each device every ``every`` seconds while running; ``results`` in the order they ended."""
 
-    devices: Iterable[LabDevice]
+    devices: Sequence[LabDevice]
     every: float = 1.0
     on_result: Callable[[ProbeResult], None] | None = None
     results: list[ProbeResult] = field(default_factory=list)
@@ -72,7 +73,7 @@ class Prober:
         loop = asyncio.get_running_loop()
         while True:
             tick = loop.time()
-            for device in list(self.devices):
+            for device in self.devices:
                 self._fire(device)
             await asyncio.sleep(max(0.0, tick + self.every - loop.time()))
 
@@ -108,6 +109,12 @@ class Prober:
 
     def since(self, moment: float) -> list[ProbeResult]:
         return [r for r in self.results if r.fired >= moment]
+
+    def largest_gap(self, router: str, start: float, end: float) -> float:
+        """The longest time between two probes of ``router`` fired within [start, end] (and the ends)."""
+        fired = sorted(r.fired for r in self.results if r.router == router and start <= r.fired <= end)
+        points = [start, *fired, end]
+        return max(b - a for a, b in itertools.pairwise(points))
 
     def failure_windows(self) -> dict[str, tuple[float, float]]:
         """Per router, from the first failed probe's start to the start of the first successful probe after its

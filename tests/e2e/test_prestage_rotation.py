@@ -134,11 +134,14 @@ async def test_with_the_root_pre_staged_no_mail_fails_through_a_move_to_it(live_
     print(f"\nPRE-STAGED: {prober.sent} probe mails ({len(during)} from the rotation on, over {seconds:.1f}s to "
           f"confirmation and install), {prober.failed} failed")
     assert prober.failed == 0, [r for r in prober.results if not r.ok]
+    assert prober.sent > 0
     # and eemwatchd never called a router out of sync for the new chain it already accepted
     assert {state for _router, state in line.states} == {"in-sync"}, line.states
-    # a test mail every second from every router, through the whole rotation
-    routers = len(live_lab.fleet)
-    assert len(during) >= routers * int(seconds + 3.0 - 2 * PROBE_EVERY)
+    # a test mail every second from every router, through the whole rotation (a probe still running at the next
+    # tick is waited for, not doubled: on a loaded machine a tick may be skipped, never a stretch of them)
+    for device in live_lab.fleet:
+        assert prober.largest_gap(device.name, line.rotated, line.installed) <= 2.5 * PROBE_EVERY
+    assert len(during) >= len(live_lab.fleet) * int(0.7 * seconds)
     assert probe_mails_arrived(live_lab) == prober.sent  # every one of them arrived at the SMTP server
 
 
@@ -161,8 +164,9 @@ async def test_without_pre_staging_the_failure_window_is_what_the_policy_predict
     # interval (plus up to 10 % jitter), so each later sighting counts.
     least = (CONFIRMATIONS - 1) * INTERVAL / 2
     expected = (CONFIRMATIONS - 1) * INTERVAL
-    assert least - 0.5 <= confirming <= expected * (1 + JITTER) + 0.5, (lag, confirming)
-    assert lag <= INTERVAL * (1 + JITTER) + 0.5
+    # (the upper bounds leave a second for a job the loaded machine started late)
+    assert least - 0.5 <= confirming <= expected * (1 + JITTER) + 1.0, (lag, confirming)
+    assert lag <= INTERVAL * (1 + JITTER) + 1.0
     predicted = lag + expected  # + one apply, until the root is installed (within `apply`)
     tolerance_low = PROBE_EVERY + 0.5 + JITTER * expected  # probe resolution, scrape period, jitter
     tolerance_high = apply + PROBE_EVERY + 0.5 + JITTER * expected
@@ -173,6 +177,6 @@ async def test_without_pre_staging_the_failure_window_is_what_the_policy_predict
               f"the rotation (first failure {start - line.rotated:+.1f}s); predicted {predicted:.1f}s + one apply "
               f"(lag to first sighting {lag:.1f}s + {CONFIRMATIONS - 1} x {INTERVAL:g}s; confirmation took "
               f"{confirming:.1f}s, policy minimum {least:.1f}s; apply <= {apply:.1f}s)")
-        assert start - line.rotated <= PROBE_EVERY + 0.5  # its mail failed from the first probe after the move
+        assert start - line.rotated <= PROBE_EVERY + 1.0  # its mail failed from the first probe after the move
         assert predicted - tolerance_low <= measured <= predicted + tolerance_high, (measured, predicted)
         assert measured >= lag + least - PROBE_EVERY  # the confirmation wait cannot be shortened
