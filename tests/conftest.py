@@ -155,10 +155,17 @@ def live_lab_routers() -> int:
 
 
 @pytest.fixture
-async def live_lab(tmp_path: Path, live_lab_routers: int) -> AsyncIterator[ScenarioLab]:
+def live_lab_prestage() -> bool:
+    """Whether `live_lab`'s config pre-stages the lab provider's announced next root (`eemwatchd lab --prestage`)."""
+    return False
+
+
+@pytest.fixture
+async def live_lab(tmp_path: Path, live_lab_routers: int, live_lab_prestage: bool) -> AsyncIterator[ScenarioLab]:
     """The `eemwatchd lab` scenario's lab, live (routers and SMTP server on the wall clock), for a daemon run as a
     process against ``live_lab.config_path``."""
-    async with ScenarioLab(tmp_path / "lab", routers=live_lab_routers, say=lambda _text: None, live=True) as made:
+    async with ScenarioLab(tmp_path / "lab", routers=live_lab_routers, say=lambda _text: None, live=True,
+                           prestage=live_lab_prestage) as made:
         yield made
 
 

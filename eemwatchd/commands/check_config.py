@@ -34,19 +34,26 @@ def run(args: argparse.Namespace) -> int:
             print(exc, file=sys.stderr)
         return 2
     cfg = loaded.config
+    # what passed the pre-staging checks, so the operator sees what the routers will get
+    staged = [{"server": server.name, "file": str(entry.file), "sha256": cert.sha256, "subject": cert.subject,
+               "not_after": cert.not_after.isoformat(), "text": cert.describe()}
+              for server in cfg.servers for entry in server.prestage for cert in entry.certificates]
     if args.json:
         _emit_json(args.config, ok=True, warnings=loaded.warnings, servers=len(cfg.servers),
-                   routers=len(cfg.routers))
+                   routers=len(cfg.routers), prestaged=[{k: v for k, v in s.items() if k != "text"} for s in staged])
         return 0
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.config}: OK ({len(cfg.servers)} servers, {len(cfg.routers)} routers)")
+    for item in staged:
+        print(f"  pre-staged for {item['server']}: {item['text']} ({item['file']})")
     return 0
 
 
 def _emit_json(path: str, *, ok: bool, problems: list[str] | None = None, warnings: list[str] | None = None,
-               servers: int | None = None, routers: int | None = None) -> None:
+               servers: int | None = None, routers: int | None = None,
+               prestaged: list[dict[str, str]] | None = None) -> None:
     document = {"config": path, "ok": ok, "problems": problems or [], "warnings": warnings or [],
-                "servers": servers, "routers": routers}
+                "servers": servers, "routers": routers, "prestaged": prestaged or []}
     json.dump(document, sys.stdout, indent=2)
     sys.stdout.write("\n")

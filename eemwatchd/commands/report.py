@@ -42,6 +42,35 @@ def print_report(report: RunReport, *, out: TextIO = sys.stdout) -> None:
         print(f"SECURITY: {event}", file=out)
     for router in report.routers:
         print_router(router, out=out)
+    print_prestaged(report, out=out)
+
+
+_ACCEPTED = {True: "accepts", False: "REJECTS", None: "cannot tell"}
+
+
+def print_prestaged(report: RunReport, *, out: TextIO) -> None:
+    """Per server and pre-staged certificate: how many of the routers read would accept each shape of chain that
+    uses it, today (each router's own answer is under the router)."""
+    tally: dict[tuple[str, str], dict[str, Any]] = {}
+    for router in report.routers:
+        if router.error is not None and not router.reachable:
+            continue
+        for item in router.prestaged:
+            key = (item.server, item.certificate.sha256)
+            entry = tally.setdefault(key, {"cert": item.certificate, "routers": 0, "held": 0, "shapes": {}})
+            entry["routers"] += 1
+            entry["held"] += item.held_in is not None
+            for shape in item.shapes:
+                counts = entry["shapes"].setdefault(shape.description, [0, 0, 0])
+                counts[0 if shape.accepted else 1 if shape.accepted is False else 2] += 1
+    for (server, _sha), entry in sorted(tally.items()):
+        routers = entry["routers"]
+        print(f"pre-staged for {server}: {entry['cert'].describe()}: held by {entry['held']}/{routers} router(s)",
+              file=out)
+        for description, (yes, no, unknown) in entry["shapes"].items():
+            words = f"{yes}/{routers} accept" + (f", {no} reject" if no else "") + (
+                f", {unknown} cannot tell" if unknown else "")
+            print(f"  {description}: {words}", file=out)
 
 
 def print_router(router: RouterResult | Mapping[str, Any], *, out: TextIO) -> None:
@@ -64,6 +93,12 @@ def print_router(router: RouterResult | Mapping[str, Any], *, out: TextIO) -> No
         if report["kind"] != "event":
             where = f" {report['trustpoint']}" if report["trustpoint"] else ""
             print(f"  note   {report['kind']}{where}: {report['message']}", file=out)
+    for item in doc.get("prestaged", []):
+        held = f"held in {item['trustpoint']}" if item["trustpoint"] else "not held yet"
+        print(f"  prestaged {item['sha256'][:8].upper()} {item['subject_cn']} for {item['server']}: {held}",
+              file=out)
+        for chain in item["chains"]:
+            print(f"         {_ACCEPTED[chain['accepted']]}: {chain['description']} ({chain['why']})", file=out)
     for finding in doc.get("lint", []):
         print(f"  lint   {finding['severity']} {finding['rule']}: {finding['message']}", file=out)
         print(f"         fix: {finding['fix']}", file=out)

@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from eemwatchd.config.model import (
     ServerConfig,
     window_problems,
 )
+from eemwatchd.config.prestage import load_prestage
 from eemwatchd.errors import ConfigError
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -275,6 +277,8 @@ def _relative_paths(raw: dict[str, Any], base: Path) -> None:
     for server in raw.get("servers") or []:
         if isinstance(server, dict):
             fix(server, "ca_file")
+            if isinstance(server.get("prestage"), list):
+                server["prestage"] = [_fixed_item(item, base) for item in server["prestage"]]
     for router in raw.get("routers") or []:
         if isinstance(router, dict):
             fix(router, "key_file")
@@ -284,6 +288,29 @@ def _relative_paths(raw: dict[str, Any], base: Path) -> None:
         fix(policy, "trust_store")
 
 
+def _fixed_item(item: Any, base: Path) -> Any:
+    """A ``prestage`` entry (a path, or a mapping with ``file``) with its path made absolute (a new object: the
+    list may be shared by every server that takes it from ``defaults``)."""
+    def absolute(value: str) -> str:
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else base / path)
+
+    if isinstance(item, str):
+        return absolute(item)
+    if isinstance(item, dict) and isinstance(item.get("file"), str) and item["file"]:
+        return {**item, "file": absolute(item["file"])}
+    return item
+
+
+def _inherits_prestage(raw: Mapping[str, Any]) -> set[int]:
+    """Indices of the servers that take ``prestage`` from ``defaults.servers`` (call before merging defaults)."""
+    defaults = raw.get("defaults")
+    shared = defaults.get("servers") if isinstance(defaults, dict) else None
+    if not isinstance(shared, dict) or "prestage" not in shared:
+        return set()
+    return {i for i, entry in _entries(raw, "servers") if "prestage" not in entry}
+
+
 def _router_warnings(config: Config) -> list[str]:
     return [f"routers[{i}].legacy_algorithms: SHA-1 key exchange, MACs and host-key signatures are allowed "
             f"for {r.name}; keep this only for an IOS image that offers nothing newer"
@@ -291,13 +318,15 @@ def _router_warnings(config: Config) -> list[str]:
 
 
 def parse_config(
-    text: str, *, source: str = "config", base: Path | None = None, strict_windows: bool = True
+    text: str, *, source: str = "config", base: Path | None = None, strict_windows: bool = True,
+    now: datetime | None = None,
 ) -> LoadedConfig:
     """Validate YAML text. Raises ConfigError listing every problem.
 
     ``strict_windows``: windows that cannot work together (``window_problems``) are problems, not
     warnings. ``check-config`` (and a scheduler, which fetches at ``servers[].interval``) use it; one-shot
     runs, where the caller decides when servers are fetched, get them as warnings.
+    ``now``: the moment pre-staged certificates must be valid at (default: the wall clock).
     """
     base = base or Path.cwd()
     raw = load_yaml(text, source=source)
@@ -307,10 +336,12 @@ def parse_config(
         raise ConfigError(["(top level): must be a mapping with servers:, routers:, policy: ..."], source=source)
     problems: list[str] = []
     warnings: list[str] = []
+    inherited = _inherits_prestage(raw)
     _apply_defaults(raw, base, problems, warnings)
     _relative_paths(raw, base)
     resolved = _resolve_secrets(raw, "", base, problems, warnings)
     _cross_check(resolved, problems)
+    load_prestage(resolved, problems=problems, now=now or datetime.now(UTC), inherited=inherited)
     try:
         config = Config.model_validate(resolved)
     except ValidationError as exc:
@@ -330,8 +361,9 @@ def parse_config(
     return LoadedConfig(config, warnings)
 
 
-def load_config(path: str | Path, *, strict_windows: bool = True) -> LoadedConfig:
-    """Read and validate a configuration file (at most 1 MiB of UTF-8 YAML)."""
+def load_config(path: str | Path, *, strict_windows: bool = True, now: datetime | None = None) -> LoadedConfig:
+    """Read and validate a configuration file (at most 1 MiB of UTF-8 YAML) and the files it names."""
     file = Path(path)
     text = read_config_file(file)
-    return parse_config(text, source=str(file), base=file.resolve().parent, strict_windows=strict_windows)
+    return parse_config(text, source=str(file), base=file.resolve().parent, strict_windows=strict_windows,
+                        now=now)

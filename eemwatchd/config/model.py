@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.ios.tokens import (
     TRUSTPOINT_NAME_MAX,
     check_applet_name,
@@ -215,6 +216,41 @@ class AccountConfig(_Model):
         return secret
 
 
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _prestage_item(value: Any) -> Any:
+    """A bare path is a file without a pin."""
+    return {"file": value} if isinstance(value, str | Path) else value
+
+
+class PrestageFile(_Model):
+    """One entry of ``servers[].prestage``: a PEM file of CA certificates the provider announced, optionally pinned
+    (``sha256``: the one certificate it holds; then it need not chain to the trust store).
+
+    ``certificates`` are read and judged by the loader (config/prestage.py) when the config is loaded; the file
+    names only ``file`` and ``sha256``. What was checked is what is installed: a changed file is read again at the
+    next load (SIGHUP), never behind the checks' back.
+    """
+
+    file: Path
+    sha256: str | None = None
+    certificates: tuple[Certificate, ...] = ()
+
+    @field_validator("sha256", mode="before")
+    @classmethod
+    def _check_sha256(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"YAML read {value!r} as a {type(value).__name__}: write the SHA-256 fingerprint "  # noqa: TRY004 - pydantic wants ValueError
+                             "in quotes")
+        compact = value.replace(":", "").strip().lower()
+        if not _SHA256.fullmatch(compact):
+            raise ValueError(f"{value!r} must be a SHA-256 fingerprint (64 hex characters, colons allowed)")
+        return compact
+
+
 class ServerConfig(_Model):
     name: str = Field(pattern=_NAME)
     host: str = Field(min_length=1, max_length=253)
@@ -224,8 +260,19 @@ class ServerConfig(_Model):
     servername: str | None = None
     ca_file: Path | None = None
     pins: tuple[str, ...] = ()
+    # CA certificates the provider announced: installed on the routers before its chains move to them.
+    prestage: tuple[Annotated[PrestageFile, BeforeValidator(_prestage_item)], ...] = ()
     timeouts: Timeouts = Timeouts()
     account: AccountConfig | None = None
+
+    @property
+    def prestaged_certificates(self) -> tuple[Certificate, ...]:
+        """Every certificate of ``prestage``, in file order, each once."""
+        seen: dict[str, Certificate] = {}
+        for entry in self.prestage:
+            for cert in entry.certificates:
+                seen.setdefault(cert.sha256, cert)
+        return tuple(seen.values())
 
     @property
     def effective_port(self) -> int:

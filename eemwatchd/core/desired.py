@@ -9,11 +9,14 @@ from typing import Literal
 
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.chain import top_of_sent_path
+from eemwatchd.core.prestage import Prestaged
 
 InstallPolicy = Literal["path", "anchor_only"]
-Role = Literal["anchor", "cross-anchor", "twin", "intermediate", "leaf", "served-top"]
+Role = Literal["anchor", "cross-anchor", "twin", "intermediate", "leaf", "served-top", "prestaged"]
 
-# Order in which desired certificates are listed (and so installed): roots before what they sign.
+# Order in which desired certificates are listed (and so installed): roots before what they sign. A certificate
+# wanted for several reasons shows its first role: a pre-staged one that lands on a path in use shows its path
+# role, so `prestaged` is last.
 _ROLE_ORDER: dict[str, int] = {
     "cross-anchor": 0,
     "anchor": 1,
@@ -21,6 +24,7 @@ _ROLE_ORDER: dict[str, int] = {
     "served-top": 3,
     "intermediate": 4,
     "leaf": 5,
+    "prestaged": 6,
 }
 
 
@@ -241,6 +245,7 @@ def compute_desired(
     anchors: Sequence[Certificate],
     extra: Sequence[Certificate] = (),
     pins: Mapping[str, Sequence[str]] | None = None,
+    prestaged: Sequence[Prestaged] = (),
     now: datetime,
 ) -> DesiredTrust:
     """Desired trust for a router that mails through ``servers``.
@@ -249,6 +254,11 @@ def compute_desired(
     times, verified and matching the server's pins. An unverified chain is a security event: it adds
     nothing and holds every retirement. A server without a confirmed verified chain also holds retirement,
     so a failing or intercepted server never makes the router lose trust.
+
+    ``prestaged``: CA certificates configured for a server (checked when the config was loaded), desired with
+    the role ``prestaged`` once that server has a confirmed chain: installed beside what the chain needs and
+    proven by the same test-fire (before that, a test-fire could not prove anything, and retirement is held
+    anyway). They stay desired while configured, whatever the chains do.
     """
     pins = pins or {}
     wanted = set(servers)
@@ -299,6 +309,9 @@ def compute_desired(
         in_use.append(obs.chain)
         for cert, role, reason in desired_from_chain(obs, policy=policy, anchors=anchors, extra=extra):
             collector.add(cert, role, reason)
+    for item in prestaged:
+        if item.server in confirmed_servers:
+            collector.add(item.certificate, "prestaged", f"pre-staged for {item.server} ({item.source})")
     unconfirmed = tuple(s for s in servers if s not in confirmed_servers)
     for server in unconfirmed:
         holds.append(f"{server}: no confirmed verified chain seen recently")

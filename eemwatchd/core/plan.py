@@ -43,6 +43,7 @@ class Action:
     sha256: str
     reason: str
     certificate: Certificate | None = None
+    role: str | None = None  # an add: the desired role of what it installs (core.desired.Role)
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,7 @@ def _plan_adds(
             name = trustpoint_name(cert, prefix=prefix, taken=taken)
         taken.add(name)
         held[cert.sha256] = name
-        actions.append(Action("add", name, cert.sha256, f"{item.role}: {'; '.join(item.reasons)}", cert))
+        actions.append(Action("add", name, cert.sha256, f"{item.role}: {'; '.join(item.reasons)}", cert, item.role))
     return actions
 
 
@@ -260,7 +261,7 @@ def _retire_candidates(
                 (
                     name,
                     certs[0],
-                    f"{first} no longer served; unneeded since "
+                    f"{first} no longer needed (on no chain in use, not pre-staged); unneeded since "
                     f"{since:%Y-%m-%d %H:%M} UTC (retention {retention})",
                 )
             )
@@ -327,12 +328,16 @@ def plan_router(
             if cert is not None:
                 reports.append(Report("kept", name, f"not retired: {'; '.join(desired.holds)}"))
         candidates = [c for c in candidates if c[1] is None]
+    # Chains served now that the router must keep accepting: the confirmed ones in use, and the new ones awaiting
+    # confirmation (verified and pinned: a router that accepts one already, e.g. through a pre-staged root, keeps
+    # mailing through the confirmation window only while it keeps what that chain needs).
+    protected = [*desired.chains_in_use, *desired.pending_chains]
     for name, cert, reason in candidates:
         if cert is None:
             actions.append(Action("retire", name, "", reason, None))
             continue
         trial = {k: v for k, v in after.items() if k != name}
-        broken = _would_break(validate, desired.chains_in_use, after, trial, now)
+        broken = _would_break(validate, protected, after, trial, now)
         if broken is not None:
             ids = "/".join(c.short_fingerprint for c in broken)
             reports.append(Report("kept", name, f"not retired: the router needs it to accept chain {ids}"))

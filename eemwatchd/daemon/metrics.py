@@ -152,11 +152,16 @@ class FleetCollector(Collector):
                               ["server"])
         last_fetch = out.gauge("eemwatchd_server_last_fetch_timestamp_seconds",
                                "When the server's chain was last fetched.", ["server"])
+        prestaged = out.gauge("eemwatchd_server_prestaged_cert_not_after_timestamp_seconds",
+                              "notAfter of each certificate pre-staged for the server (servers[].prestage).",
+                              ["server", "sha256"])
         for name in sorted(set(status.servers) | set(status.chain_changes)):
             changes.add([name], float(status.chain_changes.get(name, 0)))
         for name, server in sorted(status.servers.items()):
             if server.last_fetch is not None:
                 last_fetch.add([name], self._event(server.last_fetch))
+            for cert in server.prestaged:
+                prestaged.add([name, cert.sha256], _ts(cert.not_after))
             for address in server.addresses:
                 labels = [name, address.address]
                 fetch_ok.add(labels, 1.0 if address.fetch_ok else 0.0)
@@ -186,8 +191,9 @@ class FleetCollector(Collector):
         managed = out.gauge("eemwatchd_router_trustpoint_managed",
                             "1 for a trustpoint eemwatchd created, 0 for one it found.", ["router", "trustpoint"])
         not_after = out.gauge("eemwatchd_router_cert_not_after_timestamp_seconds",
-                              "notAfter of each certificate in the router's trustpoints.",
-                              ["router", "trustpoint", "sha256"])
+                              "notAfter of each certificate in the router's trustpoints; role: why it is desired "
+                              "(anchor, intermediate, ..., prestaged) or none.",
+                              ["router", "trustpoint", "sha256", "role"])
         findings = out.gauge("eemwatchd_router_lint_findings", "Lint findings of the EEM mail setup, per rule.",
                              ["router", "rule"])
         for name in sorted(set(status.routers) | set(status.refreshes)):
@@ -209,7 +215,7 @@ class FleetCollector(Collector):
             for trustpoint in router.trustpoints:
                 managed.add([name, trustpoint.name], 1.0 if trustpoint.managed else 0.0)
                 for cert in trustpoint.certificates:
-                    not_after.add([name, trustpoint.name, cert.sha256], _ts(cert.not_after))
+                    not_after.add([name, trustpoint.name, cert.sha256, cert.role or "none"], _ts(cert.not_after))
             rules: dict[str, int] = {}
             for finding in router.lint:
                 rules[finding.rule] = rules.get(finding.rule, 0) + 1

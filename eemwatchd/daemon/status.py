@@ -40,6 +40,9 @@ class CertStatus:
     sha256: str  # lowercase hex of the DER's SHA-256 (our identity of a certificate)
     not_after: datetime  # timezone-aware
     is_ca: bool
+    # in a router's trustpoint: the role it is desired in now (core.desired.Role: anchor, intermediate, ...,
+    # prestaged), "none" when it is not desired now (unmanaged, or awaiting retirement); "" in a served chain
+    role: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class ServerStatus:
     mode: str  # starttls | implicit
     addresses: tuple[AddressStatus, ...] = ()
     last_fetch: datetime | None = None
+    prestaged: tuple[CertStatus, ...] = ()  # configured in servers[].prestage (position: order in the config)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,17 @@ class FindingStatus:
 
 
 @dataclass(frozen=True)
+class PrestagedStatus:
+    """One pre-staged certificate on one router: where it is held and which chains using it the router accepts
+    today (shape -> True, False, or None when it cannot tell; core.prestage)."""
+
+    server: str
+    sha256: str
+    trustpoint: str | None
+    accepted: tuple[tuple[str, bool | None], ...] = ()
+
+
+@dataclass(frozen=True)
 class RouterStatus:
     name: str
     host: str
@@ -95,6 +110,7 @@ class RouterStatus:
     last_proven_at: datetime | None = None  # last test-fire whose mail was proven to arrive
     trustpoints: tuple[TrustpointStatus, ...] = ()
     lint: tuple[FindingStatus, ...] = ()
+    prestaged: tuple[PrestagedStatus, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ are data, never markup.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 from eemwatchd.daemon.status import (
@@ -99,7 +99,8 @@ def render_status_page(status: FleetStatus, *, now: datetime) -> str:
         "<h2>Routers</h2>",
         _routers(status, now),
         "<h2>SMTP servers</h2>",
-        *(_server(server, status.chain_changes.get(name, 0), now) for name, server in sorted(status.servers.items())),
+        *(_server(server, status.chain_changes.get(name, 0), now) + _prestaged(server, status.routers, now)
+          for name, server in sorted(status.servers.items())),
         "" if status.servers else '<p class="muted">No server fetched yet.</p>',
         "<h2>Recent changes</h2>",
         _changes(status.recent_changes, now),
@@ -168,10 +169,46 @@ def _trustpoints(trustpoints: tuple[TrustpointStatus, ...], now: datetime) -> st
     items = []
     for tp in trustpoints:
         mark = " (managed)" if tp.managed else ""
-        certs = "; ".join(f"{_short(c.sha256)} {_e(c.subject)}, expires {_expiry(c.not_after, now)}"
+        certs = "; ".join(f"{_short(c.sha256)} {_e(c.subject)}{_role(c.role)}, expires {_expiry(c.not_after, now)}"
                           for c in tp.certificates) or '<span class="muted">empty</span>'
         items.append(f"<li><code>{_e(tp.name)}</code>{_e(mark)}: {certs}</li>")
     return "<ul>" + "".join(items) + "</ul>"
+
+
+def _role(role: str) -> str:
+    if role == "prestaged":
+        return ' <span class="prestaged" data-role="prestaged">(pre-staged)</span>'
+    return f' <span class="muted" data-role="{_e(role)}">({_e(role)})</span>' if role and role != "none" else ""
+
+
+_ACCEPTED_SHAPES = (("signed-by", "chains it signs"), ("on-top", "itself sent on top"),
+                    ("cross-signed-on-top", "a cross-sign of it on top"))
+
+
+def _prestaged(server: ServerStatus, routers: Mapping[str, RouterStatus], now: datetime) -> str:
+    """The certificates pre-staged for ``server``: expiry, how many routers hold each, and how many would accept
+    each shape of chain that uses it today."""
+    if not server.prestaged:
+        return ""
+    rows = []
+    for cert in server.prestaged:
+        seen = [p for r in routers.values() for p in r.prestaged if p.server == server.name and p.sha256 == cert.sha256]
+        held = sum(1 for p in seen if p.trustpoint)
+        accepted = []
+        for shape, words in _ACCEPTED_SHAPES:
+            answers = [dict(p.accepted).get(shape, "absent") for p in seen]
+            answers = [a for a in answers if a != "absent"]
+            if answers:
+                yes = sum(1 for a in answers if a is True)
+                unknown = sum(1 for a in answers if a is None)
+                css = "ok" if yes == len(answers) else ("muted" if unknown == len(answers) else "bad")
+                text = f"{yes} of {len(answers)}" if unknown < len(answers) else "cannot tell"
+                accepted.append(f'{_e(words)}: <span class="{css}">{_e(text)}</span>')
+        verdicts = "<br>".join(accepted) or '<span class="muted">no router read yet</span>'
+        rows.append(f'<tr data-prestaged="{_e(cert.sha256)}"><td>{_e(cert.subject)}</td><td>{_short(cert.sha256)}</td>'
+                    f"<td>{_expiry(cert.not_after, now)}</td><td>{held} of {len(seen)}</td><td>{verdicts}</td></tr>")
+    head = ("pre-staged certificate", "sha256", "expires", "routers holding it", "routers that would accept today")
+    return f"<p>Pre-staged for {_e(server.name)} (servers[].prestage):</p>" + _table(head, rows)
 
 
 def _server(server: ServerStatus, chain_changes: int, now: datetime) -> str:

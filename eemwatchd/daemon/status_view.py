@@ -15,6 +15,7 @@ from eemwatchd.daemon.status import (
     AuditLine,
     CertStatus,
     FindingStatus,
+    PrestagedStatus,
     RouterStatus,
     ServerStatus,
     TrustpointStatus,
@@ -23,9 +24,9 @@ from eemwatchd.reconcile import RouterResult, ServerOutcome
 from eemwatchd.reconcile.alerting import onboard_command
 
 
-def cert_status(position: int, cert: Certificate) -> CertStatus:
+def cert_status(position: int, cert: Certificate, *, role: str = "") -> CertStatus:
     return CertStatus(position=position, subject=cert.subject, issuer=cert.issuer, sha256=cert.sha256,
-                      not_after=cert.not_after, is_ca=cert.is_ca)
+                      not_after=cert.not_after, is_ca=cert.is_ca, role=role)
 
 
 def server_status(server: ServerConfig, outcome: ServerOutcome, *, confirmations: int, at: datetime) -> ServerStatus:
@@ -44,7 +45,8 @@ def server_status(server: ServerConfig, outcome: ServerOutcome, *, confirmations
     if outcome.error is not None and not addresses:
         addresses = (AddressStatus(address=server.host, fetch_ok=False, verified=False, error=outcome.error),)
     return ServerStatus(name=server.name, host=server.host, port=server.effective_port, mode=server.mode,
-                        addresses=addresses, last_fetch=at)
+                        addresses=addresses, last_fetch=at,
+                        prestaged=tuple(cert_status(i, c) for i, c in enumerate(server.prestaged_certificates)))
 
 
 def router_status(
@@ -57,9 +59,15 @@ def router_status(
     last_ok = fired.ok if fired is not None else (previous.last_testfire_ok if previous else None)
     last_at = at if fired is not None else (previous.last_testfire_at if previous else None)
     trustpoints = tuple(
-        TrustpointStatus(name=name, managed=managed, certificates=tuple(cert_status(i, c) for i, c in enumerate(certs)))
+        TrustpointStatus(name=name, managed=managed, certificates=tuple(
+            cert_status(i, c, role=result.roles.get(c.sha256, "none")) for i, c in enumerate(certs)))
         for name, managed, certs in result.trustpoints
     ) if result.reachable else (previous.trustpoints if previous else ())
+    prestaged = tuple(
+        PrestagedStatus(server=r.server, sha256=r.certificate.sha256, trustpoint=r.held_in,
+                        accepted=tuple((s.shape, s.accepted) for s in r.shapes))
+        for r in result.prestaged
+    ) if result.plan is not None else (previous.prestaged if previous else ())
     return RouterStatus(
         name=result.name,
         host=host,
@@ -74,6 +82,7 @@ def router_status(
         trustpoints=trustpoints,
         lint=tuple(FindingStatus(f.rule, f.severity, f.message) for f in result.lint) if result.reachable
         else (previous.lint if previous else ()),
+        prestaged=prestaged,
     )
 
 

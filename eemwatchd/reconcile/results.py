@@ -11,6 +11,7 @@ from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.desired import is_confirmed
 from eemwatchd.core.lint import Finding
 from eemwatchd.core.plan import RouterPlan
+from eemwatchd.core.prestage import Readiness
 from eemwatchd.core.reason import Reason
 from eemwatchd.errors import (
     AuthenticationFailed,
@@ -135,6 +136,11 @@ class RouterResult:
     lint: list[Finding] = field(default_factory=list)
     steps: list[AppliedStep] = field(default_factory=list)
     result: str | None = None
+    # the desired role of each certificate it should hold (SHA-256 -> core.desired.Role): `prestaged` and the
+    # path roles; a held certificate without one is not desired now
+    roles: dict[str, str] = field(default_factory=dict)
+    # per pre-staged certificate of its servers: which chains that use it the router accepts today
+    prestaged: list[Readiness] = field(default_factory=list)
 
     @property
     def reason(self) -> Reason:
@@ -201,14 +207,16 @@ class RouterResult:
                     "name": name,
                     "managed": managed,
                     "certs": [
-                        {"kind": kind, "sha256": c.sha256, "not_after": c.not_after.isoformat(), "subject": c.subject}
+                        {"kind": kind, "sha256": c.sha256, "not_after": c.not_after.isoformat(), "subject": c.subject,
+                         "role": self.roles.get(c.sha256)}
                         for kind, c in self.certificates.get(name, tuple(("ca", c) for c in certs))
                     ],
                 }
                 for name, managed, certs in self.trustpoints
             ],
             "actions": [
-                {"kind": a.kind, "trustpoint": a.trustpoint, "sha256": a.sha256, "reason": a.reason}
+                {"kind": a.kind, "trustpoint": a.trustpoint, "sha256": a.sha256, "reason": a.reason,
+                 "role": a.role}
                 for a in (self.plan.actions if self.plan else ())
             ],
             "reports": [
@@ -216,6 +224,7 @@ class RouterResult:
                 for r in (self.plan.reports if self.plan else ())
             ],
             "in_sync": self.in_sync,
+            "prestaged": [readiness_json(r) for r in self.prestaged],
             "lint": [
                 {"rule": f.rule, "severity": f.severity, "message": f.message, "fix": f.fix}
                 for f in self.lint
@@ -242,6 +251,21 @@ class RouterResult:
                 for s in self.steps
             ]
         return out
+
+
+def readiness_json(item: Readiness) -> dict[str, Any]:
+    cert = item.certificate
+    return {
+        "server": item.server,
+        "file": item.source,
+        "sha256": cert.sha256,
+        "subject": cert.subject,
+        "subject_cn": cert.common_name,
+        "not_after": cert.not_after.isoformat(),
+        "trustpoint": item.held_in,
+        "chains": [{"shape": s.shape, "description": s.description, "accepted": s.accepted, "why": s.why}
+                   for s in item.shapes],
+    }
 
 
 @dataclass

@@ -33,6 +33,7 @@ from eemwatchd.core.ios.trust import validate_as_ios
 from eemwatchd.core.lint import KnownServer, lint_router
 from eemwatchd.core.pacing import PacingPolicy
 from eemwatchd.core.plan import ChainValidator, after_changes, is_managed, managed_trust, plan_router
+from eemwatchd.core.prestage import Prestaged, prestage_readiness
 from eemwatchd.core.reason import Reason
 from eemwatchd.core.router_state import DEFAULT_MAXRUN, RouterSnapshot
 from eemwatchd.core.secrets import mail_passwords, scrub_text
@@ -277,14 +278,15 @@ class Reconciler:
         Every router of a server set wants the same trust, and computing it checks signatures (9 % of a
         500-router plan, BENCHMARKS.md). The cache key holds every input of compute_desired: the router's
         servers, each usable observation with its counters and last sighting (a new sighting or chain is a
-        new key), the policy, the anchors, the AIA certificates and the pins. `now` enters compute_desired
-        only through which observations are usable, and those are in the key.
+        new key), the policy, the anchors, the AIA certificates, the pins and the pre-staged certificates. `now`
+        enters compute_desired only through which observations are usable, and those are in the key.
         """
         servers = [self.config.server(n) for n in router.servers]
         anchors = unique(c for s in servers for c in self.anchors_for(s))
         stored = await self.io.call(self.store.observations, servers=router.servers, since=now - self.policy.recent)
         observations = [o for o in stored if is_usable(o, self.policy, now)]
         pins = {s.name: s.pins for s in servers}
+        prestaged = self.prestaged_for(router)
         key = (
             tuple(router.servers),
             tuple((o.server, o.address, tuple(c.sha256 for c in o.chain), tuple(c.sha256 for c in o.path),
@@ -293,6 +295,7 @@ class Reconciler:
             tuple(c.sha256 for c in anchors),
             tuple(c.sha256 for c in self._extra),
             tuple((name, tuple(p)) for name, p in pins.items()),
+            tuple((p.server, p.certificate.sha256, p.source) for p in prestaged),
         )
         cached = self._desired_cache.get(key)
         if cached is not None:
@@ -304,12 +307,19 @@ class Reconciler:
             anchors=anchors,
             extra=self._extra,
             pins=pins,
+            prestaged=prestaged,
             now=now,
         )
         if len(self._desired_cache) >= _DESIRED_CACHE_SIZE:  # older sightings' entries: drop the oldest
             del self._desired_cache[next(iter(self._desired_cache))]
         self._desired_cache[key] = desired
         return desired
+
+    def prestaged_for(self, router: RouterConfig) -> list[Prestaged]:
+        """The certificates pre-staged for the servers ``router`` mails through (read and checked at config load)."""
+        return [Prestaged(server.name, cert, str(entry.file))
+                for server in (self.config.server(n) for n in router.servers)
+                for entry in server.prestage for cert in entry.certificates]
 
     def _validator(self) -> ChainValidator:
         lenient = not self.config.policy.strict_ios_validation
@@ -502,14 +512,22 @@ class Reconciler:
             result.lint = lint_router(snapshot, servers=self._known_servers(), applet_name=router.applet, now=now,
                                       our_clock=now, soon=self.policy.expiry_warning, trustpoint_prefix=prefix,
                                       adopt=router.adopt)
+            result.roles = {d.sha256: d.role for d in desired.certificates}
+            prestaged = self.prestaged_for(router)
+            lenient = not self.config.policy.strict_ios_validation
+            result.prestaged = prestage_readiness(prestaged, trustpoints, now, lenient=lenient)
             if self.readonly:
                 return
             await self.io.call(self.store.set_unneeded, router.name, plan.unneeded)
             if apply and plan.needs_test_fire:
-                await self._apply(session, router, snapshot, result, checkpoint=checkpoint,
-                                  held=set(managed_trust(trustpoints, prefix=prefix)))
-                if result.error is None and plan.waiting:
+                try:
+                    await self._apply(session, router, snapshot, result, checkpoint=checkpoint,
+                                      held=set(managed_trust(trustpoints, prefix=prefix)))
+                finally:
+                    # what the router accepts now, with the trust apply left it (added, or put back)
                     after = {name: certs for name, _managed, certs in result.trustpoints}
+                    result.prestaged = prestage_readiness(prestaged, after, now, lenient=lenient)
+                if result.error is None and plan.waiting:
                     result.plan = after_changes(plan, desired, after, validate=self._validator(), now=now)
 
     async def _apply(self, session: RouterSessionLike, router: RouterConfig, snapshot: RouterSnapshot,

@@ -242,7 +242,9 @@ LAB_HOSTNAMES = ["smtp.lab.example", "localhost", "127.0.0.1", "::1"]
 class GmailShapedPki:
     """Old root -> cross-signed new root -> intermediate -> leaf, plus the new root's self-signed twin.
 
-    ``served`` is what the SMTP server sends: leaf, intermediate, cross-signed new root.
+    ``served`` is what the SMTP server sends: leaf, intermediate, cross-signed new root. ``next_root`` is the
+    root the provider has announced and will move to (``move_to_next_root``): it exists, and is in trust stores,
+    long before any chain uses it (as GTS Root R2-R4 and ISRG Root X2 were), so it can be pre-staged.
     """
 
     old_root: Issued
@@ -250,7 +252,10 @@ class GmailShapedPki:
     new_root_cross: Certificate
     intermediate: Issued
     leaf: Issued
+    next_root: Issued
     hostnames: list[str] = field(default_factory=lambda: list(LAB_HOSTNAMES))
+    prefix: str = "Lab"
+    announced: int = 1  # how many next roots were announced so far (names them)
 
     @classmethod
     def create(cls, *, now: datetime | None = None, hostnames: list[str] | None = None,
@@ -262,7 +267,8 @@ class GmailShapedPki:
         cross = cross_sign(new_root, by=old_root, now=now, days=1100)
         inter = make_intermediate(f"{prefix} GTS CA 1C3", by=new_root, now=now, key_kind=key_kind)
         leaf = make_leaf(names, by=inter, now=now, key_kind=key_kind)
-        return cls(old_root, new_root, cross, inter, leaf, names)
+        next_root = make_root(f"{prefix} Next Root N1", now=now, days=5000, key_kind=key_kind)
+        return cls(old_root, new_root, cross, inter, leaf, next_root, names, prefix)
 
     @property
     def served(self) -> list[Certificate]:
@@ -272,6 +278,11 @@ class GmailShapedPki:
     def anchors(self) -> list[Certificate]:
         """What a client trust store holds: both roots (as Debian's store holds both GlobalSign and GTS R1)."""
         return [self.old_root.cert, self.new_root.cert]
+
+    @property
+    def announced_anchors(self) -> list[Certificate]:
+        """``anchors`` and the announced next root: what an up-to-date OS trust store holds."""
+        return [*self.anchors, self.next_root.cert]
 
     def served_pem(self) -> str:
         return "".join(c.pem for c in self.served)
@@ -299,6 +310,20 @@ class GmailShapedPki:
         self.new_root_cross = cross_sign(self.new_root, by=self.old_root, now=now, days=1100)
         self.intermediate = make_intermediate(intermediate_cn, by=self.new_root, now=now)
         self.leaf = make_leaf(self.hostnames, by=self.intermediate, now=now)
+
+    def move_to_next_root(self, intermediate_cn: str, *, now: datetime | None = None) -> Certificate:
+        """The provider moves to the root it announced (``next_root``), sent on top as it is: nothing the routers
+        hold signed it, so only a router that holds it (pre-staged) keeps mailing. A new next root is announced;
+        returns the root moved to."""
+        now = now or datetime.now(UTC)
+        moved = self.next_root
+        self.new_root = moved
+        self.new_root_cross = moved.cert
+        self.intermediate = make_intermediate(intermediate_cn, by=moved, now=now)
+        self.leaf = make_leaf(self.hostnames, by=self.intermediate, now=now)
+        self.announced += 1
+        self.next_root = make_root(f"{self.prefix} Next Root N{self.announced}", now=now, days=5000)
+        return moved.cert
 
     def move_to_new_anchor(self, root_cn: str, intermediate_cn: str, *, now: datetime | None = None) -> None:
         """The provider moves to a root nothing the routers hold has signed (another CA altogether): the

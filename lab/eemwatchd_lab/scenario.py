@@ -25,6 +25,7 @@ from eemwatchd.core.certificate import Certificate, unique
 from eemwatchd.reconcile import Reconciler, RunReport
 from eemwatchd.reconcile.onboard import Onboarder, OnboardRequest
 from eemwatchd_lab.pki import GmailShapedPki
+from eemwatchd_lab.probe import probe_applet
 from eemwatchd_lab.router import Fleet, User
 from eemwatchd_lab.router.trust import validate_chain
 from eemwatchd_lab.smtp import LabSmtpServer
@@ -77,21 +78,27 @@ def _router_config(smtp_port: int, mail_password: str) -> list[str]:
         f' action 0010 mail server "$_email_server" to "$_email_to" from "$_email_from" subject '
         f'"EEM test mail" body "sent by the {APPLET} applet" secure tls port {smtp_port}',
         f' action 0020 syslog msg "{SUCCESS_LINE}"',
+        *probe_applet(smtp_port),  # the lab's own prober (probe.py), independent of eemwatchd's test-fires
     ]
 
 
 class Lab:
-    """The lab's moving parts: PKI, SMTP server, routers, the eemwatchd config that points at them."""
+    """The lab's moving parts: PKI, SMTP server, routers, the eemwatchd config that points at them.
+
+    The trust store holds the provider's announced next root too (as OS stores hold announced roots years before
+    chains use them); with ``prestage`` the config pre-stages it (``servers[0].prestage: [next-root.pem]``).
+    """
 
     def __init__(self, state_dir: Path, *, routers: int, say: Say, live: bool = False, bare: int = 0,
-                 wan: Wan | None = None) -> None:
+                 wan: Wan | None = None, prestage: bool = False) -> None:
         self.state_dir = state_dir
         self.bare = bare  # the last `bare` routers start with no EEM setup at all (for `eemwatchd onboard`)
         self.live = live  # the daemon runs on this lab: metrics endpoint, log alerts, a router schedule
+        self.prestage = prestage
         self.router_count = routers
         self.say = say
         self.pki = GmailShapedPki.create()
-        self.trusted: list[Certificate] = list(self.pki.anchors)
+        self.trusted: list[Certificate] = list(self.pki.announced_anchors)
         self.mail_password = secrets.token_urlsafe(12)
         self.router_password = secrets.token_urlsafe(12)
         self.smtp = LabSmtpServer(
@@ -102,6 +109,7 @@ class Lab:
                                     wan=wan)
         self.config_path = state_dir / "eemwatchd.yaml"
         self.anchors_path = state_dir / "trust-store.pem"
+        self.prestage_path = state_dir / "next-root.pem"
 
     async def __aenter__(self) -> Lab:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -121,6 +129,8 @@ class Lab:
 
     def _write_trust_store(self) -> None:
         self.anchors_path.write_text("".join(c.pem for c in self.trusted), encoding="ascii")
+        if self.prestage:
+            self.prestage_path.write_text(self.pki.next_root.cert.pem, encoding="ascii")
 
     @property
     def bare_routers(self) -> list[str]:
@@ -150,6 +160,8 @@ class Lab:
                        "aia": False, "max_parallel_routers": 8},
             "alerts": [],  # the lab prints each run's alerts in its own narrative
         }
+        if self.prestage:
+            document["servers"][0]["prestage"] = [self.prestage_path.name]  # type: ignore[index]
         if self.live:
             document["alerts"] = [{"kind": "log"}]
             document["metrics"] = {"listen": "127.0.0.1:0"}  # any free port; the daemon prints its URL
@@ -160,8 +172,10 @@ class Lab:
         return load_config(self.config_path).config
 
     def serve(self) -> None:
-        """Tell the SMTP server to send the PKI's current chain; the trust store learns any new root."""
-        self.trusted = unique([*self.trusted, *self.pki.anchors])
+        """Tell the SMTP server to send the PKI's current chain; the trust store learns any new root (and with
+        ``prestage``, the pre-staged file the provider's next announced root: eemwatchd reads it at its next config
+        load)."""
+        self.trusted = unique([*self.trusted, *self.pki.announced_anchors])
         self._write_trust_store()
         self.smtp.set_chain(self.pki.served, self.pki.leaf.key)
 
@@ -265,11 +279,11 @@ def wan_note(wan: Wan | None) -> str:
 
 
 async def run_lab(state_dir: Path, *, routers: int = 3, say: Say = print, serve: asyncio.Event | None = None,
-                  bare: int = 0, wan: Wan | None = None) -> LabRun:
+                  bare: int = 0, wan: Wan | None = None, prestage: bool = False) -> LabRun:
     """Run the rotation scenario; with ``serve``, keep everything up until the event is set. The last ``bare``
     routers start with no EEM setup: `eemwatchd onboard` sets them up before the rotations."""
     run = LabRun()
-    async with Lab(state_dir, routers=routers, say=say, bare=bare, wan=wan) as lab:
+    async with Lab(state_dir, routers=routers, say=say, bare=bare, wan=wan, prestage=prestage) as lab:
         say(f"lab SMTP server (STARTTLS, AUTH) on 127.0.0.1:{lab.smtp.port}, serving "
             + " <- ".join(c.common_name for c in lab.pki.served))
         for device in lab.fleet:

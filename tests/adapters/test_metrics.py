@@ -38,7 +38,7 @@ CONTRACT: dict[str, tuple[str, ...]] = {
     "eemwatchd_router_refreshes": ("router", "result"),
     "eemwatchd_router_testfire_success": ("router",),
     "eemwatchd_router_last_check_timestamp_seconds": ("router",),
-    "eemwatchd_router_cert_not_after_timestamp_seconds": ("router", "trustpoint", "sha256"),
+    "eemwatchd_router_cert_not_after_timestamp_seconds": ("router", "trustpoint", "sha256", "role"),
     "eemwatchd_router_lint_findings": ("router", "rule"),
     "eemwatchd_config_last_reload_successful": (),
     "eemwatchd_config_last_reload_success_timestamp_seconds": (),
@@ -61,6 +61,8 @@ CONTRACT: dict[str, tuple[str, ...]] = {
     "eemwatchd_alert_deliveries": ("sink", "result"),
     "eemwatchd_store_writable": (),
     "eemwatchd_store_write_failures": (),
+    # issue 20: pre-staged certificates
+    "eemwatchd_server_prestaged_cert_not_after_timestamp_seconds": ("server", "sha256"),
 }
 HISTOGRAM_LABELS = {"le"}
 
@@ -122,9 +124,22 @@ async def test_router_values_state_set_refreshes_testfire_and_lint(served: Serve
     assert value(f["eemwatchd_router_lint_findings"], router="r2", rule="at-in-user") == 1
     assert value(f["eemwatchd_router_trustpoint_managed"], router="r1", trustpoint="TP-self-signed-1") == 0
     assert value(f["eemwatchd_router_cert_not_after_timestamp_seconds"], router="r1", trustpoint="EEMW-b1b1b1b1",
-                 sha256=SHA["b"]) == (NOW + timedelta(days=400)).timestamp()
+                 sha256=SHA["b"], role="intermediate") == (NOW + timedelta(days=400)).timestamp()
     assert value(f["eemwatchd_router_last_check_timestamp_seconds"], router="r3") == (
         (NOW - timedelta(minutes=4)).timestamp())
+
+
+async def test_pre_staged_certificates_carry_their_role_and_expiry(served: Served) -> None:
+    f = await served.families()
+    held = f["eemwatchd_router_cert_not_after_timestamp_seconds"]
+    assert value(held, router="r1", trustpoint="EEMW-e1e1e1e1", sha256=SHA["e"], role="prestaged") == (
+        (NOW + timedelta(days=3000)).timestamp())
+    assert value(held, router="r1", trustpoint="TP-self-signed-1", role="none") == (
+        (NOW - timedelta(days=30)).timestamp())
+    assert value(f["eemwatchd_server_prestaged_cert_not_after_timestamp_seconds"], server="gmail", sha256=SHA["e"]) \
+        == (NOW + timedelta(days=3000)).timestamp()
+    assert not [s for s in f["eemwatchd_server_prestaged_cert_not_after_timestamp_seconds"]
+                if s.labels["server"] == "office"]
 
 
 async def test_an_unknown_state_code_is_still_exported_as_current(served: Served) -> None:

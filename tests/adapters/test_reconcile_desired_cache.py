@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from eemwatchd.adapters.store import Store
-from eemwatchd.config import Config, parse_config
+from eemwatchd.config import Config, PrestageFile, parse_config
 from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.desired import DesiredTrust
 from eemwatchd.reconcile import Reconciler
@@ -155,3 +155,23 @@ def test_a_sighting_that_ages_out_is_never_served_from_the_cache(setup: Setup) -
     assert aged is not fresh
     assert not aged.certificates
     assert "lab: no confirmed verified chain seen recently" in aged.holds
+
+
+def test_pre_staged_certificates_are_in_the_key(setup: Setup, pki: GmailShapedPki) -> None:
+    """Every input of compute_desired is in the key: the same sightings with another pre-staged set are another
+    desired trust (the config is fixed per reconciler today; the key does not rely on that)."""
+    chain, path = _served(pki)
+    setup.see(chain, path, NOW - timedelta(hours=2))
+    setup.see(chain, path, NOW - timedelta(hours=1))
+    before = setup.desired("r1", NOW)
+    announced = GmailShapedPki.create(now=NOW, prefix="Announced").next_root.cert
+    lab = setup.config.server("lab")
+    staged = lab.model_copy(update={"prestage": (PrestageFile(file=Path("next.pem"), certificates=(announced,)),)})
+    setup.reconciler.config = setup.config.model_copy(
+        update={"servers": tuple(staged if s.name == "lab" else s for s in setup.config.servers)})
+    after = setup.desired("r1", NOW)
+    assert after is not before
+    item = after.get(announced.sha256)
+    assert item is not None and item.role == "prestaged"
+    assert setup.desired("r2", NOW) is after
+    assert setup.reconciler.prestaged_for(setup.config.router("r3"))[0].server == "lab"

@@ -207,7 +207,7 @@ def test_check_config_exit_codes_and_json(tmp_path: Path) -> None:
                      env={"ROUTER_PW_UNSET_FOR_TEST": "x"})
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout) == {"config": "good.yaml", "ok": True, "problems": [], "warnings": [],
-                                       "servers": 1, "routers": 3}
+                                       "servers": 1, "routers": 3, "prestaged": []}
 
 
 # --- fetch on a name that does not resolve ------------------------------------------------------------------

@@ -178,3 +178,21 @@ async def test_headless_chromium_renders_one_row_per_router(tmp_path: Path) -> N
     # the hostile name is text in its cell, not an element
     assert EVIL_ROUTER in by_router[EVIL_ROUTER]["text"]
     assert "[SCRIPT ELEMENT]" not in by_router[EVIL_ROUTER]["text"]
+
+
+def test_page_shows_pre_staged_certificates_per_server_and_on_each_router() -> None:
+    page = render_status_page(fleet(), now=NOW)
+    # on the router that holds it, marked as pre-staged beside the path's roles
+    assert ('<code>EEMW-e1e1e1e1</code> (managed): '
+            f'<code title="{SHA["e"]}">{SHA["e"][:16]}</code> CN=GTS Root R4 '
+            '<span class="prestaged" data-role="prestaged">(pre-staged)</span>, expires') in page
+    assert '<span class="muted" data-role="intermediate">(intermediate)</span>' in page
+    # under its server: expiry, how many routers hold it, and which future chains they would accept today
+    row = re.search(rf'<tr data-prestaged="{SHA["e"]}">(.*?)</tr>', page)
+    assert row is not None
+    cells = row.group(1)
+    assert "CN=GTS Root R4" in cells and "(in 3000 d)" in cells
+    assert "<td>1 of 2</td>" in cells  # r1 holds it, r2 not yet (r3 was never read)
+    assert 'chains it signs: <span class="bad">1 of 2</span>' in cells
+    assert 'a cross-sign of it on top: <span class="muted">cannot tell</span>' in cells
+    assert "Pre-staged for gmail" in page and "Pre-staged for office" not in page

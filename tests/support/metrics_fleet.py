@@ -20,6 +20,7 @@ from eemwatchd.daemon.status import (
     CertStatus,
     FindingStatus,
     FleetStatus,
+    PrestagedStatus,
     RouterStatus,
     ServerStatus,
     TrustpointStatus,
@@ -30,13 +31,15 @@ SECRET = "app-pw-Zq81"  # must never reach an exposition, even when it is in an 
 SHA = {name: (name * 64)[:64] for name in ("a", "b", "c", "d", "e", "f")}
 
 
-def cert(position: int, sha: str, days: float, *, subject: str = "CN=x", is_ca: bool = True) -> CertStatus:
+def cert(position: int, sha: str, days: float, *, subject: str = "CN=x", is_ca: bool = True,
+         role: str = "") -> CertStatus:
     return CertStatus(position=position, subject=subject, issuer="CN=issuer", sha256=sha,
-                      not_after=NOW + timedelta(days=days), is_ca=is_ca)
+                      not_after=NOW + timedelta(days=days), is_ca=is_ca, role=role)
 
 
 def fleet(*, shard: str | None = None) -> FleetStatus:
-    """Two servers (one address unverified, one server unreachable) and three routers in different states."""
+    """Two servers (one address unverified, one server unreachable; gmail with a pre-staged root) and three routers
+    in different states (r1 holds the pre-staged root)."""
     status = FleetStatus(version="0.1.0", started_at=NOW - timedelta(hours=3), shard=shard)
     chain = (cert(0, SHA["a"], 60, subject="CN=smtp.lab.test", is_ca=False), cert(1, SHA["b"], 400, subject="CN=WR2"),
              cert(2, SHA["c"], 700, subject="CN=GTS Root R1"))
@@ -47,6 +50,7 @@ def fleet(*, shard: str | None = None) -> FleetStatus:
             AddressStatus("::1", fetch_ok=True, verified=False, chain=chain[:1], times_seen=1,
                           error=f"unable to get issuer (for user:{SECRET}@smtp.lab.test)"),
         ),
+        prestaged=(cert(0, SHA["e"], 3000, subject="CN=GTS Root R4"),),
     ))
     status.set_server(ServerStatus(
         name="office", host="smtp.office.test", port=465, mode="implicit", last_fetch=NOW - timedelta(minutes=1),
@@ -54,18 +58,25 @@ def fleet(*, shard: str | None = None) -> FleetStatus:
     ))
     status.count_chain_change("gmail")
     status.count_chain_change("gmail")
-    tp = TrustpointStatus("EEMW-b1b1b1b1", managed=True, certificates=(cert(0, SHA["b"], 400, subject="CN=WR2"),))
-    hand = TrustpointStatus("TP-self-signed-1", managed=False, certificates=(cert(0, SHA["d"], -30),))
+    tp = TrustpointStatus("EEMW-b1b1b1b1", managed=True,
+                          certificates=(cert(0, SHA["b"], 400, subject="CN=WR2", role="intermediate"),))
+    hand = TrustpointStatus("TP-self-signed-1", managed=False, certificates=(cert(0, SHA["d"], -30, role="none"),))
+    staged = TrustpointStatus("EEMW-e1e1e1e1", managed=True,
+                              certificates=(cert(0, SHA["e"], 3000, subject="CN=GTS Root R4", role="prestaged"),))
     status.set_router(RouterStatus(
         name="r1", host="127.0.0.1", up=True, in_sync=True, state="in-sync", detail="holds what gmail needs",
         last_check=NOW - timedelta(minutes=2), last_testfire_ok=True, last_testfire_at=NOW - timedelta(hours=1),
-        last_proven_at=NOW - timedelta(hours=1), trustpoints=(tp, hand),
+        last_proven_at=NOW - timedelta(hours=1), trustpoints=(tp, hand, staged),
+        prestaged=(PrestagedStatus("gmail", SHA["e"], "EEMW-e1e1e1e1", (("signed-by", True), ("on-top", True),
+                                                                         ("cross-signed-on-top", None))),),
     ))
     status.set_router(RouterStatus(
         name="r2", host="127.0.0.1", up=True, in_sync=False, state="drift", detail="misses WR2",
         last_check=NOW - timedelta(minutes=3), last_testfire_ok=False, last_testfire_at=NOW - timedelta(minutes=3),
         lint=(FindingStatus("maxrun-short", "warning", "maxrun 5 s"), FindingStatus("maxrun-short", "warning", "x"),
               FindingStatus("at-in-user", "error", "user name holds @")),
+        prestaged=(PrestagedStatus("gmail", SHA["e"], None, (("signed-by", False), ("on-top", False),
+                                                             ("cross-signed-on-top", None))),),
     ))
     status.set_router(RouterStatus(name="r3", host="127.0.0.3", up=False, in_sync=False, state="unreachable",
                                    detail="connection refused", last_check=NOW - timedelta(minutes=4)))

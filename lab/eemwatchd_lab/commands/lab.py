@@ -23,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Start a lab SMTP server (STARTTLS, its own Gmail-shaped PKI) and simulated IOS XE routers "
         "over real SSH on 127.0.0.1, write a ready config and run the eemwatchd daemon on it in the foreground: "
         "watch it install the CAs, prove mail by test-fires, and follow the provider's rotations (a new "
-        "intermediate, then a new root). `lab rotate --dir DIR` rotates now from another shell. "
+        "intermediate, then a move to the root the provider announced). `lab rotate --dir DIR` rotates now from "
+        "another shell. A probe mail from every router every few seconds counts the mails that fail; with "
+        "--prestage the announced root is pre-staged and none does. "
         "With --once: the scripted story (install, rotate, repair, retire), exit 0 when every router mailed "
         "after every step."
     )
@@ -38,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bare", type=int, default=0, metavar="N",
                         help="the last N routers start with no EEM setup at all, for `eemwatchd onboard` "
                              "(with --once the story onboards them first)")
+    parser.add_argument("--prestage", action="store_true",
+                        help="pre-stage the provider's announced next root (servers[].prestage): the routers hold "
+                             "it before the provider moves to it, and keep mailing through the move")
+    parser.add_argument("--probe-every", type=float, default=2.0, metavar="SECONDS",
+                        help="a probe mail from every router this often, counted as delivered or failed "
+                             "(default 2; 0: no probe)")
     parser.add_argument("--once", action="store_true",
                         help="run the scripted rotation story and exit (for tests and CI)")
     parser.add_argument("--serve", action="store_true",
@@ -55,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.bare <= args.routers:
         print(f"eemwatchd lab: --bare must be 0-{args.routers} (the number of routers)", file=sys.stderr)
         return 2
+    if args.probe_every != 0 and not 0.5 <= args.probe_every <= 3600:
+        print("eemwatchd lab: --probe-every must be 0 (no probe) or 0.5-3600 seconds", file=sys.stderr)
+        return 2
     wan, problem = wan_from_arguments(args, "lab")
     if problem is not None:
         print(problem, file=sys.stderr)
@@ -69,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"lab directory: {state_dir} (kept)", flush=True)
     configure_logging(verbosity=max(args.verbose, 0), fmt="text")
     return asyncio.run(run_live(state_dir, routers=args.routers, rotate_every=args.rotate_every,
-                                say=lambda text: print(text, flush=True), bare=args.bare, wan=wan))
+                                say=lambda text: print(text, flush=True), bare=args.bare, wan=wan,
+                                prestage=args.prestage, probe_every=args.probe_every))
 
 
 def _rotate(state_dir: Path | None) -> int:
@@ -97,7 +109,7 @@ def _once(args: argparse.Namespace, wan: Wan | None) -> int:
                 with contextlib.suppress(NotImplementedError):
                     loop.add_signal_handler(sig, stop.set)
         return await run_lab(state_dir, routers=args.routers, say=lambda text: print(text, flush=True), serve=stop,
-                             bare=args.bare, wan=wan)
+                             bare=args.bare, wan=wan, prestage=args.prestage)
 
     try:
         result = asyncio.run(main())
