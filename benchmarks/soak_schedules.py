@@ -59,7 +59,6 @@ class SoakResult:
         out += [("checks", what, str(n)) for what, n in sorted(t.checks.items())]
         out += [("end of schedule", f"converged after {runs} apply run(s)", str(n))
                 for runs, n in sorted(t.convergence_runs.items())]
-        out += [("known open issues tolerated", issue, str(n)) for issue, n in sorted(t.known.items())]
         return out
 
 

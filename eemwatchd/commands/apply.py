@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from eemwatchd.commands.runtime import confirm, load, lock_held, open_store, take_writer_lock
     from eemwatchd.errors import EXIT_LOCKED
     from eemwatchd.reconcile import Reason, Reconciler
+    from eemwatchd.reconcile.results import StepKind
 
     scope = load(args)
     if scope is None:
@@ -84,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
     if stopped is not None:
         for result in report.routers:
             if result.reason is Reason.INTERRUPTED or not result.in_sync:
+                acted = any(s.kind is not StepKind.OBSERVED for s in result.steps)
                 print(f"router {result.name}: interrupted: {result.result}"
-                      f"{'; nothing unproven was saved' if any(s.kind != 'observed' for s in result.steps) else ''}",
-                      file=sys.stderr)
+                      f"{'; nothing unproven was saved' if acted else ''}", file=sys.stderr)
         return stopped
     return exit_code(report)

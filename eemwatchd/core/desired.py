@@ -105,6 +105,10 @@ class DesiredTrust:
     # Chains an address sends NOW (its latest sighting) that do not verify or miss their pins, with a text
     # naming them: nothing is installed for them, and a router that does not accept them cannot mail.
     untrusted_now: tuple[tuple[str, tuple[Certificate, ...]], ...] = ()
+    # Verified, pinned chains an address sends now (confirmed or not): the router must accept each to mail.
+    chains_now: tuple[tuple[Certificate, ...], ...] = ()
+    # Servers whose last fetch failed entirely, with a text saying why: what they send now is unknown.
+    unfetched: tuple[tuple[str, str], ...] = ()
 
     @property
     def sha256s(self) -> frozenset[str]:
@@ -182,6 +186,19 @@ def is_usable(observation: SeenChain, policy: TrustPolicy, now: datetime) -> boo
     return observation.last_seen >= now - policy.recent
 
 
+def sent_now(observations: Sequence[SeenChain], within: Mapping[str, timedelta]) -> list[SeenChain]:
+    """The chains the servers send now: per address, the chain of its latest sighting and every chain seen within
+    ``within[server]`` before it (a server behind one address may present several chains in turn; the shell passes
+    1.5 x the server's interval, so a chain the server stopped sending drops out after two more fetches)."""
+    latest: dict[tuple[str, str], datetime] = {}
+    for obs in observations:
+        key = (obs.server, obs.address)
+        if key not in latest or obs.last_seen > latest[key]:
+            latest[key] = obs.last_seen
+    return [o for o in observations
+            if o.last_seen >= latest[(o.server, o.address)] - within.get(o.server, timedelta(0))]
+
+
 def desired_from_chain(
     observation: SeenChain,
     *,
@@ -246,6 +263,8 @@ def compute_desired(
     extra: Sequence[Certificate] = (),
     pins: Mapping[str, Sequence[str]] | None = None,
     prestaged: Sequence[Prestaged] = (),
+    sent_within: Mapping[str, timedelta] | None = None,
+    unfetched: Mapping[str, str] | None = None,
     now: datetime,
 ) -> DesiredTrust:
     """Desired trust for a router that mails through ``servers``.
@@ -259,6 +278,10 @@ def compute_desired(
     the role ``prestaged`` once that server has a confirmed chain: installed beside what the chain needs and
     proven by the same test-fire (before that, a test-fire could not prove anything, and retirement is held
     anyway). They stay desired while configured, whatever the chains do.
+
+    Only chains a server sends now (``sent_now`` with ``sent_within``) are pending or untrusted now: a chain
+    seen once and no longer sent keeps no router waiting. ``unfetched``: servers whose last fetch failed
+    entirely, with why; what they send now is unknown, so they hold retirement and no router is in sync.
     """
     pins = pins or {}
     wanted = set(servers)
@@ -270,15 +293,14 @@ def compute_desired(
     in_use: list[tuple[Certificate, ...]] = []
     confirmed_servers: set[str] = set()
     observations = [o for o in observations if o.server in wanted and is_usable(o, policy, now)]
-    latest: dict[tuple[str, str], SeenChain] = {}
-    for obs in observations:
-        key = (obs.server, obs.address)
-        if key not in latest or obs.last_seen >= latest[key].last_seen:
-            latest[key] = obs
+    current = sent_now(observations, sent_within or {})
+    current_ids = {id(o) for o in current}
     untrusted_now = [(f"{o.where()}: {o.error or 'does not verify'}" if not o.verified or not o.path
                       else f"{o.where()}: no certificate matches the configured pins", o.chain)
-                     for o in latest.values()
+                     for o in current
                      if o.chain and (not o.verified or not o.path or not is_pinned_match(o, pins.get(o.server, ())))]
+    chains_now = [o.chain for o in current
+                  if o.chain and o.verified and o.path and is_pinned_match(o, pins.get(o.server, ()))]
     for obs in observations:
         if not obs.verified or not obs.path:
             reason = obs.error or "did not verify against the trust store"
@@ -302,6 +324,8 @@ def compute_desired(
             continue
         if not is_confirmed(verified=True, pinned=True, times_seen=obs.times_seen,
                             confirmations=policy.confirmations):
+            if id(obs) not in current_ids:
+                continue  # seen too few times and no longer sent: nothing to wait for
             pending.append(f"{obs.where()}: seen {obs.times_seen} of {policy.confirmations} times")
             pending_chains.append(obs.chain)
             continue
@@ -315,6 +339,9 @@ def compute_desired(
     unconfirmed = tuple(s for s in servers if s not in confirmed_servers)
     for server in unconfirmed:
         holds.append(f"{server}: no confirmed verified chain seen recently")
+    failed = tuple((s, (unfetched or {})[s]) for s in servers if s in (unfetched or {}))
+    for server, why in failed:
+        holds.append(f"{server}: the last fetch failed ({why})")
     return DesiredTrust(
         certificates=collector.result(),
         events=tuple(events),
@@ -324,4 +351,6 @@ def compute_desired(
         chains_in_use=tuple(dict.fromkeys(in_use)),
         unconfirmed=unconfirmed,
         untrusted_now=tuple(untrusted_now),
+        chains_now=tuple(dict.fromkeys(chains_now)),
+        unfetched=failed,
     )

@@ -15,11 +15,12 @@ from eemwatchd.core.ios.trust import validate_as_ios
 ActionKind = Literal["add", "retire"]
 ReportKind = Literal[
     "unmanaged", "expired", "expiring", "held", "kept", "unneeded", "event", "pending", "unconfirmed",
-    "unproven", "unsaved", "not-onboarded", "chain-unverified",
+    "unproven", "unsaved", "not-onboarded", "chain-unverified", "clock-skew",
 ]
 # Why a router is or is not in sync; one small vocabulary shared by output, metrics labels, alerts, audit.
 PlanState = Literal[
     "in-sync", "drift", "waiting", "unconfirmed", "unproven", "unsaved", "not-onboarded", "chain-unverified",
+    "clock-skew",
 ]
 
 
@@ -79,6 +80,12 @@ class RouterPlan:
     unprovable: str | None = None
     # Chains a server sends now that do not verify (or miss their pins) and that the router does not accept.
     untrusted: tuple[str, ...] = ()
+    # Servers whose last fetch failed entirely (with why): what they send now is unknown, so the router is
+    # never in sync meanwhile (state `unconfirmed`); the server's own failure is the news, not drift.
+    unfetched: tuple[str, ...] = ()
+    # Chains a server sends now that the router accepts at eemwatchd's clock but rejects at its own (a
+    # certificate not yet valid or expired there): its mail fails until its clock is right.
+    clock_skew: tuple[str, ...] = ()
 
     @property
     def in_sync(self) -> bool:
@@ -93,7 +100,9 @@ class RouterPlan:
             return "drift"
         if self.untrusted:
             return "chain-unverified"
-        if self.unconfirmed:
+        if self.clock_skew:
+            return "clock-skew"
+        if self.unconfirmed or self.unfetched:
             return "unconfirmed"
         if self.waiting:
             return "waiting"
@@ -116,7 +125,7 @@ class RouterPlan:
         if self.actions:
             return True
         return ((self.unproven or bool(self.unsaved)) and not self.waiting and not self.unconfirmed
-                and not self.untrusted)
+                and not self.untrusted and not self.unfetched and not self.clock_skew)
 
     @property
     def adds(self) -> tuple[Action, ...]:
@@ -287,6 +296,7 @@ def plan_router(
     other_certificates: Mapping[str, Sequence[Certificate]] | None = None,
     unprovable: str | None = None,
     last_fire_failed: str | None = None,
+    router_clock: datetime | None = None,
 ) -> RouterPlan:
     """Plan one router: add what is desired and not held, retire managed trust unneeded beyond retention.
 
@@ -304,6 +314,8 @@ def plan_router(
     ``saved``: trustpoint name -> its certificates' IOS serials as the startup-config lists them (serials,
     because a startup-config may show `nvram:` references instead of the certificate; None: not read).
     Any difference from the running-config makes the router "unsaved".
+    ``router_clock``: the router's own time (`show clock`, None: not read). IOS judges validity at its own clock,
+    so a chain sent now that the router accepts at ``now`` but not at its clock makes it "clock-skew".
     """
     reports: list[Report] = []
     actions = _plan_adds(trustpoints, desired, prefix=policy.trustpoint_prefix, adopt=adopt, reports=reports)
@@ -357,9 +369,19 @@ def plan_router(
     reports.extend(_pending_reports(desired, waiting))
     reports.extend(_expiry_reports(trustpoints, policy, now))
     reports.extend(_expiry_reports(other_certificates or {}, policy, now))
+    skewed = _rejected_at_router_clock(desired.chains_now, after, validate, now, router_clock)
+    at_clock = router_clock.isoformat() if router_clock is not None else "?"
+    for text in skewed:
+        reports.append(Report("clock-skew", None, f"the router's clock ({at_clock}) makes it reject chain {text}, "
+                                                  "valid at ours; its mail fails until its clock is right: "
+                                                  "configure NTP or `clock set`"))
     for server in desired.unconfirmed:
         reports.append(Report("unconfirmed", None, f"{server}: no confirmed verified chain seen recently; "
                                                    "the router cannot be called in sync"))
+    unfetched = tuple(f"{server}: the last fetch failed ({why})" for server, why in desired.unfetched)
+    for text in unfetched:
+        reports.append(Report("unconfirmed", None, f"{text}; what it sends now is unknown, so the router cannot "
+                                                   "be called in sync"))
     managed = managed_trust(trustpoints, prefix=policy.trustpoint_prefix)
     unproven = proven is None or frozenset(proven) != managed
     proof_report = _proof_report(unprovable=unprovable, unproven=unproven and not actions, proven=proven,
@@ -371,7 +393,7 @@ def plan_router(
         reports.append(Report("unsaved", name, f"trustpoint {name} differs between the running-config and "
                                                "the startup-config; apply test-fires, then saves"))
     return RouterPlan(tuple(actions), tuple(reports), unneeded, tuple(waiting), desired.unconfirmed,
-                      unproven, unsaved, unprovable, tuple(untrusted))
+                      unproven, unsaved, unprovable, tuple(untrusted), unfetched, tuple(skewed))
 
 
 def _pending_reports(desired: DesiredTrust, waiting: Collection[str]) -> list[Report]:
@@ -409,6 +431,17 @@ def _proof_report(
         return Report("unproven", None, f"the last test-fire failed ({last_fire_failed}); apply test-fires again")
     return Report("unproven", None, "the trust it holds was never proven by a successful test-fire; apply "
                                     "test-fires it")
+
+
+def _rejected_at_router_clock(
+    chains: Sequence[Sequence[Certificate]], trustpoints: Mapping[str, Sequence[Certificate]],
+    validate: ChainValidator | None, now: datetime, router_clock: datetime | None,
+) -> list[str]:
+    """The short ids of the chains the router, holding ``trustpoints``, accepts at ``now`` but not at its clock."""
+    if validate is None or router_clock is None or router_clock == now:
+        return []
+    return ["/".join(c.short_fingerprint for c in chain) for chain in chains
+            if validate(chain, trustpoints, now) and not validate(chain, trustpoints, router_clock)]
 
 
 def _not_accepted(

@@ -15,7 +15,10 @@ class Reason(StrEnum):
     # a server sends a chain that does not verify (or misses its pins) and the router does not accept it: its
     # mail fails, and nothing is installed for a chain that may be an interception
     CHAIN_UNVERIFIED = "chain-unverified"
-    UNCONFIRMED = "unconfirmed"  # a server it mails through has no confirmed verified chain
+    # the router's clock makes it reject a chain a server sends now (not yet valid or expired at its clock)
+    CLOCK_SKEW = "clock-skew"
+    # a server it mails through has no confirmed verified chain, or its last fetch failed (what it sends is unknown)
+    UNCONFIRMED = "unconfirmed"
     UNPROVEN = "unproven"  # its trust was never proven by a successful test-fire
     UNSAVED = "unsaved"  # managed trustpoints differ between running- and startup-config
     # its applet is missing or has no mail action: no test-fire can prove mail, so nothing is changed or fired

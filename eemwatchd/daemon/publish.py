@@ -18,6 +18,7 @@ from eemwatchd.daemon.status import RECENT_CHANGES, FleetStatus
 from eemwatchd.daemon.status_view import audit_lines, narrate_router, narrate_server, router_status, server_status
 from eemwatchd.errors import AlertError, EemwatchdError
 from eemwatchd.reconcile import Reconciler, RouterResult, ServerOutcome
+from eemwatchd.reconcile.results import StepKind
 
 log = logging.getLogger("eemwatchd.daemon")
 say = logging.getLogger("eemwatchd.narrative")
@@ -48,7 +49,7 @@ class Publisher:
         for line in narrate_router(result, previous=self.status.routers.get(router.name), config=self._config_path):
             say.info("%s", line)
         if result.result is not None and result.plan is not None and result.plan.needs_test_fire:
-            rolled = any(s.kind == "rollback" for s in result.steps)
+            rolled = any(s.kind is StepKind.ROLLBACK for s in result.steps)
             self.status.count_refresh(router.name, "success" if result.in_sync and result.applied
                                       else "rolled-back" if rolled else "failure")
         previous = self.status.routers.get(router.name)
@@ -58,8 +59,7 @@ class Publisher:
             proof = None if previous is None or previous.last_proven_at is None else Proof(
                 router.name, previous.last_proven_at, True, "", frozenset())
         self.status.set_router(router_status(router.host, result, at=self._clock(), proof=proof, previous=previous))
-        changes = [s for s in result.steps if s.kind in ("add", "retire", "rollback", "save", "test-fire",
-                                                         "observed")]
+        changes = result.steps  # each step wrote the audit row that explains it
         if changes:
             with contextlib.suppress(EemwatchdError):
                 entries = await self.io.call(self.io.store.audit, router=router.name)

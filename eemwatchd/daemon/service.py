@@ -152,6 +152,8 @@ class RunningDaemon:
         self._reconcilers: weakref.WeakSet[Reconciler] = weakref.WeakSet()
         # One job per router across reloads: the locks and the bound on routers at once outlive each reconciler.
         self._router_locks: dict[str, asyncio.Lock] = {}
+        # servers whose last fetch failed entirely, shared by every reconciler across reloads (Reconciler)
+        self._fetch_failures: dict[str, str] = {}
         self._gate = asyncio.Semaphore(config.policy.max_parallel_routers)
         self._gate_size = config.policy.max_parallel_routers
         self.schedule = Schedule(spawn=self._track, on_start=self._job_started)
@@ -238,6 +240,11 @@ class RunningDaemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+            # Every job is over and the store closes next: another signal (systemd's stop after a timeout, an
+            # impatient second Ctrl-C) must not kill the process by the default action mid-close. Ignored by the
+            # kernel, not by a Python handler: the interpreter's finalization puts Python handlers back to the
+            # default action, and a signal then would still end the process with -15.
+            signal.signal(sig, signal.SIG_IGN)
         say.info("eemwatchd stopped")
 
     async def _heartbeat(self) -> None:
@@ -313,7 +320,8 @@ class RunningDaemon:
             self._gate, self._gate_size = asyncio.Semaphore(size), size
         connect = timed_connector(self.options.connect or default_connector, self.metrics.observe_router_operation)
         reconciler = Reconciler(config, self.store, connect=connect, fetch=self.options.fetch,
-                                clock=self.options.clock, io=self.io, router_locks=self._router_locks, gate=self._gate)
+                                clock=self.options.clock, io=self.io, router_locks=self._router_locks, gate=self._gate,
+                                fetch_failures=self._fetch_failures)
         self._reconcilers.add(reconciler)
         return reconciler
 
@@ -382,6 +390,7 @@ class RunningDaemon:
             return None  # removed by a reload
         reconciler = self.reconciler
         started = time.monotonic()
+        failing_before = name in self._fetch_failures
         outcome = await reconciler.observe_server(server)
         if self.metrics is not None:
             self.metrics.observe_fetch(name, time.monotonic() - started)
@@ -393,15 +402,19 @@ class RunningDaemon:
         served = frozenset((a.address, a.chain) for a in outcome.addresses if a.chain)
         before, served_before = self._confirmed.get(name), self._served.get(name)
         self._confirmed[name] = confirmed
-        if outcome.addresses:  # a failed fetch says nothing about what the server sends
+        fetched = bool(served)  # a fetch in which no address gave a chain says nothing about what the server sends
+        if fetched:
             self._served[name] = served
         why = None
         if before is not None and confirmed - before:
             why = "the confirmed chains changed"  # act on the new chain now
-        elif served_before is not None and outcome.addresses and served != served_before:
+        elif served_before is not None and fetched and served != served_before:
             # First sighting of a new chain (confirmed or not): the routers may no longer accept what the server
             # sends, so they must not stay "in sync" until their own interval (docs/design.md "Invariants").
             why = "the chains it sends changed"
+        elif failing_before != (name in self._fetch_failures):
+            # What it sends became unknown (or known again): its routers are not in sync meanwhile (or may be again).
+            why = "its fetch failed" if name in self._fetch_failures else "its fetch works again"
         if trigger and why is not None:
             routers = [r.name for r in config.routers if name in r.servers]
             say.info("server %s: %s; checking %d router(s) now", name, why, len(routers))

@@ -22,6 +22,7 @@ from eemwatchd.daemon.status import (
 )
 from eemwatchd.reconcile import RouterResult, ServerOutcome
 from eemwatchd.reconcile.alerting import onboard_command
+from eemwatchd.reconcile.results import CHANGE_STEPS, StepKind
 
 
 def cert_status(position: int, cert: Certificate, *, role: str = "") -> CertStatus:
@@ -59,9 +60,9 @@ def router_status(
     last_ok = fired.ok if fired is not None else (previous.last_testfire_ok if previous else None)
     last_at = at if fired is not None else (previous.last_testfire_at if previous else None)
     trustpoints = tuple(
-        TrustpointStatus(name=name, managed=managed, certificates=tuple(
-            cert_status(i, c, role=result.roles.get(c.sha256, "none")) for i, c in enumerate(certs)))
-        for name, managed, certs in result.trustpoints
+        TrustpointStatus(name=held.name, managed=held.managed, certificates=tuple(
+            cert_status(i, c, role=result.roles.get(c.sha256, "none")) for i, c in enumerate(held.certificates)))
+        for held in result.trustpoints
     ) if result.reachable else (previous.trustpoints if previous else ())
     prestaged = tuple(
         PrestagedStatus(server=r.server, sha256=r.certificate.sha256, trustpoint=r.held_in,
@@ -95,7 +96,7 @@ def describe(result: RouterResult) -> str:
         return ""
     if result.reason is Reason.APPLIED:
         fired = result.last_test_fire
-        changes = sum(1 for s in result.steps if s.ok and s.kind in ("add", "retire"))
+        changes = sum(1 for s in result.steps if s.ok and s.kind in CHANGE_STEPS)
         return f"{changes} change(s) applied; test-fire proved mail ({fired.evidence if fired else ''})"
     for report in plan.reports:
         if report.kind == "not-onboarded":
@@ -103,7 +104,7 @@ def describe(result: RouterResult) -> str:
     if plan.actions:
         return f"{len(plan.adds)} add(s), {len(plan.retires)} retire(s) needed"
     for report in plan.reports:
-        if report.kind in ("chain-unverified", "unconfirmed", "pending", "unproven", "unsaved"):
+        if report.kind in ("chain-unverified", "clock-skew", "unconfirmed", "pending", "unproven", "unsaved"):
             return report.message
     return "holds what the served chains need; proven by a test-fire; saved"
 
@@ -147,13 +148,13 @@ def narrate_router(result: RouterResult, *, previous: RouterStatus | None = None
     not onboarded is reported once, with the command that onboards it (``config``: the daemon's file)."""
     lines: list[str] = []
     for step in result.steps:
-        if step.kind == "test-fire":
+        if step.kind is StepKind.TEST_FIRE:
             lines.append(f"router {result.name}: test-fire {'PROVED mail works' if step.ok else 'FAILED'}: "
                          f"{step.evidence or step.detail}")
-        elif step.kind in ("add", "retire", "rollback", "observed"):
+        elif step.kind in (StepKind.ADD, StepKind.RETIRE, StepKind.ROLLBACK, StepKind.OBSERVED):
             lines.append(f"router {result.name}: {step.kind} {step.trustpoint or ''} "
                          f"{'ok' if step.ok else 'FAILED'}: {step.detail}")
-        elif step.kind == "save":
+        elif step.kind is StepKind.SAVE:
             lines.append(f"router {result.name}: {'saved (write memory)' if step.ok else step.detail}")
     state = result.reason
     if state in (Reason.IN_SYNC,) and not result.steps:

@@ -25,10 +25,12 @@ if TYPE_CHECKING:
         AddressOutcome,
         AppliedStep,
         ApplyFailed,
+        HeldTrustpoint,
         Interrupted,
         RouterResult,
         RunReport,
         ServerOutcome,
+        StepKind,
     )
     from eemwatchd.reconcile.service import Reconciler, config_secrets, trust_policy, utc_now
 
@@ -38,15 +40,15 @@ _WHERE = {
     "build_alerts": "eemwatchd.reconcile.alerting",
     **dict.fromkeys(("RouterConnector", "RouterSessionLike", "ServerFetcher", "default_connector",
                      "default_fetcher", "target_from_config"), "eemwatchd.reconcile.connect"),
-    **dict.fromkeys(("AddressOutcome", "AppliedStep", "ApplyFailed", "Interrupted", "RouterResult", "RunReport",
-                     "ServerOutcome"), "eemwatchd.reconcile.results"),
+    **dict.fromkeys(("AddressOutcome", "AppliedStep", "ApplyFailed", "HeldTrustpoint", "Interrupted", "RouterResult",
+                     "RunReport", "ServerOutcome", "StepKind"), "eemwatchd.reconcile.results"),
     **dict.fromkeys(("Reconciler", "config_secrets", "trust_policy", "utc_now"), "eemwatchd.reconcile.service"),
 }
 
 __all__ = [
-    "AddressOutcome", "AppliedStep", "ApplyFailed", "Interrupted", "Reason", "Reconciler", "RouterConnector",
-    "RouterResult", "RouterSessionLike", "RunReport", "ServerFetcher", "ServerOutcome", "build_alerts",
-    "config_secrets", "default_connector", "default_fetcher", "mail_passwords", "target_from_config",
+    "AddressOutcome", "AppliedStep", "ApplyFailed", "HeldTrustpoint", "Interrupted", "Reason", "Reconciler",
+    "RouterConnector", "RouterResult", "RouterSessionLike", "RunReport", "ServerFetcher", "ServerOutcome", "StepKind",
+    "build_alerts", "config_secrets", "default_connector", "default_fetcher", "mail_passwords", "target_from_config",
     "trust_policy", "utc_now",
 ]
 

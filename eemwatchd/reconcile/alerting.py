@@ -11,7 +11,7 @@ from eemwatchd.adapters.alerts import Alert, AlertEvent
 from eemwatchd.core.alert_state import AlertState, decide_alert
 from eemwatchd.core.fingerprints import chain_text
 from eemwatchd.core.reason import Reason
-from eemwatchd.reconcile.results import AddressOutcome, RouterResult, RunReport
+from eemwatchd.reconcile.results import CHANGE_STEPS, AddressOutcome, RouterResult, RunReport, StepKind
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,8 @@ def _router_alerts(result: RouterResult, at: datetime) -> list[Alert]:
             ]},
             at=at,
         ))
-    changes = [s for s in result.steps if s.ok and s.kind in ("add", "retire")]
-    fired = [s for s in result.steps if s.kind == "test-fire"]
+    changes = [s for s in result.steps if s.ok and s.kind in CHANGE_STEPS]
+    fired = [s for s in result.steps if s.kind is StepKind.TEST_FIRE]
     if result.result is not None and result.applied and changes and fired and all(s.ok for s in fired):
         out.append(Alert(
             event="refresh_succeeded",

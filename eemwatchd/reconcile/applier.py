@@ -22,7 +22,7 @@ from eemwatchd.core.reason import Reason
 from eemwatchd.core.testfire import FireResult
 from eemwatchd.errors import EemwatchdError
 from eemwatchd.reconcile.connect import RouterSessionLike
-from eemwatchd.reconcile.results import AppliedStep, ApplyFailed, RouterResult
+from eemwatchd.reconcile.results import AppliedStep, ApplyFailed, HeldTrustpoint, RouterResult, StepKind
 
 log = logging.getLogger("eemwatchd.reconcile")
 # How long after its maxrun an applet job surely ended (the router's history row and log follow its end).
@@ -120,7 +120,8 @@ class Applier:
             if not await self._fire(why):
                 if retires:
                     self.result.add_step(AppliedStep(
-                        "retire", None, None, False, "retirements skipped: the test-fire failed; old trust kept"))
+                        StepKind.RETIRE, None, None, False,
+                        "retirements skipped: the test-fire failed; old trust kept"))
                 raise ApplyFailed("test-fire failed: could not prove mail works; nothing retired",
                                   reason=Reason.TESTFIRE_FAILED)
             proven = True
@@ -142,7 +143,7 @@ class Applier:
                 await self._save()
             elif changed or plan.unsaved:
                 self.result.add_step(AppliedStep(
-                    "save", None, None, False,
+                    StepKind.SAVE, None, None, False,
                     "not saved: no successful test-fire proved the running-config; the changes stay in the "
                     "running-config only (the next run test-fires and saves them)"))
 
@@ -175,7 +176,7 @@ class Applier:
             except EemwatchdError as exc:
                 # refused or broken on the way (AAA, a dropped session): a failed test-fire, in the audit too
                 detail = str(exc)
-                self.result.add_step(AppliedStep("test-fire", None, None, False, detail, detail))
+                self.result.add_step(AppliedStep(StepKind.TEST_FIRE, None, None, False, detail, detail))
                 await self.audit.test_fire(False, detail=detail, evidence=detail, reason=why,
                                            trust=frozenset(self.held))
                 # the session broke, not the job: it may still run, and the next session must wait it out
@@ -183,7 +184,7 @@ class Applier:
                 raise
         detail = fire_detail(outcome)
         evidence = outcome.evidence or None
-        self.result.add_step(AppliedStep("test-fire", None, None, outcome.ok, detail, evidence))
+        self.result.add_step(AppliedStep(StepKind.TEST_FIRE, None, None, outcome.ok, detail, evidence))
         await self.audit.test_fire(outcome.ok, detail=detail, evidence=evidence, reason=why,
                              trust=frozenset(self.held))
         return outcome.ok
@@ -192,14 +193,16 @@ class Applier:
         try:
             await self.session.retire_trustpoint(action.trustpoint)
         except EemwatchdError as exc:
-            self.result.add_step(AppliedStep("retire", action.trustpoint, action.sha256 or None, False, str(exc)))
+            self.result.add_step(AppliedStep(StepKind.RETIRE, action.trustpoint, action.sha256 or None, False,
+                                             str(exc)))
             await self.audit.change("retire-failed", trustpoint=action.trustpoint, before=action.sha256 or None,
                               reason=f"{exc} (for: {action.reason})")
             raise
         if action.sha256:
             self.held.discard(action.sha256)
-        self.result.trustpoints = [t for t in self.result.trustpoints if t[0] != action.trustpoint]
-        self.result.add_step(AppliedStep("retire", action.trustpoint, action.sha256 or None, True, action.reason))
+        self.result.trustpoints = [t for t in self.result.trustpoints if t.name != action.trustpoint]
+        self.result.add_step(AppliedStep(StepKind.RETIRE, action.trustpoint, action.sha256 or None, True,
+                                         action.reason))
         await self.audit.change("retire", trustpoint=action.trustpoint, before=action.sha256 or None,
                                 reason=action.reason)
 
@@ -208,13 +211,13 @@ class Applier:
         try:
             await self.session.install_certificate(action.trustpoint, action.certificate)
         except EemwatchdError as exc:
-            self.result.add_step(AppliedStep("add", action.trustpoint, action.sha256, False, str(exc)))
+            self.result.add_step(AppliedStep(StepKind.ADD, action.trustpoint, action.sha256, False, str(exc)))
             await self.audit.change("add-failed", trustpoint=action.trustpoint, after=action.sha256,
                               reason=f"{exc} (for: {action.reason})")
             raise
         self.held.add(action.sha256)
-        self.result.trustpoints.append((action.trustpoint, True, (action.certificate,)))
-        self.result.add_step(AppliedStep("add", action.trustpoint, action.sha256, True, action.reason))
+        self.result.trustpoints.append(HeldTrustpoint(action.trustpoint, True, (action.certificate,)))
+        self.result.add_step(AppliedStep(StepKind.ADD, action.trustpoint, action.sha256, True, action.reason))
         await self.audit.change("add", trustpoint=action.trustpoint, after=action.sha256, reason=action.reason)
 
     async def _rollback(self, retired: Sequence[Action]) -> None:
@@ -224,11 +227,11 @@ class Applier:
             try:
                 await self.session.install_certificate(action.trustpoint, action.certificate)
             except EemwatchdError as exc:
-                self.result.add_step(AppliedStep("rollback", action.trustpoint, action.sha256, False, str(exc)))
+                self.result.add_step(AppliedStep(StepKind.ROLLBACK, action.trustpoint, action.sha256, False, str(exc)))
                 continue
             self.held.add(action.sha256)
-            self.result.trustpoints.append((action.trustpoint, True, (action.certificate,)))
-            self.result.add_step(AppliedStep("rollback", action.trustpoint, action.sha256, True, "put back"))
+            self.result.trustpoints.append(HeldTrustpoint(action.trustpoint, True, (action.certificate,)))
+            self.result.add_step(AppliedStep(StepKind.ROLLBACK, action.trustpoint, action.sha256, True, "put back"))
             await self.audit.change("rollback", trustpoint=action.trustpoint, after=action.sha256,
                               reason="test-fire failed after retiring")
 
@@ -236,13 +239,13 @@ class Applier:
         try:
             await self.session.save_config()
         except EemwatchdError as exc:
-            self.result.add_step(AppliedStep("save", None, None, False, str(exc)))
+            self.result.add_step(AppliedStep(StepKind.SAVE, None, None, False, str(exc)))
             await self.audit.change("save-failed", reason=str(exc))
             if self.result.error is None:
                 self.result.error = f"saving the configuration failed: {exc}"
                 self.result.error_reason = Reason.COMMAND_FAILED
             return
-        self.result.add_step(AppliedStep("save", None, None, True, "write memory"))
+        self.result.add_step(AppliedStep(StepKind.SAVE, None, None, True, "write memory"))
         await self.audit.change("save", reason="configuration saved after a successful test-fire")
 
 

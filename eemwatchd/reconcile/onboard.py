@@ -38,7 +38,7 @@ from eemwatchd.core.secrets import mail_passwords
 from eemwatchd.errors import EemwatchdError
 from eemwatchd.reconcile.applier import Applier, StoreAudit
 from eemwatchd.reconcile.connect import RouterSessionLike, target_from_config
-from eemwatchd.reconcile.results import RouterResult, ServerOutcome, reason_for, summarize
+from eemwatchd.reconcile.results import CHANGE_STEPS, RouterResult, ServerOutcome, StepKind, reason_for, summarize
 from eemwatchd.reconcile.service import Reconciler, utc_now
 
 log = logging.getLogger("eemwatchd.onboard")
@@ -138,7 +138,7 @@ class OnboardResult:
     def changed(self) -> bool:
         """The router's configuration was changed (EEM lines, trustpoints or a save)."""
         steps = self.trust.steps if self.trust is not None else []
-        return bool(self.sent) or any(s.ok and s.kind in ("add", "retire", "save") for s in steps)
+        return bool(self.sent) or any(s.ok and s.kind in (*CHANGE_STEPS, StepKind.SAVE) for s in steps)
 
     @property
     def ok(self) -> bool:
@@ -407,7 +407,7 @@ class Onboarder:
         does: the same Applier on a plan with nothing to change but something to prove."""
         trust = result.trust
         assert trust is not None
-        if any(s.kind == "test-fire" and s.ok for s in trust.steps) or trust.error is not None:
+        if any(s.kind is StepKind.TEST_FIRE and s.ok for s in trust.steps) or trust.error is not None:
             return
         plan = trust.plan
         if plan is None or plan.waiting or plan.unconfirmed:

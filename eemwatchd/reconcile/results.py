@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
 from eemwatchd.adapters.alerts import Alert
@@ -109,9 +110,32 @@ class ServerOutcome:
         )
 
 
+class StepKind(StrEnum):
+    """What one step of a router's job did (the words of the audit, the log and `--json`)."""
+
+    ADD = "add"
+    RETIRE = "retire"
+    TEST_FIRE = "test-fire"
+    ROLLBACK = "rollback"  # a retired certificate put back after a failed test-fire
+    SAVE = "save"
+    OBSERVED = "observed"  # a change the router shows that the audit did not explain
+
+
+CHANGE_STEPS = frozenset({StepKind.ADD, StepKind.RETIRE})
+
+
+@dataclass(frozen=True)
+class HeldTrustpoint:
+    """A trustpoint the router holds: its name, whether eemwatchd manages it, and its CA certificates."""
+
+    name: str
+    managed: bool
+    certificates: tuple[Certificate, ...]
+
+
 @dataclass(frozen=True)
 class AppliedStep:
-    kind: str  # add | retire | test-fire | rollback | save | observed
+    kind: StepKind
     trustpoint: str | None
     sha256: str | None
     ok: bool
@@ -128,8 +152,8 @@ class RouterResult:
     applying: bool = False  # an apply job (it may change the router), not a plan
     error: str | None = None
     error_reason: Reason | None = None
-    # (name, managed, CA certificates) as read, kept current by apply's adds and retires
-    trustpoints: list[tuple[str, bool, tuple[Certificate, ...]]] = field(default_factory=list)
+    # as read, kept current by apply's adds and retires
+    trustpoints: list[HeldTrustpoint] = field(default_factory=list)
     # every certificate each trustpoint holds with its kind (ca, identity, self-signed), as read
     certificates: dict[str, tuple[tuple[str, Certificate], ...]] = field(default_factory=dict)
     plan: RouterPlan | None = None
@@ -155,7 +179,9 @@ class RouterResult:
         # apply made changes (or proved and saved what was there) and every step succeeded
         if self.plan.untrusted:
             return Reason.CHAIN_UNVERIFIED
-        if self.plan.unconfirmed:
+        if self.plan.clock_skew:
+            return Reason.CLOCK_SKEW
+        if self.plan.unconfirmed or self.plan.unfetched:
             return Reason.UNCONFIRMED
         if self.plan.waiting:
             return Reason.WAITING
@@ -169,7 +195,8 @@ class RouterResult:
     def add_step(self, step: AppliedStep) -> None:
         """Record a step, and log it as it happens (INFO: `-v` shows each router's steps live)."""
         self.steps.append(step)
-        words = [step.kind, step.trustpoint or "", "" if step.kind == "observed" else "ok" if step.ok else "FAILED"]
+        verdict = "" if step.kind is StepKind.OBSERVED else "ok" if step.ok else "FAILED"
+        words = [step.kind, step.trustpoint or "", verdict]
         steps_log.info("router %s: %s: %s", self.name, " ".join(w for w in words if w), step.evidence or step.detail,
                        extra={"event": f"step_{step.kind}", "router": self.name, "trustpoint": step.trustpoint,
                               "ok": step.ok})
@@ -194,7 +221,7 @@ class RouterResult:
 
     @property
     def last_test_fire(self) -> AppliedStep | None:
-        fired = [s for s in self.steps if s.kind == "test-fire"]
+        fired = [s for s in self.steps if s.kind is StepKind.TEST_FIRE]
         return fired[-1] if fired else None
 
     def to_json(self) -> dict[str, Any]:
@@ -204,15 +231,15 @@ class RouterResult:
             "error": self.error,
             "trustpoints": [
                 {
-                    "name": name,
-                    "managed": managed,
+                    "name": held.name,
+                    "managed": held.managed,
                     "certs": [
                         {"kind": kind, "sha256": c.sha256, "not_after": c.not_after.isoformat(), "subject": c.subject,
                          "role": self.roles.get(c.sha256)}
-                        for kind, c in self.certificates.get(name, tuple(("ca", c) for c in certs))
+                        for kind, c in self.certificates.get(held.name, tuple(("ca", c) for c in held.certificates))
                     ],
                 }
-                for name, managed, certs in self.trustpoints
+                for held in self.trustpoints
             ],
             "actions": [
                 {"kind": a.kind, "trustpoint": a.trustpoint, "sha256": a.sha256, "reason": a.reason,
@@ -315,7 +342,7 @@ def summarize(result: RouterResult) -> str:
     if result.plan is None:
         return str(result.reason)
     if result.error is not None:
-        done = sum(1 for s in result.steps if s.ok and s.kind in ("add", "retire"))
+        done = sum(1 for s in result.steps if s.ok and s.kind in CHANGE_STEPS)
         word = "interrupted" if result.reason is Reason.INTERRUPTED else "failed"
         return f"{word} after {done} change(s)" if done else word
     return str(result.reason)

@@ -52,11 +52,13 @@ from eemwatchd.reconcile.pacing import SessionPacing
 from eemwatchd.reconcile.results import (
     AddressOutcome,
     AppliedStep,
+    HeldTrustpoint,
     Interrupted,
     RouterResult,
     RunProgress,
     RunReport,
     ServerOutcome,
+    StepKind,
     reason_for,
     steps_log,
     summarize,
@@ -105,6 +107,7 @@ class Reconciler:
         io: StoreWorker | None = None,
         router_locks: dict[str, asyncio.Lock] | None = None,
         gate: asyncio.Semaphore | None = None,
+        fetch_failures: dict[str, str] | None = None,
     ) -> None:
         """``readonly``: write nothing to the store (another process holds the writer lock): chains are
         judged against what is stored, nothing is recorded, and apply is refused.
@@ -112,7 +115,10 @@ class Reconciler:
         ``router_locks`` and ``gate``: the one-job-per-router locks and the bound on routers at once, when they
         must outlive this reconciler (the daemon builds a new one at every reload while jobs of the old one
         still run: both must share them, or a reload mid-install runs a second job on the router).
-        ``io``: how the store is reached (its own thread, with a deadline); the daemon shares one across reloads."""
+        ``io``: how the store is reached (its own thread, with a deadline); the daemon shares one across reloads.
+        ``fetch_failures``: server name -> why its last fetch failed entirely (no address gave a chain); while a
+        server is in it, what it sends now is unknown and none of its routers is in sync. The daemon shares it
+        across reloads."""
         self.config = config
         self.readonly = readonly
         self.alerter = alerter or Alerter.from_config(config.alerts, secrets=config_secrets(config))
@@ -132,13 +138,14 @@ class Reconciler:
         self._router_locks: dict[str, asyncio.Lock] = router_locks if router_locks is not None else {}
         self._router_holders: dict[str, asyncio.Task[object]] = {}  # see router_held
         self._stop_reason: str | None = None
+        self.fetch_failures: dict[str, str] = fetch_failures if fetch_failures is not None else {}
 
     def fork(self) -> Reconciler:
         """A reconciler on the same config, store, connections and router locks, with its own stop: an onboarding
         the daemon runs for a client stops when that client goes, and the daemon's jobs go on."""
         twin = Reconciler(self.config, self.store, connect=self._connect, fetch=self._fetch, clock=self._clock,
                           alerter=self.alerter, readonly=self.readonly, io=self.io, router_locks=self._router_locks,
-                          gate=self._gate)
+                          gate=self._gate, fetch_failures=self.fetch_failures)
         twin._router_holders = self._router_holders
         twin._router_secrets = self._router_secrets
         return twin
@@ -201,13 +208,25 @@ class Reconciler:
             anchors = self.anchors_for(server)
         except EemwatchdError as exc:  # FetchError/ResolveError, or an unreadable trust store (ConfigError)
             log.warning("server %s: %s", server.name, exc)
-            return ServerOutcome(server.name, (), str(exc).splitlines()[0])
+            return self._fetched(ServerOutcome(server.name, (), str(exc).splitlines()[0]))
         if not results:
-            return ServerOutcome(server.name, (), str(ResolveError(f"{server.host}: no address")))
+            return self._fetched(ServerOutcome(server.name, (), str(ResolveError(f"{server.host}: no address"))))
         now = self._clock()
         observations = await judge_results(results, hostname=server.servername or server.host, anchors=anchors,
                                            now=now, aia=self.config.policy.aia)
-        return ServerOutcome(server.name, tuple([await self._record(server, o, now) for o in observations]))
+        outcome = ServerOutcome(server.name, tuple([await self._record(server, o, now) for o in observations]))
+        return self._fetched(outcome)
+
+    def _fetched(self, outcome: ServerOutcome) -> ServerOutcome:
+        """Note whether ``outcome`` tells what the server sends now: a fetch in which no address gave a chain
+        does not (the routers may meanwhile get a chain they reject), so its routers are not in sync until one
+        does."""
+        if any(a.chain for a in outcome.addresses):
+            self.fetch_failures.pop(outcome.name, None)
+        else:
+            why = outcome.error or next((a.error for a in outcome.addresses if a.error), None) or "no chain"
+            self.fetch_failures[outcome.name] = why
+        return outcome
 
     async def _record(self, server: ServerConfig, obs: ChainObservation, now: datetime) -> AddressOutcome:
         """The outcome of one address; a chain the store could not record is reported as fetched but not counted
@@ -287,6 +306,9 @@ class Reconciler:
         observations = [o for o in stored if is_usable(o, self.policy, now)]
         pins = {s.name: s.pins for s in servers}
         prestaged = self.prestaged_for(router)
+        # a chain counts as sent now when seen within 1.5 server intervals of its address's latest sighting
+        sent_within = {s.name: timedelta(seconds=1.5 * s.interval) for s in servers}
+        unfetched = {s.name: self.fetch_failures[s.name] for s in servers if s.name in self.fetch_failures}
         key = (
             tuple(router.servers),
             tuple((o.server, o.address, tuple(c.sha256 for c in o.chain), tuple(c.sha256 for c in o.path),
@@ -296,6 +318,8 @@ class Reconciler:
             tuple(c.sha256 for c in self._extra),
             tuple((name, tuple(p)) for name, p in pins.items()),
             tuple((p.server, p.certificate.sha256, p.source) for p in prestaged),
+            tuple(sorted(sent_within.items())),
+            tuple(sorted(unfetched.items())),
         )
         cached = self._desired_cache.get(key)
         if cached is not None:
@@ -308,6 +332,8 @@ class Reconciler:
             extra=self._extra,
             pins=pins,
             prestaged=prestaged,
+            sent_within=sent_within,
+            unfetched=unfetched,
             now=now,
         )
         if len(self._desired_cache) >= _DESIRED_CACHE_SIZE:  # older sightings' entries: drop the oldest
@@ -483,7 +509,7 @@ class Reconciler:
             now = self._clock()
             trustpoints = {tp.name: tp.ca_certificates for tp in snapshot.trustpoints}
             result.trustpoints = [
-                (name, is_managed(name, prefix=prefix, adopt=router.adopt), certs)
+                HeldTrustpoint(name, is_managed(name, prefix=prefix, adopt=router.adopt), certs)
                 for name, certs in trustpoints.items()
             ]
             result.certificates = {tp.name: tp.certificates_with_kind for tp in snapshot.trustpoints}
@@ -507,6 +533,7 @@ class Reconciler:
                 other_certificates={name: certs for name, certs in others.items() if certs},
                 unprovable=unprovable_reason(snapshot, router.applet),
                 last_fire_failed=proof.evidence if proof is not None and not proof.ok else None,
+                router_clock=snapshot.clock,
             )
             result.plan = plan
             result.lint = lint_router(snapshot, servers=self._known_servers(), applet_name=router.applet, now=now,
@@ -525,7 +552,7 @@ class Reconciler:
                                       held=set(managed_trust(trustpoints, prefix=prefix)))
                 finally:
                     # what the router accepts now, with the trust apply left it (added, or put back)
-                    after = {name: certs for name, _managed, certs in result.trustpoints}
+                    after = {held.name: held.certificates for held in result.trustpoints}
                     result.prestaged = prestage_readiness(prestaged, after, now, lenient=lenient)
                 if result.error is None and plan.waiting:
                     result.plan = after_changes(plan, desired, after, validate=self._validator(), now=now)
@@ -556,7 +583,7 @@ class Reconciler:
             if not self.readonly:
                 await audit.change(diff.action, trustpoint=diff.trustpoint, before=diff.sha256_before,
                              after=diff.sha256_after, reason=diff.reason)
-            result.add_step(AppliedStep("observed", diff.trustpoint, diff.sha256_after or diff.sha256_before,
+            result.add_step(AppliedStep(StepKind.OBSERVED, diff.trustpoint, diff.sha256_after or diff.sha256_before,
                                         True, f"{diff.action}: {diff.reason}"))
 
 

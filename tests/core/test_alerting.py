@@ -9,6 +9,7 @@ from eemwatchd.reconcile import (
     RouterResult,
     RunReport,
     ServerOutcome,
+    StepKind,
     build_alerts,
 )
 from tests.support.clock import NOW
@@ -26,8 +27,8 @@ def test_build_alerts_from_a_run_report() -> None:
         plan=plan,
         result="applied",
         steps=[
-            AppliedStep("add", "EEMW-AB", "cc" * 32, True, "anchor"),
-            AppliedStep("test-fire", None, None, True, "mail sent"),
+            AppliedStep(StepKind.ADD, "EEMW-AB", "cc" * 32, True, "anchor"),
+            AppliedStep(StepKind.TEST_FIRE, None, None, True, "mail sent"),
         ],
     )
     report = RunReport(
@@ -82,7 +83,7 @@ def test_failed_apply_is_refresh_failed_not_succeeded() -> None:
         plan=plan,
         result="failed",
         error="test-fire failed; nothing retired",
-        steps=[AppliedStep("test-fire", None, None, False, "535 auth failed")],
+        steps=[AppliedStep(StepKind.TEST_FIRE, None, None, False, "535 auth failed")],
     )
     events = [a.event for a in build_alerts(RunReport([], [result], []), at=NOW)]
     assert events == ["refresh_failed", "router_drift"]

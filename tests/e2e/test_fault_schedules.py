@@ -33,14 +33,6 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     made.close()
 
 
-@pytest.fixture
-def strict(harness: Harness) -> Iterator[Harness]:
-    """The harness with no open issue tolerated (for the regression tests of open issues)."""
-    harness.tolerate_known = False
-    yield harness
-    harness.tolerate_known = True
-
-
 # ~80 schedules take ~80 s on an idle 2-core machine; the bound leaves room for a loaded one and for shrinking a
 # failure (at most 120 s) so that its short schedule is printed.
 @pytest.mark.timeout(600)
@@ -60,41 +52,35 @@ def test_routers_in_sync_after_a_rotation_confirmed_across_runs(harness: Harness
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, raises=ScheduleFailed, reason=(
-    "open design question (seed 1): a chain seen fewer than `confirmations` times keeps every router that does not "
-    "accept it `waiting` until that sighting leaves `policy.recent` (14 days by default), although the server no "
-    "longer sends it; core/desired.py counts every recent unconfirmed chain as pending, not only the chain each "
-    "address sends now (its latest sighting). Mail works meanwhile; the routers are reported not in sync and alert."))
-def test_a_chain_the_server_no_longer_sends_keeps_routers_waiting(strict: Harness) -> None:
-    run_schedule(strict, [Apply(), Apply(outage="provider"), Rotate(kind="anchor")])
+def test_a_chain_the_server_no_longer_sends_keeps_no_router_waiting(harness: Harness) -> None:
+    """Seed 1: a chain seen fewer than `confirmations` times kept every router that did not accept it `waiting` until
+    that sighting left `policy.recent` (14 days by default), although the server no longer sent it. Only chains an
+    address sends now count (core/desired.py `sent_now`)."""
+    run_schedule(harness, [Apply(), Apply(outage="provider"), Rotate(kind="anchor")])
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, raises=ScheduleFailed, reason=(
-    "open design question (seed 2): while eemwatchd cannot fetch a server it plans from the chains it saw before, "
-    "so when the provider has meanwhile moved to a chain the routers reject, `apply` (and `plan`, the daemon) still "
-    "call them in sync: no evidence of what the server sends now is taken as 'nothing changed'."))
-def test_in_sync_is_claimed_while_the_server_cannot_be_fetched(strict: Harness) -> None:
-    run_schedule(strict, [Apply(), Apply(), Plan(), Rotate(kind="anchor"), Apply(outage="fetch")])
+def test_no_router_is_in_sync_while_its_server_cannot_be_fetched(harness: Harness) -> None:
+    """Seed 2: while eemwatchd could not fetch a server it planned from the chains it saw before, so when the provider
+    had meanwhile moved to a chain the routers reject, they were called in sync. A server whose last fetch failed
+    leaves its routers `unconfirmed` (Reconciler.fetch_failures)."""
+    run_schedule(harness, [Apply(), Apply(), Plan(), Rotate(kind="anchor"), Apply(outage="fetch")])
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, raises=ScheduleFailed, reason=(
-    "open design question (seed 10): the planner judges whether a router accepts the chains at eemwatchd's clock, "
-    "not the router's (`show clock` is read, and only linted, EEM009). A router whose clock is 3 days behind rejects "
-    "the fresh leaf (not yet valid at its clock) and cannot mail, yet `apply`/`plan` call it in sync on its last "
-    "proof, since nothing needs changing and no test-fire runs."))
-def test_in_sync_is_claimed_while_the_router_clock_rejects_the_chain(strict: Harness) -> None:
-    run_schedule(strict, [Apply(), Apply(), Apply(), Skew(router="r1", seconds=-3 * 86400), Concurrent()])
+def test_a_router_whose_clock_rejects_the_chain_is_not_in_sync(harness: Harness) -> None:
+    """Seed 10: a router whose clock is 3 days behind rejects the fresh leaf (not yet valid at its clock) and cannot
+    mail, yet it was called in sync on its last proof. Chains are judged at the router's clock too: `clock-skew`."""
+    run_schedule(harness, [Apply(), Apply(), Apply(), Skew(router="r1", seconds=-3 * 86400), Concurrent()])
 
 
 @pytest.mark.timeout(60)
-def test_a_test_fire_never_takes_an_earlier_killed_session_job_for_its_own(strict: Harness) -> None:
+def test_a_test_fire_never_takes_an_earlier_killed_session_job_for_its_own(harness: Harness) -> None:
     """Found by a hand-made schedule after the harness showed kill -9 during a test-fire: a job of a session killed
     mid-fire still ran and ended after the next session's run started, and its `success` row was taken for the next
     session's proof (core/testfire.job_after takes the first newer row). Now a test-fire is recorded as under way
     until its verdict, and the next session waits such a job out (at most maxrun + grace) before firing its own."""
-    run_schedule(strict, [
+    run_schedule(harness, [
         Apply(router="r1"),
         Apply(router="r1", faults=(Fault("mail-refused", "r1"),)),  # trust added, its test-fire failed: unproven
         Apply(router="r1", process=True, faults=(Fault("mail-slow", "r1", 1000),),

@@ -31,6 +31,7 @@ from eemwatchd.reconcile import (
     RouterResult,
     RunReport,
     ServerOutcome,
+    StepKind,
     build_alerts,
 )
 from eemwatchd.reconcile.results import summarize
@@ -242,8 +243,8 @@ def test_apply_json_result_is_the_reason_code_and_summary_the_words() -> None:
                                Action("add", "EEMW-CD", "dd" * 32, "intermediate")), reports=())
     failed = RouterResult("r1", reachable=True, applying=True, plan=plan, error="router r1: test-fire failed",
                           error_reason=Reason.TESTFIRE_FAILED,
-                          steps=[AppliedStep("add", "EEMW-AB", "cc" * 32, True, "anchor"),
-                                 AppliedStep("test-fire", None, None, False, "535 auth failed")])
+                          steps=[AppliedStep(StepKind.ADD, "EEMW-AB", "cc" * 32, True, "anchor"),
+                                 AppliedStep(StepKind.TEST_FIRE, None, None, False, "535 auth failed")])
     failed.result = summarize(failed)
     doc = failed.to_json()
     assert (doc["result"], doc["summary"]) == ("testfire-failed", "failed after 1 change(s)")
@@ -261,7 +262,8 @@ def test_plan_words_a_failed_fetch_found_differences_and_kept_trustpoints() -> N
         Report("kept", "EEMW-OLD2", "not retired: the chain is not confirmed"),
     ))
     router = RouterResult("r1", reachable=True, plan=plan, steps=[
-        AppliedStep("observed", "EEMW-NEW", "ee" * 32, True, "observed-add: found on the router, not in the audit")])
+        AppliedStep(StepKind.OBSERVED, "EEMW-NEW", "ee" * 32, True,
+                    "observed-add: found on the router, not in the audit")])
     report = RunReport([ServerOutcome("gmail", (AddressOutcome("192.0.2.25", (), False, "connection refused"),))],
                        [router], [])
     out = io.StringIO()

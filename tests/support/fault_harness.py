@@ -21,13 +21,12 @@ from eemwatchd.adapters.router import RouterSession, RouterTimeouts
 from eemwatchd.adapters.store import Store
 from eemwatchd.commands.runtime import Scope
 from eemwatchd.config import Config, RouterConfig, ServerConfig
-from eemwatchd.core.certificate import Certificate
 from eemwatchd.core.reason import Reason
 from eemwatchd.errors import FetchError
 from eemwatchd.reconcile import Reconciler, RouterSessionLike, RunReport, target_from_config
 from eemwatchd_lab.router import invariants
 from tests.support.fault_arming import RouterFaults
-from tests.support.fault_lab import APPLET, MAXRUN, ROUTERS, FaultLab, LabLoop, LabTime, chain_id
+from tests.support.fault_lab import APPLET, MAXRUN, ROUTERS, FaultLab, LabLoop, LabTime
 from tests.support.fault_processes import Processes, no_secret
 from tests.support.fault_steps import (
     Advance,
@@ -64,9 +63,6 @@ class Harness:
         self.tally = Tally()
         self.faults = RouterFaults(self.lab, self.loop, self.tally)
         self.processes = Processes(self.lab, self.loop, self.clock, self.tally, self._judge_claims)
-        # Open issues the lead has yet to decide (test_fault_schedules.py, xfail): counted in the tally instead of
-        # failing a schedule while True; their regression tests set it False.
-        self.tolerate_known = True
         self.label = ""
         self.number = 0
         self.failed = False
@@ -122,15 +118,6 @@ class Harness:
         self._new_state()
         self.loop.run(self.faults.all_off())
         runs, report = self._converge(CONFIRMATIONS + 2)
-        if self.tolerate_known and not _in_sync(report) and self._waits_only_for_chains_gone(report):
-            # KNOWN (test_fault_schedules.py::test_a_chain_the_server_no_longer_sends_keeps_routers_waiting): the
-            # product keeps a router `waiting` for a chain seen fewer than `confirmations` times until that sighting
-            # leaves `policy.recent`, even when the server no longer sends it. Tolerated here, counted, and the
-            # convergence must then follow once `recent` has passed.
-            self.tally.known["waiting for a chain no longer sent"] += 1
-            self.clock.advance(timedelta(seconds=self.config.policy.recent))
-            more, report = self._converge(2)
-            runs += more
         if not _in_sync(report):
             self.state.problems.append("did not converge with every fault off: " + "; ".join(
                 f"{r.name} {r.reason}{': ' + r.error if r.error else ''}" for r in report.routers if not r.in_sync))
@@ -156,13 +143,6 @@ class Harness:
                 return runs, report
             self.clock.advance(STEP_PACE)
         raise AssertionError("unreachable")
-
-    def _waits_only_for_chains_gone(self, report: RunReport) -> bool:
-        """Every router not in sync is `waiting`, and only for chains the server does not send now."""
-        served = {chain_id(c) for c in invariants.served_chains()}
-        stuck = [r for r in report.routers if not r.in_sync]
-        return all(r.reason is Reason.WAITING and r.plan is not None and r.plan.waiting
-                   and not any(f"chain {s}:" in text for text in r.plan.waiting for s in served) for r in stuck)
 
     # --- running steps -----------------------------------------------------------------------------------
 
@@ -255,33 +235,8 @@ class Harness:
         for name in names:
             self.tally.checks["in-sync claims judged by the lab"] += 1
             verdict = self.lab.mail_verdict(name)
-            if verdict is not None and not self._known_claim(name):
+            if verdict is not None:
                 self.state.problems.append(f"IN SYNC MEANS MAIL WORKS broken: {said} for router {name}, but {verdict}")
-
-    def _known_claim(self, name: str) -> bool:
-        """A wrong in-sync that an open issue explains (tolerated while ``tolerate_known``, counted)."""
-        if not self.tolerate_known:
-            return False
-        if self.lab.state(name).spec.clock_offset and self.lab.mail_verdict(name, router_clock=False) is None:
-            # test_fault_schedules.py::test_in_sync_is_claimed_while_the_router_clock_rejects_the_chain: the product
-            # judges whether a router accepts a chain at its own clock, not the router's; a router whose clock is
-            # days off rejects a valid chain (not yet valid or expired at its clock) and is called in sync on its
-            # last proof.
-            self.tally.known["in sync while the router's clock makes it reject the chain"] += 1
-            return True
-        if self.state.job.outage == "fetch" and self._never_seen(self.lab.rejected_chains(name)):
-            # test_fault_schedules.py::test_in_sync_is_claimed_while_the_server_cannot_be_fetched: while eemwatchd
-            # cannot fetch a server it plans from the chains it saw before, so a chain the provider started sending
-            # meanwhile, which the router rejects, goes unnoticed and the router is called in sync.
-            self.tally.known["in sync while the server cannot be fetched"] += 1
-            return True
-        return False
-
-    def _never_seen(self, chains: Sequence[tuple[Certificate, ...]]) -> bool:
-        """None of ``chains`` is among the chains eemwatchd has recorded (it could not have known them)."""
-        with Store.open(self.config.state_path, secrets=self.config.secrets()) as store:
-            seen = {tuple(c.sha256 for c in o.chain) for o in store.observations()}
-        return bool(chains) and all(tuple(c.sha256 for c in chain) not in seen for chain in chains)
 
     def _check(self, where: str, *, strict: bool = False) -> None:
         self.faults.quiet()

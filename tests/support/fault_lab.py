@@ -271,13 +271,11 @@ policy:
 
     # --- the lab's verdicts ------------------------------------------------------------------------------
 
-    def mail_verdict(self, name: str, *, router_clock: bool = True) -> str | None:
+    def mail_verdict(self, name: str) -> str | None:
         """Why router ``name`` cannot mail now by the lab's own rule, or None when it can. Chains are judged at the
-        router's clock (as it judges them), or with ``router_clock=False`` at the lab's, without its skew."""
+        router's clock, as it judges them."""
         state = self.state(name)
         trust, now = state.trustpoint_certs(), state.now()
-        if not router_clock:
-            now -= state.spec.clock_offset
         for chain in invariants.served_chains():
             verdict = validate_chain(chain, trust, now)
             if not verdict.ok:
@@ -291,12 +289,6 @@ policy:
             return (f"the startup-config holds other managed trust ({sorted(saved)}) than the running-config "
                     f"({sorted(running)})")
         return None
-
-    def rejected_chains(self, name: str) -> list[tuple[Certificate, ...]]:
-        """The chains the server sends now that router ``name`` rejects (by the lab's rule, at its clock)."""
-        state = self.state(name)
-        trust, now = state.trustpoint_certs(), state.now()
-        return [chain for chain in invariants.served_chains() if not validate_chain(chain, trust, now).ok]
 
     def saved_trust(self, name: str) -> dict[str, frozenset[str]]:
         """The managed trust the router's startup-config holds (read by the lab booting a copy of it)."""

@@ -136,7 +136,6 @@ class Tally:
     hit: Counter[str] = field(default_factory=Counter)
     violations: int = 0
     convergence_runs: Counter[int] = field(default_factory=Counter)
-    known: Counter[str] = field(default_factory=Counter)  # known open issues the harness tolerated (see finish)
     checks: Counter[str] = field(default_factory=Counter)  # what was checked, how often
     time: Counter[str] = field(default_factory=Counter)  # seconds spent, by step kind (and reset, finish)
     seconds: float = 0.0
