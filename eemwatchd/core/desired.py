@@ -102,7 +102,7 @@ class DesiredTrust:
     holds: tuple[str, ...] = ()  # reasons that forbid retiring anything in this run
     chains_in_use: tuple[tuple[Certificate, ...], ...] = ()  # recent verified chains, as served
     unconfirmed: tuple[str, ...] = ()  # servers with no confirmed verified chain seen recently
-    # Chains an address sends NOW (its latest sighting) that do not verify or miss their pins, with a text
+    # Chains an address sends NOW (``sent_now``) that do not verify or miss their pins, with a text
     # naming them: nothing is installed for them, and a router that does not accept them cannot mail.
     untrusted_now: tuple[tuple[str, tuple[Certificate, ...]], ...] = ()
     # Verified, pinned chains an address sends now (confirmed or not): the router must accept each to mail.
@@ -339,7 +339,8 @@ def compute_desired(
     unconfirmed = tuple(s for s in servers if s not in confirmed_servers)
     for server in unconfirmed:
         holds.append(f"{server}: no confirmed verified chain seen recently")
-    failed = tuple((s, (unfetched or {})[s]) for s in servers if s in (unfetched or {}))
+    fetch_failed = unfetched or {}
+    failed = tuple((s, fetch_failed[s]) for s in servers if s in fetch_failed)
     for server, why in failed:
         holds.append(f"{server}: the last fetch failed ({why})")
     return DesiredTrust(

@@ -14,7 +14,7 @@ import yaml
 
 from eemwatchd_lab.environment import SteppedClock, faketime_library
 from eemwatchd_lab.scenario import Lab
-from tests.support.daemon import daemon_process, free_port, get, metrics, series, wait_until
+from tests.support.daemon import daemon_process, get, live_lab_document, metrics, series, wait_until
 
 pytestmark = [pytest.mark.timeout(150),
               pytest.mark.skipif(faketime_library() is None, reason="libfaketime is not installed (./dev installs "
@@ -42,13 +42,7 @@ def newest_timestamp(base: str) -> float:
 async def test_jobs_keep_their_interval_through_wall_clock_steps_both_ways(live_lab: Lab, tmp_path: Path) -> None:
     lab = live_lab
     names = [d.name for d in lab.fleet]
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    document = yaml.safe_load(lab.config_path.read_text())
-    document["metrics"] = {"listen": f"127.0.0.1:{port}"}
-    document["servers"][0]["interval"] = "2s"
-    document["defaults"]["routers"]["interval"] = "5s"
-    document["policy"]["recent"] = "10m"
+    document, base = live_lab_document(lab.config_path, server_interval="2s", router_interval="5s")
     lab.config_path.write_text(yaml.safe_dump(document, sort_keys=False))
     clock = SteppedClock(tmp_path)
     log = tmp_path / "daemon.log"

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from eemwatchd_lab.scenario import Lab
-from tests.support.daemon import daemon_process, free_port, get, metrics, series, wait_until
+from tests.support.daemon import daemon_process, get, live_lab_document, metrics, series, wait_until
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -24,12 +24,8 @@ pytestmark = pytest.mark.timeout(150)
 async def test_a_sighup_storm_during_an_install_keeps_one_session_per_router(live_lab: Lab, tmp_path: Path) -> None:
     lab = live_lab
     names = [d.name for d in lab.fleet]
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    document = yaml.safe_load(lab.config_path.read_text())
-    document["metrics"] = {"listen": f"127.0.0.1:{port}"}
-    document["defaults"]["routers"]["interval"] = "10m"  # only the storm and the confirmed chain make router jobs
-    document["policy"]["recent"] = "10m"
+    # only the storm and the confirmed chain make router jobs
+    document, base = live_lab_document(lab.config_path, router_interval="10m")
     variants = []
     for step in ("20s", "21s"):  # two configs that differ in every router: each reload gives every router work
         document["defaults"]["routers"]["timeouts"]["step"] = step

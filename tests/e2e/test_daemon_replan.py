@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from eemwatchd_lab.scenario import Lab
-from tests.support.daemon import daemon_process, free_port, get, metrics, series, wait_until
+from tests.support.daemon import daemon_process, get, live_lab_document, metrics, series, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,15 +27,10 @@ async def test_a_new_root_the_routers_lack_makes_them_waiting_at_its_first_sight
 ) -> None:
     lab = live_lab
     names = [d.name for d in lab.fleet]
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    document = yaml.safe_load(lab.config_path.read_text())
-    document["metrics"] = {"listen": f"127.0.0.1:{port}"}
     # Confirmation takes >= 5 sightings 1 s apart (spacing: half the 2 s interval): a window of >= 8 s in which
     # the new chain is seen but not confirmed. The routers' own interval (10 min) is far away.
-    document["servers"][0]["interval"] = "2s"
-    document["policy"].update({"confirmations": 5, "recent": "10m"})
-    document["defaults"]["routers"]["interval"] = "10m"
+    document, base = live_lab_document(lab.config_path, server_interval="2s", router_interval="10m")
+    document["policy"]["confirmations"] = 5
     lab.config_path.write_text(yaml.safe_dump(document, sort_keys=False))
     log = tmp_path / "daemon.log"
     with daemon_process(lab.config_path, log) as daemon:
@@ -65,13 +60,8 @@ async def test_a_server_that_cannot_be_fetched_leaves_its_routers_not_in_sync_an
     its handlers used to go before the process had exited)."""
     lab = live_lab
     names = [d.name for d in lab.fleet]
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    document = yaml.safe_load(lab.config_path.read_text())
-    document["metrics"] = {"listen": f"127.0.0.1:{port}"}
-    document["servers"][0]["interval"] = "2s"
-    document["policy"].update({"recent": "10m"})
-    document["defaults"]["routers"]["interval"] = "10m"  # only a re-plan can change a router's state in time
+    # the routers' own interval is far away: only a re-plan can change a router's state in time
+    document, base = live_lab_document(lab.config_path, server_interval="2s", router_interval="10m")
     lab.config_path.write_text(yaml.safe_dump(document, sort_keys=False))
     log = tmp_path / "daemon.log"
     with daemon_process(lab.config_path, log) as daemon:

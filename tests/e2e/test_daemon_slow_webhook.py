@@ -15,7 +15,7 @@ import yaml
 
 from eemwatchd_lab.environment import SlowWebhook, sampling
 from eemwatchd_lab.scenario import Lab
-from tests.support.daemon import daemon_process, free_port, get, metrics, series, wait_until
+from tests.support.daemon import daemon_process, free_port, get, live_lab_document, metrics, series, wait_until
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -34,14 +34,8 @@ def fetch_of(base: str, address: str) -> tuple[float | None, float]:
 async def test_a_slow_webhook_starves_neither_dns_nor_routers(live_lab: Lab, tmp_path: Path) -> None:
     lab = live_lab
     good = [d.name for d in lab.fleet]
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    document = yaml.safe_load(lab.config_path.read_text())
-    document["metrics"] = {"listen": f"127.0.0.1:{port}"}
+    document, base = live_lab_document(lab.config_path, server_interval="2s", router_interval="5s")
     document["servers"][0]["host"] = "localhost"  # resolved by the daemon at every fetch
-    document["servers"][0]["interval"] = "2s"
-    document["policy"]["recent"] = "10m"
-    document["defaults"]["routers"]["interval"] = "5s"
     document["routers"] += [{"name": f"gone{i}", "host": "127.0.0.1", "port": free_port()} for i in range(6)]
     with SlowWebhook(every=5.0) as webhook:
         document["alerts"] = [{"kind": "log"}, {"kind": "webhook", "url": webhook.url, "timeout": "10s"}]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -23,6 +24,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def live_lab_document(config_path: Path, *, server_interval: str | None = None, router_interval: str | None = None,
+                      recent: str = "10m") -> tuple[dict[str, Any], str]:
+    """The live lab's config (``config_path``) as a document to edit, with /metrics on a free port of its own, and
+    that endpoint's base URL. The caller writes it back (yaml.safe_dump) once edited."""
+    port = free_port()
+    document = yaml.safe_load(config_path.read_text())
+    document["metrics"] = {"listen": f"127.0.0.1:{port}"}
+    if server_interval is not None:
+        document["servers"][0]["interval"] = server_interval
+    if router_interval is not None:
+        document["defaults"]["routers"]["interval"] = router_interval
+    document["policy"]["recent"] = recent
+    return document, f"http://127.0.0.1:{port}"
 
 
 def get(url: str, timeout: float = 5.0) -> tuple[int, str]:
