@@ -4,6 +4,7 @@ truth about `${CREDENTIALS_DIRECTORY}`; the README documents the commands' new o
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,16 @@ routers:
 ])
 def test_the_readme_says_what_the_commands_do(words: str) -> None:
     assert words in README
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("args", "usage"), [
+    (["--schedules", "3"], "usage: soak_schedules.py"),  # README: `./dev soak --schedules N` runs the fault schedules
+    (["--seed=7"], "usage: soak_schedules.py"),
+    ([], "usage: soak_daemon.py"),  # README: `./dev soak` runs the daemon under environment faults
+])
+def test_dev_soak_runs_the_soak_its_options_name(args: list[str], usage: str) -> None:
+    done = subprocess.run([str(ROOT / "dev"), "soak", *args, "--help"], capture_output=True, text=True, timeout=100,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(usage), done.stdout[:300]
