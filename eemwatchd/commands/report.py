@@ -96,7 +96,7 @@ def print_router(router: RouterResult | Mapping[str, Any], *, out: TextIO) -> No
             print(f"  note   {report['kind']}{where}: {report['message']}", file=out)
     for item in doc.get("prestaged", []):
         held = f"held in {item['trustpoint']}" if item["trustpoint"] else "not held yet"
-        print(f"  prestaged {item['sha256'][:8].upper()} {item['subject_cn']} for {item['server']}: {held}",
+        print(f"  prestaged {short_fingerprint(item['sha256'])} {item['subject_cn']} for {item['server']}: {held}",
               file=out)
         for chain in item["chains"]:
             print(f"         {_ACCEPTED[chain['accepted']]}: {chain['description']} ({chain['why']})", file=out)
