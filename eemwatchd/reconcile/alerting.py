@@ -94,7 +94,9 @@ def _router_alerts(result: RouterResult, at: datetime) -> list[Alert]:
     plan = result.plan
     # an apply that brought the router in sync leaves no drift to report (its refresh is the news); a chain on
     # its way to confirmation is a state that ends by itself (first start, a rotation), not drift
-    drifting = plan is not None and (plan.unprovable is not None or plan.actions or (
+    # (a server that cannot be fetched is the news of its own fetch, not drift of each router; a router whose
+    # clock rejects a chain is, since only the router can be fixed)
+    drifting = plan is not None and (plan.unprovable is not None or plan.actions or plan.clock_skew or (
         (plan.waiting or plan.unconfirmed) and not result.awaiting_confirmation)) and not (
         result.applying and result.in_sync)
     if plan is not None and plan.unprovable is not None:
@@ -113,12 +115,15 @@ def _router_alerts(result: RouterResult, at: datetime) -> list[Alert]:
             summary += f"; it does not accept {len(plan.waiting)} new chain(s) yet (awaiting confirmation)"
         if plan.unconfirmed:
             summary += f"; no confirmed verified chain for {', '.join(plan.unconfirmed)}"
+        if plan.clock_skew:
+            summary += (f"; its clock makes it reject chain(s) {', '.join(plan.clock_skew)} that are valid at ours: "
+                        "configure NTP or set its clock")
         out.append(Alert(
             event="router_drift",
             subject=name,
             summary=summary,
             details={"router": name, "mode": mode, "reason": plan.state, "waiting": list(plan.waiting),
-                     "unconfirmed": list(plan.unconfirmed), "actions": [
+                     "unconfirmed": list(plan.unconfirmed), "clock_skew": list(plan.clock_skew), "actions": [
                 {"kind": a.kind, "trustpoint": a.trustpoint, "sha256": a.sha256, "reason": a.reason}
                 for a in plan.actions
             ]},

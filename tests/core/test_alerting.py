@@ -87,3 +87,14 @@ def test_failed_apply_is_refresh_failed_not_succeeded() -> None:
     )
     events = [a.event for a in build_alerts(RunReport([], [result], []), at=NOW)]
     assert events == ["refresh_failed", "router_drift"]
+
+
+def test_a_router_whose_clock_rejects_a_chain_alerts_and_a_server_that_cannot_be_fetched_does_not_per_router() -> None:
+    skewed = RouterResult("r1", reachable=True,
+                          plan=RouterPlan(actions=(), reports=(), clock_skew=("AAAA1111/BBBB2222",)))
+    unfetched = RouterResult("r2", reachable=True, plan=RouterPlan(
+        actions=(), reports=(), unfetched=("gmail: the last fetch failed (connection refused)",)))
+    alerts = build_alerts(RunReport(servers=[], routers=[skewed, unfetched], events=[]), at=NOW)
+    assert [(a.event, a.subject) for a in alerts] == [("router_drift", "r1")]
+    assert "its clock makes it reject chain(s) AAAA1111/BBBB2222" in alerts[0].summary
+    assert alerts[0].details["reason"] == "clock-skew"
