@@ -35,11 +35,11 @@ def _say(text: str) -> None:
 
 
 async def _apply(config: Config, store: Store, *, router: str | None, observe: bool,
-                 progress: RunProgress | None) -> tuple[RunReport, int | None]:
+                 progress: RunProgress | None, fetch_failures: dict[str, str]) -> tuple[RunReport, int | None]:
     from eemwatchd.commands.runtime import run_stoppable
     from eemwatchd.reconcile import Reconciler
 
-    reconciler = Reconciler(config, store)
+    reconciler = Reconciler(config, store, fetch_failures=fetch_failures)
     work = reconciler.run(apply=True, router=router, observe=observe, progress=progress)
     return await run_stoppable(reconciler.request_stop, work, announce=_say)
 
@@ -66,10 +66,11 @@ def run(args: argparse.Namespace) -> int:
     routers = 1 if args.router else len(config.routers)
     with lock_held(lock), open_store(config) as store:
         observe = True
+        fetch_failures: dict[str, str] = {}  # what the preview's fetch could not tell, for the apply that follows
         if not args.yes:
+            previewer = Reconciler(config, store, fetch_failures=fetch_failures)
             with router_progress("plan", routers=routers, as_json=args.json) as shown:
-                preview = asyncio.run(Reconciler(config, store).run(apply=False, router=args.router, notify=False,
-                                                                    progress=shown))
+                preview = asyncio.run(previewer.run(apply=False, router=args.router, notify=False, progress=shown))
             print_report(preview, out=sys.stderr)
             if all(r.in_sync for r in preview.routers):
                 emit(preview, as_json=args.json)
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             observe = False  # the preview observed already; observing again would count a sighting twice
         with router_progress("apply", routers=routers, as_json=args.json) as shown:
             report, stopped = asyncio.run(_apply(config, store, router=args.router, observe=observe,
-                                                 progress=shown))
+                                                 progress=shown, fetch_failures=fetch_failures))
     emit(report, as_json=args.json)
     if stopped is not None:
         for result in report.routers:

@@ -73,3 +73,37 @@ async def test_apply_progress_counts_failures_and_verbose_logs_steps_live(lab: R
     assert re.search(r"INFO eemwatchd\.steps: router r1: add EEMW-\w+ ok: ", text), text
     assert re.search(r"INFO eemwatchd\.steps: router r1: test-fire ok: show event manager history", text), text
     assert "result: applied" in out
+
+
+async def test_an_interactive_apply_keeps_what_its_preview_could_not_fetch(lab: ReconcileLab) -> None:
+    """`apply` without --yes previews (fetching the servers), asks, then applies without fetching again: when the
+    preview's fetch failed, what the server sends now is unknown, and the apply must not call the routers in sync
+    (issue 16: a server that cannot be fetched leaves its routers `unconfirmed`)."""
+    config_file = lab.tmp / "eemwatchd.yaml"
+    config_file.write_text(config_file.read_text().replace("interval: 10m", "interval: 1s"))
+    await cli(lab, "plan")
+    await asyncio.sleep(0.6)  # the second sighting, half the 1 s interval later, confirms the chain
+    code, out, _ = await cli(lab, "apply", "--yes")
+    assert code == 0, out  # installed, proven by a test-fire, saved
+    await lab.smtp.stop()  # eemwatchd can no longer fetch the server
+    try:
+        master, slave = pty.openpty()
+        os.set_blocking(master, True)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "eemwatchd.cli", "apply", "-c", str(config_file),
+            stdin=slave, stdout=asyncio.subprocess.PIPE, stderr=slave,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "120", "TERM": "xterm"})
+        os.close(slave)
+        try:
+            os.write(master, b"y\n")  # the answer to "Apply these changes? [y/N]", read once the preview is shown
+            reader = asyncio.create_task(asyncio.to_thread(drain, master))
+            out_bytes, _ = await asyncio.wait_for(proc.communicate(), timeout=40)
+            terminal = ANSI.sub("", (await asyncio.wait_for(reader, timeout=10)).decode(errors="replace"))
+        finally:
+            os.close(master)
+    finally:
+        await lab.smtp.start()
+    assert "Apply these changes?" in terminal, terminal
+    out = out_bytes.decode()
+    assert proc.returncode == 1, out
+    assert "the last fetch failed" in out and "result: in-sync" not in out, out
