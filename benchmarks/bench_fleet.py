@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
@@ -142,7 +142,10 @@ async def _floor_session(port: int, known_hosts: Any) -> None:
         await conn.wait_closed()
 
 
-async def _floor(spec: dict[str, Any], count: int, concurrency: int) -> tuple[int, list[str]]:
+async def floor_pass(spec: dict[str, Any], count: int, concurrency: int,
+                     session: Callable[[int, Any], Awaitable[None]], *, timeout: float) -> tuple[int, list[str]]:
+    """``session(port, known_hosts)`` on the first ``count`` routers, ``concurrency`` at once, each bounded by
+    ``timeout``: (sessions that succeeded, what failed). The bare client's passes (plan here, apply in bench_wan)."""
     import asyncssh
 
     known_hosts = asyncssh.read_known_hosts(spec["known_hosts"])
@@ -152,13 +155,17 @@ async def _floor(spec: dict[str, Any], count: int, concurrency: int) -> tuple[in
     async def one(name: str, port: int) -> None:
         async with gate:
             try:
-                await asyncio.wait_for(_floor_session(port, known_hosts), 60)
-            except (OSError, asyncssh.Error, EOFError, TimeoutError) as exc:
+                await asyncio.wait_for(session(port, known_hosts), timeout)
+            except (OSError, asyncssh.Error, EOFError, TimeoutError, RuntimeError) as exc:
                 failures.append(f"{name}: {exc!r}")
 
     routers = spec["routers"][:count]
     await asyncio.gather(*(one(name, port) for name, port, _line in routers))
     return len(routers) - len(failures), failures
+
+
+async def _floor(spec: dict[str, Any], count: int, concurrency: int) -> tuple[int, list[str]]:
+    return await floor_pass(spec, count, concurrency, _floor_session, timeout=60)
 
 
 def _write_config(spec: dict[str, Any], count: int, concurrency: int, state: Path) -> Path:

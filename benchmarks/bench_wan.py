@@ -185,22 +185,10 @@ async def _floor_apply_session(port: int, known_hosts: Any, installs: list[tuple
 
 
 async def _floor_apply(spec: dict[str, Any], count: int, concurrency: int) -> tuple[int, list[str]]:
-    import asyncssh
+    async def session(port: int, known_hosts: Any) -> None:
+        await _floor_apply_session(port, known_hosts, spec["installs"])
 
-    known_hosts = asyncssh.read_known_hosts(spec["known_hosts"])
-    gate = asyncio.Semaphore(concurrency)
-    failures: list[str] = []
-
-    async def one(name: str, port: int) -> None:
-        async with gate:
-            try:
-                await asyncio.wait_for(_floor_apply_session(port, known_hosts, spec["installs"]), 300)
-            except (OSError, asyncssh.Error, EOFError, TimeoutError, RuntimeError) as exc:
-                failures.append(f"{name}: {exc!r}")
-
-    routers = spec["routers"][:count]
-    await asyncio.gather(*(one(name, port) for name, port, _line in routers))
-    return len(routers) - len(failures), failures
+    return await bench_fleet.floor_pass(spec, count, concurrency, session, timeout=300)
 
 
 def run_pass(kind: str, spec_path: Path, count: int, concurrency: int) -> None:
