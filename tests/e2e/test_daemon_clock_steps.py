@@ -14,7 +14,7 @@ import yaml
 
 from eemwatchd_lab.environment import SteppedClock, faketime_library
 from eemwatchd_lab.scenario import Lab
-from tests.support.daemon import daemon_process, get, live_lab_document, metrics, series, wait_until
+from tests.support.daemon import all_in_sync, daemon_process, get, live_lab_document, metrics, wait_until
 
 pytestmark = [pytest.mark.timeout(150),
               pytest.mark.skipif(faketime_library() is None, reason="libfaketime is not installed (./dev installs "
@@ -47,8 +47,8 @@ async def test_jobs_keep_their_interval_through_wall_clock_steps_both_ways(live_
     clock = SteppedClock(tmp_path)
     log = tmp_path / "daemon.log"
     with daemon_process(lab.config_path, log, env=clock.env()) as daemon:
-        await wait_until("routers in sync", lambda: get(f"{base}/readyz")[0] == 200 and all(
-            series(metrics(base), "eemwatchd_router_in_sync").get(n) == 1.0 for n in names), 90, daemon, log)
+        await wait_until("routers in sync", lambda: get(f"{base}/readyz")[0] == 200 and all_in_sync(base, names),
+                         90, daemon, log)
 
         async def progress(what: str, seconds: float) -> tuple[float, float]:
             """Fetches and router reads during ``seconds`` of real time, /healthz 200 all along."""

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from eemwatchd_lab.scenario import Lab
-from tests.support.daemon import daemon_process, get, live_lab_document, metrics, series, wait_until
+from tests.support.daemon import all_in_sync, daemon_process, get, live_lab_document, metrics, series, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -35,8 +35,7 @@ async def test_a_new_root_the_routers_lack_makes_them_waiting_at_its_first_sight
     log = tmp_path / "daemon.log"
     with daemon_process(lab.config_path, log) as daemon:
         await wait_until("/readyz", lambda: get(f"{base}/readyz")[0] == 200, 60, daemon, log)
-        await wait_until("routers in sync", lambda: all(
-            series(metrics(base), "eemwatchd_router_in_sync").get(n) == 1.0 for n in names), 90, daemon, log)
+        await wait_until("routers in sync", lambda: all_in_sync(base, names), 90, daemon, log)
 
         lab.pki.move_to_new_anchor("Other Root X1", "Other CA 1")  # a root nothing the routers hold signed
         lab.serve()
@@ -66,8 +65,7 @@ async def test_a_server_that_cannot_be_fetched_leaves_its_routers_not_in_sync_an
     log = tmp_path / "daemon.log"
     with daemon_process(lab.config_path, log) as daemon:
         await wait_until("/readyz", lambda: get(f"{base}/readyz")[0] == 200, 60, daemon, log)
-        await wait_until("routers in sync", lambda: all(
-            series(metrics(base), "eemwatchd_router_in_sync").get(n) == 1.0 for n in names), 90, daemon, log)
+        await wait_until("routers in sync", lambda: all_in_sync(base, names), 90, daemon, log)
 
         await lab.smtp.stop()
         states = await wait_until("routers unconfirmed", lambda: (lambda s: s if all(
@@ -76,8 +74,7 @@ async def test_a_server_that_cannot_be_fetched_leaves_its_routers_not_in_sync_an
         assert "its fetch failed" in log.read_text()
 
         await lab.smtp.start()
-        await wait_until("routers in sync again", lambda: all(
-            series(metrics(base), "eemwatchd_router_in_sync").get(n) == 1.0 for n in names), 30, daemon, log)
+        await wait_until("routers in sync again", lambda: all_in_sync(base, names), 30, daemon, log)
 
         daemon.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 30

@@ -17,7 +17,7 @@ import yaml
 
 from eemwatchd_lab.environment import StateDisk
 from eemwatchd_lab.scenario import Lab
-from tests.support.daemon import daemon_process, free_port, get, metrics, series, wait_until
+from tests.support.daemon import all_in_sync, daemon_process, free_port, get, metrics, series, wait_until
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -64,8 +64,8 @@ def configure(lab: Lab, disk: StateDisk) -> str:
 
 
 async def in_sync(base: str, names: list[str], daemon: subprocess.Popen[bytes], log: Path) -> None:
-    await wait_until("routers in sync", lambda: get(f"{base}/readyz")[0] == 200 and all(
-        series(metrics(base), "eemwatchd_router_in_sync").get(n) == 1.0 for n in names), 90, daemon, log)
+    await wait_until("routers in sync", lambda: get(f"{base}/readyz")[0] == 200 and all_in_sync(base, names),
+                     90, daemon, log)
 
 
 async def answers_quickly(base: str, seconds: float, log: Path) -> None:
@@ -103,8 +103,7 @@ async def test_a_frozen_state_disk_blocks_nothing_and_is_reported(live_lab: Lab,
             disk.thaw()
         await wait_until("store writable again", lambda: store_writable(base) == 1.0, 30, daemon, log)
         await wait_until("/readyz 200 again", lambda: get(f"{base}/readyz")[0] == 200, 10, daemon, log)
-        await wait_until("routers in sync", lambda: all(
-            series(metrics(base), "eemwatchd_router_in_sync").get(n) == 1.0 for n in names), 30, daemon, log)
+        await wait_until("routers in sync", lambda: all_in_sync(base, names), 30, daemon, log)
         text = log.read_text()
         assert text.count("ALERT state_store state-store: the state store") == 1, text[-3000:]
         assert text.count("ALERT state_store state-store: resolved") == 1, text[-3000:]

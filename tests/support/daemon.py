@@ -41,6 +41,12 @@ def live_lab_document(config_path: Path, *, server_interval: str | None = None, 
     return document, f"http://127.0.0.1:{port}"
 
 
+def all_in_sync(base: str, names: list[str]) -> bool:
+    """Every router of ``names`` has `eemwatchd_router_in_sync 1` on the daemon's /metrics at ``base``."""
+    values = series(metrics(base), "eemwatchd_router_in_sync")
+    return all(values.get(n) == 1.0 for n in names)
+
+
 def get(url: str, timeout: float = 5.0) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as answer:
